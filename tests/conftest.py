@@ -1,0 +1,170 @@
+"""Shared fixtures: a tiny random U²-Net-P, configs under tmp_path, a daemon subprocess."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from watcher.logs import PREFIX
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s: {getattr(predicate, '__name__', predicate)}")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised U²-Net-P checkpoint: the pipeline must not care which weights run."""
+    import torch
+
+    from engine.u2net import build
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny-u2netp.pth"
+    torch.save(build("u2netp").state_dict(), path)
+    return path
+
+
+def config_dict(root: Path, model: Path, **sections: dict) -> dict:
+    cfg = {
+        "paths": {k: str(root / k) for k in ("incoming", "output", "archive", "failed", "state")},
+        "logging": {"file": str(root / "log" / "unet-matting.log"), "level": "info", "console": False},
+        "watcher": {"observer": "inotify", "quiet_period_s": 0.3, "rescan_interval_s": 1.0,
+                    "polling_interval_s": 0.2, "decode_grace_s": 3.0, "max_attempts": 2},
+        "engine": {"model": str(model), "device": "cpu", "threads": 1, "input_size": 64},
+        "output": {"png_compress_level": 1},
+        "profiles_file": str(REPO / "etc" / "profiles.yaml"),
+        "profile": "ecom_product",
+    }
+    for name, values in sections.items():
+        cfg.setdefault(name, {}).update(values)
+    return cfg
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, tiny_model: Path) -> Callable[..., Path]:
+    def make(**sections: dict) -> Path:
+        path = tmp_path / "unet-matting.yaml"
+        path.write_text(yaml.safe_dump(config_dict(tmp_path, tiny_model, **sections)))
+        return path
+
+    return make
+
+
+class DaemonProcess:
+    """``unet-matting watch`` as a real subprocess, with its JSON log parsed for assertions."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.cfg = yaml.safe_load(config.read_text())
+        self.root = Path(self.cfg["paths"]["incoming"]).parent
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    def path(self, key: str) -> Path:
+        return Path(self.cfg["paths"][key])
+
+    def start(self, wait_ready: bool = True) -> DaemonProcess:
+        self.proc = subprocess.Popen([sys.executable, "-m", "watcher", "watch", "--config", str(self.config)],
+                                     env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if wait_ready:
+            starts = len(self.events("daemon_ready"))
+            wait_for(lambda: len(self.events("daemon_ready")) > starts or self.proc.poll() is not None, 60)
+            assert self.proc.poll() is None, self.proc.stderr.read().decode()
+        return self
+
+    def log_lines(self) -> list[dict]:
+        log = Path(self.cfg["logging"]["file"])
+        if not log.exists():
+            return []
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        return [json.loads(line.removeprefix(PREFIX)) for line in lines if line.startswith(PREFIX)]
+
+    def events(self, name: str, **match: object) -> list[dict]:
+        return [e for e in self.log_lines()
+                if e.get("event") == name and all(e.get(k) == v for k, v in match.items())]
+
+    def finished(self, outcome: str | None = None) -> list[dict]:
+        return self.events("job_finished", **({"outcome": outcome} if outcome else {}))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout)
+        self.proc.stderr.close()
+        return rc
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+        self.proc.stderr.close()
+
+
+@pytest.fixture
+def daemon(make_config: Callable[..., Path]) -> Iterator[Callable[..., DaemonProcess]]:
+    started: list[DaemonProcess] = []
+
+    def start(config: Path | None = None, env: dict[str, str] | None = None, **sections: dict) -> DaemonProcess:
+        proc = DaemonProcess(config or make_config(**sections), env).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.kill9()
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves threads of ours running; reset logging handlers after it."""
+    before = set(threading.enumerate())
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_unet_matting_handler", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        leaked = [t for t in set(threading.enumerate()) - before if t.is_alive() and not t.daemon]
+        ours = [t for t in set(threading.enumerate()) - before
+                if t.is_alive() and (t.name.startswith(("worker-", "intake", "observer")))]
+        if not leaked and not ours:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"threads leaked: {[t.name for t in leaked + ours]}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip)

@@ -1,0 +1,116 @@
+"""Decoding every kind of upload, good and bad; bad ones fail with a clear reason."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.errors import ImageError, ImageIncomplete, ImageTooLarge
+from tests.images import (
+    animated_bytes,
+    cmyk_jpeg_bytes,
+    exif_rotated_jpeg,
+    jpeg_bytes,
+    palette_png_bytes,
+    png16_rgb_bytes,
+    png_bomb_bytes,
+    product_rgb,
+)
+from watcher.imageio import decode, encode_png
+
+LIMIT = 50_000_000
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.99])
+def test_truncated_jpeg_is_incomplete(cut: float) -> None:
+    """A JPEG cut at 50 % or 99 % (Pillow's verify() passes both) fails the full decode."""
+    data = jpeg_bytes()
+    with pytest.raises(ImageIncomplete, match="truncated|cannot decode"):
+        decode(data[: int(len(data) * cut)], LIMIT)
+
+
+def test_empty_and_non_image_are_incomplete() -> None:
+    """Empty and unidentifiable files may still be uploading: 'incomplete', with a reason."""
+    with pytest.raises(ImageIncomplete, match="empty file"):
+        decode(b"", LIMIT)
+    with pytest.raises(ImageIncomplete, match="not a recognised image"):
+        decode(b"%PDF-1.7 not an image at all", LIMIT)
+
+
+def test_decompression_bomb_rejected_from_header() -> None:
+    """A 10-gigapixel header is refused before any pixel is decoded."""
+    with pytest.raises(ImageTooLarge, match="100000x100000 .* exceeds engine.max_input_pixels"):
+        decode(png_bomb_bytes(), LIMIT)
+
+
+def test_pixel_limit_is_exact() -> None:
+    """An image of exactly the limit passes; one pixel more does not."""
+    data = jpeg_bytes(product_rgb(100, 50))
+    assert decode(data, 5000).size == (100, 50)
+    with pytest.raises(ImageTooLarge):
+        decode(data, 4999)
+
+
+def test_exif_orientation_is_applied() -> None:
+    """Orientation 6 turns a stored 200x100 image into 100x200, red half on top."""
+    image = decode(exif_rotated_jpeg(200, 100, 6), LIMIT)
+    assert image.size == (100, 200)
+    assert image.rgb[10, 50, 0] > 200 and image.rgb[190, 50, 0] < 60
+
+
+def test_cmyk_is_converted_to_rgb() -> None:
+    """A CMYK JPEG becomes RGB with the right colour (pure red stays red)."""
+    image = decode(cmyk_jpeg_bytes(), LIMIT)
+    assert image.source_mode == "CMYK" and image.rgb.shape == (48, 64, 3)
+    r, g, b = image.rgb[24, 32].astype(int)
+    assert r > 200 and g < 60 and b < 60
+
+
+def test_16_bit_rgb_scales_not_clips() -> None:
+    """16-bit samples map to 8 bits by scale: 0x8000 becomes ~128, not 255."""
+    values = np.full((8, 8, 3), 0x8000, np.uint16)
+    values[..., 2] = 0xFFFF
+    image = decode(png16_rgb_bytes(values), LIMIT)
+    assert abs(int(image.rgb[0, 0, 0]) - 128) <= 1 and image.rgb[0, 0, 2] == 255
+
+
+def test_16_bit_grey_scales_not_clips() -> None:
+    """A 16-bit greyscale PNG (mode I;16) keeps its tones."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((4, 4), 0x4000, np.uint16)).save(buffer, "PNG")
+    image = decode(buffer.getvalue(), LIMIT)
+    assert abs(int(image.rgb[0, 0, 0]) - 64) <= 1
+
+
+def test_palette_png_with_transparency_keeps_its_alpha() -> None:
+    """A palette PNG's transparent index becomes the input alpha; no alpha without one."""
+    image = decode(palette_png_bytes(True), LIMIT)
+    assert image.alpha is not None and image.alpha[:, :10].max() == 0 and image.alpha[:, 10:].min() == 255
+    assert decode(palette_png_bytes(False), LIMIT).alpha is None
+
+
+@pytest.mark.parametrize("fmt, message", [("GIF", "unsupported format GIF"), ("WEBP", "3 frames"),
+                                          ("PNG", "3 frames")])
+def test_animated_and_unsupported_are_rejected(fmt: str, message: str) -> None:
+    """Animated WebP/APNG (and GIF, not an accepted format) are refused with the reason."""
+    with pytest.raises(ImageError, match=message) as info:
+        decode(animated_bytes(fmt), LIMIT)
+    assert not isinstance(info.value, ImageIncomplete)
+
+
+def test_tiff_and_webp_decode() -> None:
+    """TIFF and WebP stills are accepted."""
+    for fmt in ("TIFF", "WEBP"):
+        buffer = io.BytesIO()
+        Image.fromarray(product_rgb(50, 40)).save(buffer, fmt)
+        assert decode(buffer.getvalue(), LIMIT).size == (50, 40)
+
+
+def test_png_round_trip() -> None:
+    """encode_png writes RGBA that decodes to the same pixels."""
+    rgba = np.random.default_rng(1).integers(0, 255, (7, 9, 4), dtype=np.uint8)
+    back = np.asarray(Image.open(io.BytesIO(encode_png(rgba, 1))))
+    np.testing.assert_array_equal(back, rgba)

@@ -1,0 +1,63 @@
+"""``unet-matting process``: the daemon's engine and naming, once, over files and directories."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import structlog
+
+from engine.errors import ImageError
+from engine.session import Session
+from watcher import logs
+from watcher.completion import IgnoreRules
+from watcher.config import load_config
+from watcher.daemon import engine_settings
+from watcher.observer import walk_files
+from watcher.output import atomic_write, output_path
+from watcher.pipeline import read_source, render
+
+log = structlog.get_logger(__name__)
+
+
+def expand(inputs: list[Path], ignore: IgnoreRules) -> Iterator[tuple[Path, Path]]:
+    """(file, path relative to the input it came from) for files and directory trees."""
+    for item in inputs:
+        if item.is_dir():
+            for path in walk_files(item):
+                rel = path.relative_to(item)
+                if not ignore.ignored(rel):
+                    yield path, rel
+        else:
+            yield item, Path(item.name)
+
+
+def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str | None,
+                model: Path | None) -> int:
+    """Process every input, carry on past failures, exit 1 if any failed."""
+    cfg = load_config(config_path)
+    logs.configure("warning", None, console=True)
+    chosen = cfg.get_profile(profile)
+    settings = engine_settings(cfg.engine)
+    if model is not None:
+        settings = dataclasses.replace(settings, model=model.resolve())
+    session = Session.load(settings)
+    failed = 0
+    for path, rel in expand(inputs, IgnoreRules(cfg.watcher.ignore_patterns)):
+        started = time.perf_counter()
+        try:
+            rendered = render(read_source(path).data, session, chosen,
+                              cfg.engine.max_input_pixels, cfg.output.png_compress_level)
+            target = output_path(out, rel)
+            atomic_write(target, rendered.png)
+        except (ImageError, OSError) as e:
+            failed += 1
+            print(f"FAILED {path}: {e}", file=sys.stderr)
+            continue
+        ms = (time.perf_counter() - started) * 1000
+        print(f"ok {path} -> {target} ({rendered.width}x{rendered.height}, {ms:.0f} ms)")
+    print(f"{failed} failed" if failed else "all inputs processed", file=sys.stderr)
+    return 1 if failed else 0

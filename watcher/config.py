@@ -1,0 +1,252 @@
+"""Configuration: YAML parsed once, at the edge, into frozen dataclasses.
+
+Every invalid value or unknown key is a ``ConfigError`` naming its key path; nothing falls back
+to a default silently. Relative paths resolve against the directory of the file that holds them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from engine.errors import ConfigError
+from engine.postprocess import Profile
+
+DEFAULT_IGNORE = (".*", "*.filepart", "*.part", "*.partial", "*.tmp", "~*", "*.crdownload")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    incoming: Path
+    output: Path
+    archive: Path
+    failed: Path
+    state: Path
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    file: Path | None
+    level: str
+    console: bool
+
+
+@dataclass(frozen=True)
+class WatcherConfig:
+    observer: str
+    quiet_period_s: float
+    ignore_patterns: tuple[str, ...]
+    rescan_interval_s: float
+    polling_interval_s: float
+    decode_grace_s: float
+    max_attempts: int
+    workers: int
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: Path
+    device: str
+    threads: int
+    max_input_pixels: int
+    input_size: int
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    png_compress_level: int
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    paths: PathsConfig
+    logging: LoggingConfig
+    watcher: WatcherConfig
+    engine: EngineConfig
+    output: OutputConfig
+    profile: str
+    profiles: Mapping[str, Profile]
+
+    def get_profile(self, name: str | None = None) -> Profile:
+        """The named profile (default: the configured one); unknown names list the valid ones."""
+        return lookup_profile(self.profiles, name or self.profile)
+
+
+def lookup_profile(profiles: Mapping[str, Profile], name: str) -> Profile:
+    if name not in profiles:
+        raise ConfigError(f"unknown profile {name!r}; valid profiles: {', '.join(sorted(profiles))}")
+    return profiles[name]
+
+
+class _Section:
+    """Takes typed values out of one mapping, so leftovers can be reported as unknown keys."""
+
+    def __init__(self, raw: Any, path: str, base: Path) -> None:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path or '<top>'}: must be a mapping, got {type(raw).__name__}")
+        self.raw, self.path, self.base = dict(raw), path, base
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def take(self, name: str, kind: type, default: Any = _MISSING,
+             check: Callable[[Any], str | None] | None = None) -> Any:
+        value = self.raw.pop(name, default)
+        if value is _MISSING:
+            raise ConfigError(f"{self.key(name)}: required")
+        if value is None and default is None:
+            return None
+        value = self._coerce(name, value, kind)
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError(f"{self.key(name)}: {problem}, got {value!r}")
+        return value
+
+    def _coerce(self, name: str, value: Any, kind: type) -> Any:
+        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if kind is Path and isinstance(value, str) and value:
+            return (self.base / Path(value).expanduser()).resolve()
+        if not ok:
+            raise ConfigError(f"{self.key(name)}: expected {kind.__name__}, got {value!r}")
+        return value
+
+    def section(self, name: str) -> _Section:
+        return _Section(self.raw.pop(name, None), self.key(name), self.base)
+
+    def done(self) -> None:
+        if self.raw:
+            raise ConfigError(f"{self.key(sorted(map(str, self.raw))[0])}: unknown key")
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 and math.isfinite(v) else "must be > 0"
+
+
+def _at_least(low: int) -> Callable[[int], str | None]:
+    return lambda v: None if v >= low else f"must be >= {low}"
+
+
+def _one_of(*choices: str) -> Callable[[str], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def _patterns(v: list) -> str | None:
+    return None if all(isinstance(p, str) and p for p in v) else "must be a list of non-empty strings"
+
+
+def _parse_paths(s: _Section) -> PathsConfig:
+    cfg = PathsConfig(*(s.take(k, Path) for k in ("incoming", "output", "archive", "failed", "state")))
+    s.done()
+    roots = [cfg.incoming, cfg.output, cfg.archive, cfg.failed]
+    for a in roots:
+        for b in roots:
+            if a != b and (a == b or a in b.parents):
+                raise ConfigError(f"paths: {b} lies inside {a}; keep incoming, output, archive "
+                                  "and failed apart")
+    return cfg
+
+
+def _parse_logging(s: _Section) -> LoggingConfig:
+    cfg = LoggingConfig(s.take("file", Path, None), s.take("level", str, "info", _one_of(*LOG_LEVELS)),
+                        s.take("console", bool, True))
+    s.done()
+    return cfg
+
+
+def _parse_watcher(s: _Section) -> WatcherConfig:
+    cfg = WatcherConfig(
+        observer=s.take("observer", str, "inotify", _one_of("inotify", "polling")),
+        quiet_period_s=s.take("quiet_period_s", float, 2.0, _positive),
+        ignore_patterns=tuple(s.take("ignore_patterns", list, list(DEFAULT_IGNORE), _patterns)),
+        rescan_interval_s=s.take("rescan_interval_s", float, 60.0, _positive),
+        polling_interval_s=s.take("polling_interval_s", float, 1.0, _positive),
+        decode_grace_s=s.take("decode_grace_s", float, 900.0, _positive),
+        max_attempts=s.take("max_attempts", int, 3, _at_least(1)),
+        workers=s.take("workers", int, 1, _at_least(1)),
+    )
+    s.done()
+    return cfg
+
+
+def _parse_engine(s: _Section) -> EngineConfig:
+    cfg = EngineConfig(
+        model=s.take("model", Path),
+        device=s.take("device", str, "auto", _one_of("auto", "cpu", "cuda")),
+        threads=s.take("threads", int, 0, _at_least(0)),
+        max_input_pixels=s.take("max_input_pixels", int, 64_000_000, _at_least(1)),
+        input_size=s.take("input_size", int, 320,
+                          lambda v: None if v >= 32 and v % 32 == 0 else "must be a multiple of 32"),
+    )
+    s.done()
+    return cfg
+
+
+def _parse_output(s: _Section) -> OutputConfig:
+    level = s.take("png_compress_level", int, 1, lambda v: None if 0 <= v <= 9 else "must be 0..9")
+    s.done()
+    return OutputConfig(level)
+
+
+def parse_profiles(raw: Any, where: str) -> Mapping[str, Profile]:
+    """Profiles mapping ``name -> {alpha_threshold, edge_feathering, erosion_kernel}``."""
+    top = _Section(raw, "profiles", Path("."))
+    profiles = {}
+    for name in list(top.raw):
+        s = top.section(str(name))
+        try:
+            profiles[str(name)] = Profile(
+                name=str(name),
+                alpha_threshold=s.take("alpha_threshold", float, 0.0),
+                erosion_kernel=s.take("erosion_kernel", int, 0),
+                edge_feathering=s.take("edge_feathering", float, 0.0),
+            )
+        except ValueError as e:
+            raise ConfigError(f"{where}: profiles.{name}: {e}") from None
+        s.done()
+    if not profiles:
+        raise ConfigError(f"{where}: defines no profiles")
+    return MappingProxyType(profiles)
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from e
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from e
+
+
+def load_config(path: Path | str) -> Config:
+    """Read, validate and resolve a config file; raises ``ConfigError`` naming the bad key."""
+    path = Path(path).resolve()
+    top = _Section(read_yaml(path), "", path.parent)
+    paths = _parse_paths(top.section("paths"))
+    logging_cfg = _parse_logging(top.section("logging"))
+    watcher = _parse_watcher(top.section("watcher"))
+    engine = _parse_engine(top.section("engine"))
+    output = _parse_output(top.section("output"))
+    profiles_file = top.take("profiles_file", Path, str(path.parent / "profiles.yaml"))
+    profile = top.take("profile", str, "ecom_product")
+    top.done()
+    profiles = parse_profiles(read_yaml(profiles_file), str(profiles_file))
+    try:
+        lookup_profile(profiles, profile)
+    except ConfigError as e:
+        raise ConfigError(f"profile: {e}") from None
+    return Config(path, paths, logging_cfg, watcher, engine, output, profile, profiles)

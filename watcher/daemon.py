@@ -1,0 +1,212 @@
+"""The daemon: wiring, signals, systemd notification, ordered and idempotent shutdown.
+
+Threads: the watchdog observer (events -> hints), ``intake`` (hints -> tracker -> jobs) and
+``worker-N`` (jobs -> outputs). The main thread only handles signals, heartbeats and status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+
+import structlog
+
+from engine.errors import ConfigError, ModelError
+from engine.session import EngineSettings, Session
+from watcher import __version__, logs
+from watcher.completion import CompletionTracker, IgnoreRules
+from watcher.config import Config, EngineConfig, load_config
+from watcher.intake import Intake
+from watcher.jobs import JobQueue
+from watcher.notify import Notifier, watchdog_interval_s
+from watcher.observer import HintHandler, OverflowHook, make_observer
+from watcher.output import remove_stale_temps
+from watcher.state import AttemptLog, StatusFile
+from watcher.threads import StoppableThread
+from watcher.worker import Engine, JobRunner, Stats
+
+log = structlog.get_logger(__name__)
+STATUS_INTERVAL_S = 2.0
+
+
+def engine_settings(cfg: EngineConfig) -> EngineSettings:
+    return EngineSettings(cfg.model, cfg.device, cfg.threads, cfg.input_size)
+
+
+def prepare_directories(cfg: Config) -> None:
+    """Create the service's directories and drop temp files a crash left in them."""
+    p = cfg.paths
+    for directory in (p.incoming, p.output, p.archive, p.failed, p.state):
+        directory.mkdir(parents=True, exist_ok=True)
+    for directory in (p.output, p.archive, p.failed, p.state):
+        if removed := remove_stale_temps(directory):
+            log.info("stale_temp_files_removed", directory=str(directory), count=removed)
+
+
+class Worker(StoppableThread):
+    """Takes jobs until stopped; a stop lets the job in hand finish first."""
+
+    def __init__(self, index: int, jobs: JobQueue, runner: JobRunner) -> None:
+        super().__init__(f"worker-{index}")
+        self.jobs, self.runner = jobs, runner
+
+    def run_once(self) -> None:
+        job = self.jobs.get(timeout=0.5)
+        if job is not None:
+            try:
+                self.runner.run(job)
+            finally:
+                self.jobs.done(job)
+
+
+class Daemon:
+    """``unet-matting watch``: runs until SIGTERM or SIGINT; SIGHUP reloads the config."""
+
+    def __init__(self, config_path: Path, config: Config) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.notifier = Notifier()
+        self.stats = Stats()
+        self.jobs = JobQueue()
+        self._wake = threading.Event()
+        self._signals: list[int] = []
+        self._stopped = False
+
+    def _engine(self) -> Engine:
+        return self._current
+
+    def start(self) -> None:
+        cfg = self.config
+        prepare_directories(cfg)
+        session = Session.load(engine_settings(cfg.engine))
+        self._current = Engine(session, cfg)
+        log.info("model_loaded", model=session.info.label, arch=session.info.arch,
+                 device=str(session.device), input_size=session.input_size)
+        self.attempts = AttemptLog(cfg.paths.state)
+        self.status_file = StatusFile(cfg.paths.state)
+        self.runner = JobRunner(self._engine, self.attempts, self.stats)
+        hints: queue.SimpleQueue = queue.SimpleQueue()
+        self.tracker = CompletionTracker(cfg.watcher.quiet_period_s, time.monotonic)
+        self.intake = Intake(cfg.paths.incoming, hints, self.tracker, self.jobs,
+                             IgnoreRules(cfg.watcher.ignore_patterns), cfg.watcher.rescan_interval_s)
+        self.overflow_hook = OverflowHook(lambda: self.intake.request_rescan("inotify_overflow"))
+        logging.getLogger("watchdog.observers").addHandler(self.overflow_hook)
+        self.observer = make_observer(cfg.watcher.observer, cfg.paths.incoming, HintHandler(hints),
+                                      cfg.watcher.polling_interval_s)
+        self.workers = [Worker(i, self.jobs, self.runner) for i in range(cfg.watcher.workers)]
+        self.observer.start()  # before the scan, so nothing lands unseen between the two
+        self.intake.start()
+        for worker in self.workers:
+            worker.start()
+        self.intake.request_rescan("startup")
+        log.info("daemon_ready", version=__version__, incoming=str(cfg.paths.incoming),
+                 observer=cfg.watcher.observer, workers=len(self.workers), profile=cfg.profile)
+        self.notifier.ready(self.status_text())
+
+    def run(self) -> int:
+        """Start, then serve signals until asked to stop; returns the process exit code."""
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        self.start()
+        heartbeat = watchdog_interval_s()
+        wait_s = min(heartbeat or STATUS_INTERVAL_S, STATUS_INTERVAL_S)
+        exit_code = None
+        while exit_code is None:
+            self._wake.wait(wait_s)
+            self._wake.clear()
+            exit_code = self._handle_signals()
+            if exit_code is None:
+                self._tick(heartbeat is not None)
+        self.shutdown()
+        return exit_code
+
+    def _handle_signals(self) -> int | None:
+        while self._signals:
+            signum = self._signals.pop(0)
+            if signum != signal.SIGHUP:
+                return 130 if signum == signal.SIGINT else 0
+            self.reload()
+        return None
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._signals.append(signum)
+        self._wake.set()
+
+    def _tick(self, heartbeat: bool) -> None:
+        dead = self.dead_threads()
+        if dead:
+            log.error("threads_dead", threads=dead)
+        elif heartbeat:
+            self.notifier.watchdog()
+        status = self.status_text()
+        self.notifier.status(status)
+        self.status_file.write(self.status_dict())
+
+    def dead_threads(self) -> list[str]:
+        threads = [self.observer, self.intake, *self.workers]
+        return [t.name for t in threads if not t.is_alive()]
+
+    def status_dict(self) -> dict:
+        with self.stats.lock:
+            outcomes = dict(self.stats.outcomes)
+            last = {"file": self.stats.last_file, "outcome": self.stats.last_outcome}
+        return {"pid": os.getpid(), "time": time.time(), "queued": self.jobs.depth(),
+                "in_hand": self.jobs.in_hand(), "tracked": len(self.tracker), "outcomes": outcomes,
+                "last": last, "model": self._current.session.info.label, "profile": self._current.config.profile}
+
+    def status_text(self) -> str:
+        s = self.stats.outcomes
+        return (f"queued={self.jobs.depth()} in_hand={self.jobs.in_hand()} tracked={len(self.tracker)} "
+                f"done={s['done']} quarantined={s['quarantined']} waiting={s['waiting']} errors={s['error']}")
+
+    def reload(self) -> None:
+        """SIGHUP: RELOADING=1, re-read config and model, READY=1; a bad config changes nothing."""
+        self.notifier.reloading()
+        log.info("reload_started", config=str(self.config_path))
+        try:
+            self._apply(load_config(self.config_path))
+        except (ConfigError, ModelError) as e:
+            log.error("reload_failed", error=str(e), kept="previous configuration and model")
+        self.notifier.ready(self.status_text())
+
+    def _apply(self, new: Config) -> None:
+        old = self.config
+        fixed = {"paths": old.paths, "watcher": dataclasses.replace(new.watcher,
+                 observer=old.watcher.observer, workers=old.watcher.workers)}
+        if new.paths != old.paths or new.watcher.observer != old.watcher.observer:
+            log.warning("reload_needs_restart", keys="paths, watcher.observer", kept="old values")
+        new = dataclasses.replace(new, **fixed)
+        session = self._current.session
+        if new.engine != old.engine:
+            session = Session.load(engine_settings(new.engine))
+        logs.configure(new.logging.level, new.logging.file, new.logging.console)
+        self.tracker.quiet_period_s = new.watcher.quiet_period_s
+        self.intake.ignore = IgnoreRules(new.watcher.ignore_patterns)
+        self.intake.rescan_interval_s = new.watcher.rescan_interval_s
+        self.config = new
+        self._current = Engine(session, new)
+        log.info("reload_done", model=session.info.label, profile=new.profile)
+
+    def shutdown(self) -> None:
+        """Stop intake, let workers finish the file in hand, tell systemd; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.notifier.stopping()
+        log.info("daemon_stopping", queued=self.jobs.depth(), in_hand=self.jobs.in_hand())
+        self.observer.stop()
+        self.intake.stop()
+        for worker in self.workers:
+            worker.stop()
+        self.observer.join()
+        for thread in (self.intake, *self.workers):
+            thread.join()
+        logging.getLogger("watchdog.observers").removeHandler(self.overflow_hook)
+        self.status_file.write(self.status_dict())
+        log.info("daemon_stopped", **self.stats.outcomes)

@@ -1,0 +1,116 @@
+"""Decoding uploads and encoding cut-outs: the one module that touches image file formats.
+
+Decoding is the last proof that an upload is complete: the whole image is loaded, so a
+truncated JPEG fails here (Pillow's ``verify()`` would pass it). The pixel limit is checked from
+the header, before any pixel is decoded, so decompression bombs never reach memory.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+
+from engine.errors import ImageError, ImageIncomplete, ImageTooLarge
+
+ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "TIFF"})
+Image.MAX_IMAGE_PIXELS = None  # our own limit, checked before load, replaces Pillow's warning
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An upload as pixels: RGB uint8 HxWx3, its own alpha (HxW uint8) if it had one."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    format: str
+    source_mode: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+def decode(data: bytes, max_pixels: int) -> Decoded:
+    """Decode a whole image from bytes into RGB (+ alpha); raises ``ImageError`` with a reason."""
+    if not data:
+        raise ImageIncomplete("empty file (0 bytes)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise ImageIncomplete("not a recognised image file") from None
+        with im:
+            _check_header(im, max_pixels)
+            try:
+                im.load()
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+                raise ImageIncomplete(f"cannot decode {im.format}: {e}") from e
+            return _to_arrays(im)
+
+
+def _check_header(im: Image.Image, max_pixels: int) -> None:
+    if im.format not in ACCEPTED_FORMATS:
+        raise ImageError(f"unsupported format {im.format}; accepted: JPEG, PNG, WebP, TIFF")
+    width, height = im.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"{width}x{height} = {width * height} pixels exceeds "
+                            f"engine.max_input_pixels = {max_pixels}")
+    if width == 0 or height == 0:
+        raise ImageError(f"image has no pixels ({width}x{height})")
+    if getattr(im, "n_frames", 1) > 1 and im.format != "MPO":
+        raise ImageError(f"{im.format} has {im.n_frames} frames (animated or multi-page); "
+                         "upload a single still image")
+
+
+def _to_arrays(im: Image.Image) -> Decoded:
+    source_mode = im.mode
+    fmt = im.format or "?"
+    im = ImageOps.exif_transpose(im)
+    if im.mode == "CMYK":
+        im = _cmyk_to_rgb(im)
+    if im.mode.startswith("I") or im.mode == "F":
+        im = Image.fromarray(_wide_to_8bit(np.asarray(im), im.mode), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("LA", "La", "PA", "RGBa", "RGBA") or "transparency" in im.info:
+        rgba = np.asarray(im.convert("RGBA"))
+        return Decoded(np.ascontiguousarray(rgba[..., :3]), rgba[..., 3].copy(), fmt, source_mode)
+    return Decoded(np.asarray(im.convert("RGB")).copy(), None, fmt, source_mode)
+
+
+def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
+    """CMYK through its embedded ICC profile when it has one; Pillow's naive formula otherwise."""
+    icc = im.info.get("icc_profile")
+    if icc:
+        try:
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(im, src, _SRGB, outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError):
+            pass  # a broken profile must not lose the image; fall back to the formula
+    return im.convert("RGB")
+
+
+def _wide_to_8bit(values: np.ndarray, mode: str) -> np.ndarray:
+    """16-bit, 32-bit or float greyscale to 8 bits by scaling, not by clipping at 255."""
+    top = float(values.max(initial=0))
+    if mode.startswith("I;16") or (mode == "I" and top > 255):
+        scale = 255.0 / 65535.0
+    elif mode == "F" and top <= 1.0:
+        scale = 255.0
+    else:
+        scale = 1.0
+    return np.clip(np.rint(values.astype(np.float64) * scale), 0, 255).astype(np.uint8)
+
+
+def encode_png(rgba: np.ndarray, compress_level: int) -> bytes:
+    """PNG bytes of an RGBA uint8 array."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "PNG", compress_level=compress_level)
+    return buffer.getvalue()

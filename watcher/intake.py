@@ -1,0 +1,94 @@
+"""The intake thread: hints in, settled uploads out as jobs; rescans on start, timer and overflow."""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from watcher.completion import CompletionTracker, IgnoreRules
+from watcher.jobs import Job, JobQueue
+from watcher.observer import Hint, walk_files
+from watcher.threads import StoppableThread
+
+log = structlog.get_logger(__name__)
+MAX_WAIT_S = 0.5  # upper bound on how long a stop request can go unnoticed
+
+
+class Intake(StoppableThread):
+    """Feeds the completion tracker from hints and scans, and queues what it reports ready."""
+
+    def __init__(self, incoming: Path, hints: queue.SimpleQueue[Hint], tracker: CompletionTracker,
+                 jobs: JobQueue, ignore: IgnoreRules, rescan_interval_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__("intake")
+        self.incoming = incoming
+        self.hints = hints
+        self.tracker = tracker
+        self.jobs = jobs
+        self.ignore = ignore
+        self.rescan_interval_s = rescan_interval_s
+        self._clock = clock
+        self._next_rescan = clock() + rescan_interval_s
+
+    def request_rescan(self, reason: str = "requested") -> None:
+        """Thread-safe: ask for a full walk of incoming (start-up, overflow, operator)."""
+        log.info("rescan_requested", reason=reason)
+        self.hints.put(Hint(str(self.incoming), scan=True))
+
+    def run_once(self) -> None:
+        self._take_hints(self._wait_s())
+        if self._clock() >= self._next_rescan:
+            self._scan(self.incoming)
+            self._next_rescan = self._clock() + self.rescan_interval_s
+        for path in self.tracker.ready():
+            self._submit(path)
+
+    def _wait_s(self) -> float:
+        tracked = self.tracker.next_deadline()
+        deadline = self._next_rescan if tracked is None else min(tracked, self._next_rescan)
+        return max(0.0, min(MAX_WAIT_S, deadline - self._clock()))
+
+    def _take_hints(self, wait_s: float) -> None:
+        try:
+            hint = self.hints.get(timeout=wait_s) if wait_s > 0 else self.hints.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._scan(Path(hint.path)) if hint.scan else self._touch(hint.path)
+            try:
+                hint = self.hints.get_nowait()
+            except queue.Empty:
+                return
+
+    def relative(self, path: str) -> Path | None:
+        """Path below incoming if it is one we act on (not outside, not a temp name)."""
+        try:
+            rel = Path(path).relative_to(self.incoming)
+        except ValueError:
+            return None
+        return None if not rel.parts or self.ignore.ignored(rel) else rel
+
+    def _touch(self, path: str) -> None:
+        if self.relative(path) is not None:
+            self.tracker.touch(path)
+
+    def _scan(self, directory: Path) -> None:
+        found = 0
+        for path in walk_files(directory):
+            text = os.fsdecode(path)
+            if text not in self.tracker and not self.jobs.busy(path) and self.relative(text):
+                self.tracker.touch(text)
+                found += 1
+        log.info("scan_done", directory=str(directory), new_paths=found, tracked=len(self.tracker))
+
+    def _submit(self, path: str) -> None:
+        rel = self.relative(path)
+        if rel is None:
+            return
+        if not self.jobs.put(Job(Path(path), rel)):
+            self.tracker.touch(path)  # in hand right now: look again after another quiet period

@@ -1,0 +1,87 @@
+"""watchdog side: an observer whose handler only translates events into hints on a queue.
+
+The handler never stats, decodes or calls the engine. Reads of our own (opened, closed without
+writing) and removals are dropped; anything that may mean "new bytes or a new name" is a hint.
+A directory created or moved in becomes a scan request, since files moved in with it send no
+events of their own. watchdog's "Inotify queue overflowed" warning becomes a rescan request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+FILE_HINTS = (FileCreatedEvent, FileClosedEvent, FileModifiedEvent, FileAttribEvent)
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A path that may have changed; ``scan`` asks for a walk of a directory instead."""
+
+    path: str
+    scan: bool = False
+
+
+class HintHandler(FileSystemEventHandler):
+    """Turns watchdog events into ``Hint``s on a queue and returns at once."""
+
+    def __init__(self, hints: queue.SimpleQueue[Hint]) -> None:
+        self.hints = hints
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if isinstance(event, FileMovedEvent):
+            self.hints.put(Hint(os.fsdecode(event.dest_path)))
+        elif isinstance(event, FILE_HINTS):
+            self.hints.put(Hint(os.fsdecode(event.src_path)))
+        elif isinstance(event, DirMovedEvent):
+            self.hints.put(Hint(os.fsdecode(event.dest_path), scan=True))
+        elif isinstance(event, DirCreatedEvent):
+            self.hints.put(Hint(os.fsdecode(event.src_path), scan=True))
+
+
+class OverflowHook(logging.Handler):
+    """Calls ``on_overflow`` when watchdog logs that the inotify queue overflowed."""
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__(level=logging.WARNING)
+        self.on_overflow = on_overflow
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.on_overflow()
+
+
+def make_observer(kind: str, root: Path, handler: FileSystemEventHandler,
+                  polling_interval_s: float) -> BaseObserver:
+    """An inotify (``Observer``) or ``PollingObserver`` scheduled recursively on ``root``."""
+    observer = PollingObserver(timeout=polling_interval_s) if kind == "polling" else Observer()
+    observer.name = f"observer-{kind}"
+    observer.schedule(handler, str(root), recursive=True)
+    return observer
+
+
+def walk_files(root: Path) -> Iterator[Path]:
+    """Every non-directory entry below ``root``, hidden directories skipped, links not followed."""
+    for directory, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            yield Path(directory, name)

@@ -1,0 +1,112 @@
+"""Durable file operations: atomic output, archiving originals, quarantining failures.
+
+Order of a job's effects: output renamed into place (and its directory fsynced) *before* the
+original is moved to the archive. A crash between the two leaves the original in incoming, so the
+job is redone and the output replaced by an identical file; nothing is lost or half-written.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TEMP_PREFIX = ".unet-matting-"
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(target: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to a hidden temp file beside ``target``, fsync, rename, fsync the dir."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+
+
+def remove_stale_temps(root: Path) -> int:
+    """Delete temp files a crash left behind under ``root``; returns how many."""
+    count = 0
+    for tmp in root.rglob(f"{TEMP_PREFIX}*.tmp"):
+        tmp.unlink(missing_ok=True)
+        count += 1
+    return count
+
+
+def output_path(output_root: Path, relative: Path) -> Path:
+    """``<output>/<subdir>/<stem>.png`` for ``<incoming>/<subdir>/<name>``."""
+    return output_root / relative.parent / (relative.stem + ".png")
+
+
+def unique_path(target: Path) -> Path:
+    """``target`` if free, else ``<stem>.<UTC time>[-n]<suffix>`` beside it."""
+    if not os.path.lexists(target):
+        return target
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for n in range(1, 10_000):
+        candidate = target.with_name(f"{target.stem}.{stamp}{'' if n == 1 else f'-{n}'}{target.suffix}")
+        if not os.path.lexists(candidate):
+            return candidate
+    raise FileExistsError(errno.EEXIST, "no free name", str(target))
+
+
+def move_durably(source: Path, target_dir_root: Path, relative: Path) -> Path:
+    """Move ``source`` to ``<root>/<relative>`` (a fresh name if taken); never overwrites.
+
+    A rename on one filesystem; across filesystems a copy, fsync, then unlink of the source.
+    """
+    target = unique_path(target_dir_root / relative)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(source, target)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        _copy_across(source, target)
+    fsync_dir(target.parent)
+    fsync_dir(source.parent)
+    return target
+
+
+def _copy_across(source: Path, target: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as dst, open(source, "rb") as src:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        shutil.copystat(source, tmp, follow_symlinks=False)
+        os.link(tmp, target)  # fails rather than overwrite a file that appeared meanwhile
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    source.unlink()
+
+
+def quarantine(source: Path, failed_root: Path, relative: Path, reason: dict[str, Any]) -> Path:
+    """Move ``source`` under ``failed_root`` and write ``<name>.error.json`` beside it."""
+    target = move_durably(source, failed_root, relative)
+    report = {"file": str(relative), "quarantined_as": target.name,
+              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **reason}
+    body = json.dumps(report, indent=2, ensure_ascii=False, default=str).encode("utf-8", "surrogateescape")
+    atomic_write(target.with_name(target.name + ".error.json"), body + b"\n")
+    return target

@@ -1,0 +1,85 @@
+"""One file through the engine: read safely, decode, matte, compose, encode.
+
+Shared by the daemon and ``unet-matting process`` so both give byte-identical output.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import ImageError
+from engine.postprocess import Profile, cutout
+from engine.session import Session
+from watcher.completion import Signature
+from watcher.imageio import decode, encode_png
+
+
+class NotARegularFile(ImageError):
+    """The upload is a symlink, FIFO, device or directory: refused without following it."""
+
+
+@dataclass(frozen=True)
+class Source:
+    data: bytes
+    signature: Signature
+
+
+@dataclass
+class Rendered:
+    """A finished cut-out and what the summary log line reports about it."""
+
+    png: bytes
+    width: int
+    height: int
+    input_bytes: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def read_source(path: Path) -> Source:
+    """Read a whole upload without following symlinks; the signature is from the same fd."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise NotARegularFile("symbolic link; refusing to follow it") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotARegularFile(f"not a regular file (mode {stat.filemode(st.st_mode)})")
+        chunks = []
+        while chunk := os.read(fd, 1 << 22):
+            chunks.append(chunk)
+        return Source(b"".join(chunks), Signature.of(st))
+    finally:
+        os.close(fd)
+
+
+def render(data: bytes, session: Session, profile: Profile, max_pixels: int,
+           compress_level: int) -> Rendered:
+    """Bytes of an upload -> PNG bytes of its cut-out; raises ``ImageError`` for bad input."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = round((now - clock) * 1000, 1)
+        clock = now
+
+    image = decode(data, max_pixels)
+    lap("decode")
+    alpha = session.predict_alpha(image.rgb)
+    lap("inference")
+    rgba = cutout(alpha, image.rgb, profile, image.alpha)
+    lap("postprocess")
+    png = encode_png(rgba, compress_level)
+    lap("encode")
+    width, height = image.size
+    return Rendered(png, width, height, len(data), timings)

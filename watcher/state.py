@@ -1,0 +1,63 @@
+"""Crash-safe job state under ``paths.state``: attempts per file, and counters for ``status``.
+
+``attempts.json`` records a job *before* it starts and drops it when it ends, whatever the end.
+A file still listed after a restart was in hand when the daemon died (kill -9, OOM, a crash in
+a decoder); one listed ``max_attempts`` times is a poison file and is quarantined, not retried.
+Each write is atomic (temp file, fsync, rename), so the file is always old or new, never torn.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from watcher.output import atomic_write
+
+
+class AttemptLog:
+    """Attempt counts keyed by a file's identity (relative path, size, mtime, inode)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "attempts.json"
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = self._read()
+
+    def _read(self) -> dict[str, int]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return {}  # unreadable state must not stop the daemon; the worst case is a retry
+        return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _write(self) -> None:
+        atomic_write(self.path, json.dumps(self._counts, ensure_ascii=True).encode())
+
+    def begin(self, key: str) -> int:
+        """Record one more attempt on ``key``; returns the attempts before this one."""
+        with self._lock:
+            before = self._counts.get(key, 0)
+            self._counts[key] = before + 1
+            self._write()
+            return before
+
+    def end(self, key: str) -> None:
+        with self._lock:
+            if self._counts.pop(key, None) is not None:
+                self._write()
+
+    def count(self, key: str) -> int:
+        with self._lock:
+            return self._counts.get(key, 0)
+
+
+class StatusFile:
+    """``status.json``: what the daemon is doing, rewritten atomically for operators."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "status.json"
+
+    def write(self, status: dict) -> None:
+        atomic_write(self.path, json.dumps(status, default=str, ensure_ascii=False).encode())

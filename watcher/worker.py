@@ -1,0 +1,155 @@
+"""Running one job to its end: output and archive, wait for more bytes, or quarantine.
+
+Every job ends in exactly one summary line, ``job_finished``, whose ``outcome`` is one of
+``done``, ``waiting`` (cannot be decoded yet; retried until ``decode_grace_s``), ``quarantined``,
+``changed`` (the file changed while in hand; it will be processed again), ``gone`` or ``error``
+(unexpected; retried by the next rescan until ``max_attempts``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from engine.errors import ImageError, ImageIncomplete, JobError
+from engine.session import Session
+from watcher.completion import Signature
+from watcher.config import Config
+from watcher.jobs import Job
+from watcher.output import atomic_write, move_durably, output_path, quarantine
+from watcher.pipeline import read_source, render
+from watcher.state import AttemptLog
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What a job runs with, swapped as a whole on reload: never half one model, half another."""
+
+    session: Session
+    config: Config
+
+
+@dataclass
+class Stats:
+    """Counters for ``STATUS=`` and ``status.json``."""
+
+    outcomes: Counter = field(default_factory=Counter)
+    last_file: str = ""
+    last_outcome: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, relative: Path, outcome: str) -> None:
+        with self.lock:
+            self.outcomes[outcome] += 1
+            self.last_file, self.last_outcome = str(relative), outcome
+
+
+class JobRunner:
+    """Carries out jobs; safe to share between worker threads."""
+
+    def __init__(self, engine: Callable[[], Engine], attempts: AttemptLog, stats: Stats,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._engine = engine
+        self._attempts = attempts
+        self._stats = stats
+        self._clock = clock
+        self._first_failure: dict[Path, float] = {}
+        self._lock = threading.Lock()
+
+    def run(self, job: Job) -> str:
+        engine = self._engine()
+        started = time.perf_counter()
+        fields: dict = {"model": engine.session.info.label, "profile": engine.config.profile}
+        try:
+            outcome = self._run(job, engine, fields)
+        except Exception as e:
+            outcome = "error"
+            fields.update(error=f"{e.__class__.__name__}: {e}")
+            log.exception("job_error", file=str(job.relative))
+        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        level = "info" if outcome in ("done", "waiting", "changed", "gone") else "warning"
+        getattr(log, level)("job_finished", file=str(job.relative), outcome=outcome, **fields)
+        self._stats.record(job.relative, outcome)
+        return outcome
+
+    def _run(self, job: Job, engine: Engine, fields: dict) -> str:
+        cfg = engine.config
+        try:
+            source = read_source(job.path)
+        except FileNotFoundError:
+            return "gone"
+        except ImageError as e:
+            return self._quarantine(job, cfg, e, fields)
+        key = attempt_key(job.relative, source.signature)
+        previous = self._attempts.begin(key)
+        if previous >= cfg.watcher.max_attempts:
+            reason = f"the daemon stopped {previous} times while processing this file"
+            return self._quarantine(job, cfg, JobError(reason), fields, key)
+        try:
+            rendered = render(source.data, engine.session, cfg.get_profile(),
+                              cfg.engine.max_input_pixels, cfg.output.png_compress_level)
+        except ImageIncomplete as e:
+            self._attempts.end(key)
+            return self._incomplete(job, cfg, e, fields)
+        except ImageError as e:
+            return self._quarantine(job, cfg, e, fields, key)
+        fields.update(width=rendered.width, height=rendered.height, input_bytes=rendered.input_bytes,
+                      output_bytes=len(rendered.png), stages_ms=rendered.timings_ms)
+        target = output_path(cfg.paths.output, job.relative)
+        atomic_write(target, rendered.png)
+        fields["output"] = str(target.relative_to(cfg.paths.output))
+        outcome = self._archive(job, cfg, source.signature, fields)
+        self._attempts.end(key)
+        self._forget_failure(job.path)
+        return outcome
+
+    def _archive(self, job: Job, cfg: Config, decoded: Signature, fields: dict) -> str:
+        try:
+            now = Signature.of(job.path.lstat())
+        except FileNotFoundError:
+            return "gone"
+        if now != decoded:
+            return "changed"  # a new version is arriving under this name; leave it in place
+        archived = move_durably(job.path, cfg.paths.archive, job.relative)
+        fields["archived_as"] = str(archived.relative_to(cfg.paths.archive))
+        return "done"
+
+    def _incomplete(self, job: Job, cfg: Config, error: ImageError, fields: dict) -> str:
+        now = self._clock()
+        with self._lock:
+            first = self._first_failure.setdefault(job.path, now)
+        waited = now - first
+        fields.update(error=str(error), waited_s=round(waited, 1))
+        if waited < cfg.watcher.decode_grace_s:
+            return "waiting"
+        self._forget_failure(job.path)
+        return self._quarantine(job, cfg, error, fields,
+                                note=f"still undecodable after {waited:.0f} s (decode_grace_s)")
+
+    def _quarantine(self, job: Job, cfg: Config, error: BaseException, fields: dict,
+                    key: str | None = None, note: str = "") -> str:
+        reason = {"error": error.__class__.__name__, "reason": str(error),
+                  **({"note": note} if note else {}),
+                  "model": fields.get("model"), "profile": fields.get("profile")}
+        target = quarantine(job.path, cfg.paths.failed, job.relative, reason)
+        fields.update(error=str(error), quarantined_as=str(target.relative_to(cfg.paths.failed)))
+        if key is not None:
+            self._attempts.end(key)
+        return "quarantined"
+
+    def _forget_failure(self, path: Path) -> None:
+        with self._lock:
+            self._first_failure.pop(path, None)
+
+
+def attempt_key(relative: Path, sig: Signature) -> str:
+    """A file's identity across restarts: a new upload under the same name is a new key."""
+    return f"{relative}\0{sig.size}\0{sig.mtime_ns}\0{sig.inode}"
