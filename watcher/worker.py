@@ -67,6 +67,7 @@ class JobRunner:
     def run(self, job: Job) -> str:
         engine = self._engine()
         started = time.perf_counter()
+        log.debug("job_started", file=str(job.relative))
         fields: dict = {"model": engine.session.info.label, "profile": engine.config.profile}
         try:
             outcome = self._run(job, engine, fields)

@@ -117,10 +117,8 @@ class SampleMaker:
 
     # -- objects -----------------------------------------------------------------------------
     def _object(self, rng: random.Random) -> Image.Image:
-        if self.cutouts and rng.random() < 0.6:
-            obj = rng.choice(self.cutouts).copy()
-        else:
-            obj = self._procedural(rng)
+        use_cutout = self.cutouts and rng.random() < 0.6
+        obj = rng.choice(self.cutouts).copy() if use_cutout else self._procedural(rng)
         if rng.random() < 0.5:
             obj = obj.transpose(Image.FLIP_LEFT_RIGHT)
         if rng.random() < 0.3:

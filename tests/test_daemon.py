@@ -1,0 +1,210 @@
+"""The daemon end to end, as a subprocess with a real observer on tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import DaemonProcess, wait_for
+from tests.images import (animated_bytes, cmyk_jpeg_bytes, exif_rotated_jpeg, jpeg_bytes, palette_png_bytes,
+                          png16_rgb_bytes, png_bomb_bytes, product_rgb, write)
+from watcher.worker import attempt_key
+
+OBSERVERS = ["inotify", "polling"]
+
+
+def slow_write(path: Path, data: bytes, chunks: int = 8, pause: float = 0.1) -> None:
+    """Write like an sftp client: in place, in chunks, with pauses shorter than the quiet period."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    step = -(-len(data) // chunks)
+    with open(path, "wb") as f:
+        for i in range(0, len(data), step):
+            f.write(data[i:i + step])
+            f.flush()
+            time.sleep(pause)
+
+
+def all_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def assert_png(path: Path, size: tuple[int, int]) -> None:
+    with Image.open(path) as im:
+        im.load()
+        assert im.mode == "RGBA" and im.size == size
+
+
+@pytest.mark.parametrize("observer", OBSERVERS)
+def test_slow_upload_becomes_one_png_and_archived_original(daemon, observer: str) -> None:
+    """An in-place upload written in chunks is processed once, after it is complete."""
+    d: DaemonProcess = daemon(watcher={"observer": observer})
+    data = jpeg_bytes(product_rgb(320, 240))
+    slow_write(d.path("incoming") / "shoes" / "red boot.jpg", data, chunks=10)
+    finished_writing = time.time()
+    wait_for(lambda: d.finished("done"))
+    assert_png(d.path("output") / "shoes" / "red boot.png", (320, 240))
+    assert (d.path("archive") / "shoes" / "red boot.jpg").read_bytes() == data
+    assert all_files(d.path("incoming")) == []
+    (done,) = d.finished()
+    assert done["file"] == "shoes/red boot.jpg" and done["profile"] == "ecom_product"
+    assert done["model"].startswith("tiny-u2netp.pth@") and done["width"] == 320 and done["duration_ms"] > 0
+    assert time.mktime(time.strptime(done["ts"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone >= int(finished_writing)
+    assert d.stop() == 0
+
+
+@pytest.mark.parametrize("observer", OBSERVERS)
+def test_temp_name_then_rename(daemon, observer: str) -> None:
+    """rsync/WinSCP style: a temp name is ignored, the rename onto the final name is processed."""
+    d: DaemonProcess = daemon(watcher={"observer": observer})
+    incoming = d.path("incoming")
+    slow_write(incoming / ".a.jpg.Xy12Zq", jpeg_bytes(), chunks=4)
+    slow_write(incoming / "b.jpg.filepart", jpeg_bytes(), chunks=4)
+    time.sleep(1.0)
+    assert d.finished() == []
+    os.rename(incoming / ".a.jpg.Xy12Zq", incoming / "a.jpg")
+    os.rename(incoming / "b.jpg.filepart", incoming / "b.jpg")
+    wait_for(lambda: len(d.finished("done")) == 2)
+    assert all_files(d.path("output")) == ["a.png", "b.png"]
+    assert d.stop() == 0
+
+
+def test_files_present_at_start_are_processed(make_config) -> None:
+    """The start-up scan picks up what arrived while the daemon was down."""
+    config = make_config()
+    incoming = config.parent / "incoming"
+    for i in range(3):
+        write(incoming / f"sub{i}" / f"p{i}.jpg", jpeg_bytes())
+    d = DaemonProcess(config).start()
+    try:
+        wait_for(lambda: len(d.finished("done")) == 3)
+        assert all_files(d.path("output")) == ["sub0/p0.png", "sub1/p1.png", "sub2/p2.png"]
+    finally:
+        assert d.stop() == 0
+
+
+def test_bad_and_odd_inputs(daemon) -> None:
+    """Bad inputs are quarantined with a reason, odd-but-valid ones processed; nothing is lost."""
+    d: DaemonProcess = daemon()
+    incoming = d.path("incoming")
+    good = {
+        "cmyk.jpg": cmyk_jpeg_bytes(), "deep.png": png16_rgb_bytes(np.full((30, 40, 3), 40000, np.uint16)),
+        "rotated.jpg": exif_rotated_jpeg(), "palette.png": palette_png_bytes(),
+        "ünïcode name (1).JPG": jpeg_bytes(), "-leading-dash.jpg": jpeg_bytes(), "no-extension": jpeg_bytes(),
+    }
+    bad = {"animated.webp": animated_bytes("WEBP"), "bomb.png": png_bomb_bytes(), "anim.gif": animated_bytes("GIF")}
+    slow = {"truncated.jpg": jpeg_bytes()[:2000], "empty.jpg": b"", "notes.txt": b"not an image\n"}
+    for name, data in {**good, **bad, **slow}.items():
+        write(incoming / name, data)
+    os.symlink("/etc/passwd", incoming / "link.jpg")
+    wait_for(lambda: len(d.finished("done")) == len(good) and len(d.finished("quarantined")) == len(bad) + 1)
+    assert_png(d.path("output") / "rotated.png", (100, 200))
+    # undecodable files wait out decode_grace_s (3 s here) in place, then go to quarantine
+    assert all((incoming / name).exists() for name in slow)
+    wait_for(lambda: len(d.finished("quarantined")) == len(bad) + 1 + len(slow), timeout=30)
+    failed = d.path("failed")
+    for name in [*bad, *slow, "link.jpg"]:
+        report = json.loads((failed / f"{name}.error.json").read_text())
+        assert report["reason"] and report["file"] == name
+    assert (failed / "link.jpg").is_symlink()
+    assert "symbolic link" in json.loads((failed / "link.jpg.error.json").read_text())["reason"]
+    assert "exceeds engine.max_input_pixels" in json.loads((failed / "bomb.png.error.json").read_text())["reason"]
+    assert "decode_grace_s" in json.loads((failed / "truncated.jpg.error.json").read_text())["note"]
+    assert all_files(incoming) == []
+    assert sorted(all_files(d.path("archive"))) == sorted(good)
+    assert d.stop() == 0
+
+
+def test_interrupted_upload_resumed_is_processed_once(daemon) -> None:
+    """A partial file (client killed) waits in place; once resumed to the end it is processed once."""
+    d: DaemonProcess = daemon(watcher={"decode_grace_s": 30.0})
+    data = jpeg_bytes(product_rgb(400, 300))
+    target = d.path("incoming") / "resumed.jpg"
+    write(target, data[: len(data) // 3])
+    wait_for(lambda: d.finished("waiting"))
+    assert target.exists() and d.finished("done") == []
+    with open(target, "ab") as f:  # like sftp 'reput': append to the same inode
+        f.write(data[len(data) // 3:])
+    wait_for(lambda: d.finished("done"))
+    time.sleep(1.5)  # a rescan passes: still exactly one output, one archive
+    assert len(d.finished("done")) == 1
+    assert (d.path("archive") / "resumed.jpg").read_bytes() == data
+    assert d.stop() == 0
+
+
+def test_new_upload_under_processed_name_is_a_new_version(daemon) -> None:
+    """The same name uploaded again replaces the output; both originals are archived."""
+    d: DaemonProcess = daemon()
+    target = d.path("incoming") / "item.jpg"
+    write(target, jpeg_bytes(product_rgb(200, 100, seed=1)))
+    wait_for(lambda: d.finished("done"))
+    first = (d.path("output") / "item.png").read_bytes()
+    write(target, jpeg_bytes(product_rgb(120, 90, seed=2)))
+    wait_for(lambda: len(d.finished("done")) == 2)
+    assert (d.path("output") / "item.png").read_bytes() != first
+    assert_png(d.path("output") / "item.png", (120, 90))
+    assert len(all_files(d.path("archive"))) == 2
+    assert d.stop() == 0
+
+
+def test_kill9_during_burst_then_restart(make_config) -> None:
+    """kill -9 mid-burst, restart: every input has one complete output and one archived original."""
+    config = make_config()
+    d = DaemonProcess(config).start()
+    incoming = d.path("incoming")
+    names = [f"burst-{i:03d}.jpg" for i in range(40)]
+    for i, name in enumerate(names):
+        write(incoming / name, jpeg_bytes(product_rgb(480, 360, seed=i)))
+    wait_for(lambda: len(d.finished("done")) >= 5)
+    d.kill9()
+    assert 0 < len(all_files(incoming)) < len(names)
+    d = DaemonProcess(config).start()
+    try:
+        wait_for(lambda: all_files(incoming) == [], timeout=90)
+        assert all_files(d.path("archive")) == names
+        assert all_files(d.path("output")) == [n.replace(".jpg", ".png") for n in names]
+        for name in names:
+            assert_png(d.path("output") / name.replace(".jpg", ".png"), (480, 360))
+        assert all_files(d.path("failed")) == []
+    finally:
+        assert d.stop() == 0
+
+
+def test_poison_file_is_quarantined_not_retried_forever(make_config) -> None:
+    """A file that was in hand when the daemon died max_attempts times goes to quarantine."""
+    config = make_config()
+    incoming, state = config.parent / "incoming", config.parent / "state"
+    path = write(incoming / "poison.jpg", jpeg_bytes())
+    st = path.lstat()
+    from watcher.completion import Signature
+
+    state.mkdir()
+    key = attempt_key(Path("poison.jpg"), Signature.of(st))
+    (state / "attempts.json").write_text(json.dumps({key: 2}))
+    d = DaemonProcess(config).start()
+    try:
+        wait_for(lambda: d.finished("quarantined"))
+        report = json.loads((config.parent / "failed" / "poison.jpg.error.json").read_text())
+        assert "stopped 2 times" in report["reason"]
+        assert json.loads((state / "attempts.json").read_text()) == {}
+    finally:
+        assert d.stop() == 0
+
+
+def test_sigterm_finishes_the_file_in_hand(daemon) -> None:
+    """SIGTERM during a job: the job completes (output and archive), then exit 0."""
+    d: DaemonProcess = daemon(logging={"level": "debug"})
+    write(d.path("incoming") / "big.jpg", jpeg_bytes(product_rgb(3000, 2000)))
+    wait_for(lambda: d.events("job_started"), interval=0.01)
+    assert d.stop(signal.SIGTERM) == 0
+    assert d.finished("done") and (d.path("output") / "big.png").exists()
+    assert (d.path("archive") / "big.jpg").exists()
+    order = [e["event"] for e in d.log_lines() if e["event"] in
+             ("job_started", "daemon_stopping", "job_finished", "daemon_stopped")]
+    assert order == ["job_started", "daemon_stopping", "job_finished", "daemon_stopped"]
