@@ -1,0 +1,105 @@
+"""The intake thread's logic, driven in-process: hints, scans, overflow, busy paths."""
+
+from __future__ import annotations
+
+import logging
+import queue
+from pathlib import Path
+
+from tests.images import write
+from watcher.completion import CompletionTracker, IgnoreRules
+from watcher.intake import Intake
+from watcher.jobs import Job, JobQueue
+from watcher.observer import Hint, HintHandler, OverflowHook
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(tmp_path: Path) -> tuple[Intake, Clock, JobQueue]:
+    clock, jobs = Clock(), JobQueue()
+    tracker = CompletionTracker(1.0, clock)
+    intake = Intake(tmp_path, queue.SimpleQueue(), tracker, jobs, IgnoreRules([".*", "*.part"]), 60.0, clock)
+    return intake, clock, jobs
+
+
+def drain(jobs: JobQueue) -> list[str]:
+    out = []
+    while (job := jobs.get(0)) is not None:
+        out.append(str(job.relative))
+        jobs.done(job)
+    return out
+
+
+def test_overflow_warning_triggers_a_rescan(tmp_path: Path) -> None:
+    """watchdog's 'Inotify queue overflowed' warning makes intake walk incoming and find lost files."""
+    intake, clock, jobs = make(tmp_path)
+    write(tmp_path / "lost" / "a.jpg", b"x")
+    hook = OverflowHook(lambda: intake.request_rescan("inotify_overflow"))
+    logger = logging.getLogger("watchdog.observers")
+    logger.addHandler(hook)
+    try:
+        logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; events were lost")
+    finally:
+        logger.removeHandler(hook)
+    intake.run_once()
+    clock.now += 1.1
+    intake.run_once()
+    assert drain(jobs) == ["lost/a.jpg"]
+
+
+def test_temp_names_and_outside_paths_are_ignored(tmp_path: Path) -> None:
+    """Hints for temp names or paths outside incoming never become jobs."""
+    intake, clock, jobs = make(tmp_path)
+    for name in ("x.jpg.part", ".x.jpg.123", "ok.jpg"):
+        write(tmp_path / name, b"x")
+        intake.hints.put(Hint(str(tmp_path / name)))
+    intake.hints.put(Hint("/etc/passwd"))
+    intake.run_once()
+    clock.now += 1.1
+    intake.run_once()
+    assert drain(jobs) == ["ok.jpg"]
+
+
+def test_busy_path_is_deferred_not_duplicated(tmp_path: Path) -> None:
+    """A path already queued or in hand is not queued twice; it is looked at again later."""
+    intake, clock, jobs = make(tmp_path)
+    path = write(tmp_path / "a.jpg", b"x")
+    assert jobs.put(Job(path, Path("a.jpg")))
+    intake.hints.put(Hint(str(path)))
+    intake.run_once()
+    clock.now += 1.1
+    intake.run_once()
+    assert jobs.depth() == 1 and str(path) in intake.tracker
+
+
+def test_directory_moved_in_is_scanned(tmp_path: Path) -> None:
+    """Files inside a directory moved into incoming send no events; the dir hint scans them."""
+    from watchdog.events import DirMovedEvent
+
+    intake, clock, jobs = make(tmp_path)
+    write(tmp_path / "batch" / "a.jpg", b"x")
+    write(tmp_path / "batch" / "deeper" / "b.jpg", b"x")
+    HintHandler(intake.hints).dispatch(DirMovedEvent("/elsewhere/batch", str(tmp_path / "batch")))
+    intake.run_once()
+    clock.now += 1.1
+    intake.run_once()
+    assert sorted(drain(jobs)) == ["batch/a.jpg", "batch/deeper/b.jpg"]
+
+
+def test_handler_ignores_reads_and_deletions() -> None:
+    """Our own reads (opened, closed without write) and deletions produce no hints."""
+    from watchdog.events import FileClosedEvent, FileClosedNoWriteEvent, FileDeletedEvent, FileOpenedEvent
+
+    hints: queue.SimpleQueue = queue.SimpleQueue()
+    handler = HintHandler(hints)
+    for event in (FileOpenedEvent("/i/a"), FileClosedNoWriteEvent("/i/a"), FileDeletedEvent("/i/a")):
+        handler.dispatch(event)
+    assert hints.empty()
+    handler.dispatch(FileClosedEvent("/i/a"))
+    assert hints.get_nowait() == Hint("/i/a")
