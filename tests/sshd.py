@@ -43,7 +43,7 @@ class SshServer:
             "PermitRootLogin prohibit-password", "UsePAM no", "LogLevel INFO",
             "Subsystem sftp internal-sftp -u 0007 -l INFO", "",
         ]))
-        self.log = open(self.root / "sshd.log", "wb")
+        self.log = open(self.root / "sshd.log", "wb")  # noqa: SIM115 - lives as long as sshd, closed in stop()
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

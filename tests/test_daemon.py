@@ -13,8 +13,17 @@ import pytest
 from PIL import Image
 
 from tests.conftest import DaemonProcess, wait_for
-from tests.images import (animated_bytes, cmyk_jpeg_bytes, exif_rotated_jpeg, jpeg_bytes, palette_png_bytes,
-                          png16_rgb_bytes, png_bomb_bytes, product_rgb, write)
+from tests.images import (
+    animated_bytes,
+    cmyk_jpeg_bytes,
+    exif_rotated_jpeg,
+    jpeg_bytes,
+    palette_png_bytes,
+    png16_rgb_bytes,
+    png_bomb_bytes,
+    product_rgb,
+    write,
+)
 from watcher.worker import attempt_key
 
 OBSERVERS = ["inotify", "polling"]

@@ -15,14 +15,25 @@ from engine.errors import ConfigError, UnetMattingError
 from watcher import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEFAULT_CONFIG = os.environ.get("UNET_MATTING_CONFIG", "/etc/unet-matting/unet-matting.yaml")
+SYSTEM_CONFIG = Path("/etc/unet-matting/unet-matting.yaml")
+CHECKOUT_CONFIG = Path(__file__).resolve().parent.parent / "etc" / "unet-matting.yaml"
+
+
+def default_config() -> Path:
+    """$UNET_MATTING_CONFIG, else the system config, else the checkout's etc/ (development)."""
+    if env := os.environ.get("UNET_MATTING_CONFIG"):
+        return Path(env)
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.exists() or not CHECKOUT_CONFIG.exists() else CHECKOUT_CONFIG
+
+
+DEFAULT_CONFIG = default_config()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unet-matting", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"unet-matting {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    config_help = f"config file (default: $UNET_MATTING_CONFIG or {DEFAULT_CONFIG})"
+    config_help = f"config file (default: $UNET_MATTING_CONFIG, {SYSTEM_CONFIG} or the checkout's etc/)"
     watch = sub.add_parser("watch", help="run the ingestion daemon in the foreground")
     watch.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=config_help)
     process = sub.add_parser("process", help="cut out files or directories once, then exit")
@@ -33,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     check = sub.add_parser("check", help="validate config, directories, model and device")
     check.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=config_help)
+    evaluate = sub.add_parser("evaluate", help="score the model against reference masks")
+    evaluate.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=config_help)
+    evaluate.add_argument("--images", type=Path, required=True, help="directory of photos")
+    evaluate.add_argument("--masks", type=Path, required=True, help="8-bit masks with the same base names")
+    evaluate.add_argument("--model", type=Path, help="weights file (default: engine.model)")
+    evaluate.add_argument("--profile", help="post-processing profile (default: 'default', the raw matte)")
+    evaluate.add_argument("--input-size", type=int, help="network input side (default: engine.input_size)")
+    evaluate.add_argument("--sheet", type=Path, help="write a contact sheet PNG here")
     return parser
 
 
@@ -45,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
             from watcher.batch import run_process
 
             return run_process(args.config, args.inputs, args.out, args.profile, args.model)
+        if args.command == "evaluate":
+            from watcher.evaluate import run_evaluate
+
+            return run_evaluate(args.config, args.images, args.masks, args.model, args.profile, args.sheet,
+                                args.input_size)
         from watcher.doctor import run_check
 
         return run_check(args.config)

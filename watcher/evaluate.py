@@ -1,0 +1,68 @@
+"""``unet-matting evaluate``: per-image and mean MAE, IoU@0.5, boundary F against reference masks."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from engine.metrics import Scores, score
+from engine.postprocess import compose_rgba, refine_alpha
+from engine.session import Session
+from watcher import sheet
+from watcher.config import load_config
+from watcher.daemon import engine_settings
+from watcher.imageio import decode
+
+MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def find_mask(masks: Path, stem: str) -> Path | None:
+    return next((masks / f"{stem}{s}" for s in MASK_SUFFIXES if (masks / f"{stem}{s}").exists()), None)
+
+
+def load_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
+    with Image.open(path) as im:
+        mask = im.convert("L")
+        if mask.size != size:
+            raise ValueError(f"{path.name}: mask is {mask.size[0]}x{mask.size[1]}, image is {size[0]}x{size[1]}")
+        return np.asarray(mask)
+
+
+def run_evaluate(config_path: Path, images: Path, masks: Path, model: Path | None, profile: str | None,
+                 sheet_path: Path | None, input_size: int | None) -> int:
+    cfg = load_config(config_path)
+    settings = engine_settings(cfg.engine)
+    if model is not None:
+        settings = dataclasses.replace(settings, model=model.resolve())
+    if input_size is not None:
+        settings = dataclasses.replace(settings, input_size=input_size)
+    session = Session.load(settings)
+    chosen = cfg.get_profile(profile or "default")
+    results: list[Scores] = []
+    rows = []
+    print(f"model {session.info.label} ({session.info.arch}), input {session.input_size}, profile {chosen.name}")
+    print(f"{'image':40s} {'MAE':>7s} {'IoU':>7s} {'BF@2px':>7s}")
+    for path in sorted(p for p in images.iterdir() if p.is_file()):
+        mask_path = find_mask(masks, path.stem)
+        if mask_path is None:
+            print(f"{path.name:40s} skipped: no mask named {path.stem}.*")
+            continue
+        image = decode(path.read_bytes(), cfg.engine.max_input_pixels)
+        alpha = refine_alpha(session.predict_alpha(image.rgb), chosen)
+        s = score(alpha, load_mask(mask_path, image.size))
+        results.append(s)
+        print(f"{path.name:40s} {s.mae:7.4f} {s.iou:7.4f} {s.boundary_f:7.4f}")
+        if sheet_path is not None:
+            rows.append(sheet.row(image.rgb, compose_rgba(image.rgb, alpha), f"{path.name} IoU {s.iou:.2f}"))
+    if not results:
+        print("no image had a mask")
+        return 1
+    mean = [float(np.mean([getattr(r, f) for r in results])) for f in ("mae", "iou", "boundary_f")]
+    print(f"{'MEAN (' + str(len(results)) + ' images)':40s} {mean[0]:7.4f} {mean[1]:7.4f} {mean[2]:7.4f}")
+    if sheet_path is not None:
+        sheet.stack(rows).save(sheet_path)
+        print(f"contact sheet: {sheet_path}")
+    return 0

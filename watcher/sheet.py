@@ -1,0 +1,52 @@
+"""Contact sheets: original | alpha | cut-out on a checkerboard, one row per image."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+TILE_HEIGHT = 180
+
+
+def checkerboard(height: int, width: int, square: int = 12) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width]
+    light = ((yy // square + xx // square) % 2 == 0)
+    return np.where(light[..., None], 235, 190).astype(np.uint8).repeat(3, axis=2)
+
+
+def on_background(rgba: np.ndarray, background: np.ndarray) -> np.ndarray:
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    return (rgba[..., :3] * alpha + background * (1 - alpha)).round().astype(np.uint8)
+
+
+def _tile(rgb: np.ndarray) -> Image.Image:
+    im = Image.fromarray(rgb)
+    width = max(1, round(im.width * TILE_HEIGHT / im.height))
+    return im.resize((width, TILE_HEIGHT), Image.LANCZOS)
+
+
+def row(rgb: np.ndarray, rgba: np.ndarray, label: str = "", white: bool = False) -> Image.Image:
+    """One row: original, alpha (grey), cut-out on checkerboard (and on white if asked)."""
+    alpha = np.repeat(rgba[..., 3:4], 3, axis=2)
+    tiles = [rgb, alpha, on_background(rgba, checkerboard(*rgba.shape[:2]))]
+    if white:
+        tiles.append(on_background(rgba, np.full_like(rgb, 255)))
+    images = [_tile(t) for t in tiles]
+    out = Image.new("RGB", (sum(i.width for i in images) + 4 * (len(images) - 1), TILE_HEIGHT), "white")
+    x = 0
+    for im in images:
+        out.paste(im, (x, 0))
+        x += im.width + 4
+    if label:
+        ImageDraw.Draw(out).text((4, 4), label, fill=(255, 0, 0))
+    return out
+
+
+def stack(rows: list[Image.Image]) -> Image.Image:
+    width = max(r.width for r in rows)
+    sheet = Image.new("RGB", (width, sum(r.height + 4 for r in rows)), "white")
+    y = 0
+    for r in rows:
+        sheet.paste(r, (0, y))
+        y += r.height + 4
+    return sheet
