@@ -4,32 +4,33 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from engine.postprocess import Profile, compose_rgba, cutout, erode, feather, refine_alpha, threshold
 
 
 def test_threshold_zeroes_only_below_cutoff() -> None:
     """Alpha under the cutoff becomes 0; the rest is untouched."""
-    alpha = torch.tensor([[[[0.05, 0.1, 0.5, 1.0]]]])
+    alpha = np.array([[0.05, 0.1, 0.5, 1.0]], np.float32)
     assert threshold(alpha, 0.1).flatten().tolist() == pytest.approx([0.0, 0.1, 0.5, 1.0])
 
 
 def test_erosion_shrinks_a_square_by_half_the_kernel() -> None:
     """A 3x3 min-filter removes one pixel from each side of an opaque square."""
-    alpha = torch.zeros(1, 1, 9, 9)
-    alpha[..., 2:7, 2:7] = 1
+    alpha = np.zeros((9, 9), np.float32)
+    alpha[2:7, 2:7] = 1
     eroded = erode(alpha, 3)
-    assert eroded.sum() == 9 and eroded[0, 0, 3:6, 3:6].eq(1).all()
+    assert eroded.sum() == 9 and (eroded[3:6, 3:6] == 1).all()
+    assert erode(alpha, 5).sum() == 1
 
 
 def test_feathering_preserves_mass_and_softens_edges() -> None:
     """A Gaussian feather keeps the total alpha and creates intermediate values at the edge."""
-    alpha = torch.zeros(1, 1, 32, 32)
-    alpha[..., 8:24, 8:24] = 1
+    alpha = np.zeros((32, 32), np.float32)
+    alpha[8:24, 8:24] = 1
     soft = feather(alpha, 1.5)
-    assert soft.sum().item() == pytest.approx(alpha.sum().item(), rel=1e-4)
+    assert soft.sum() == pytest.approx(alpha.sum(), rel=1e-4)
     assert ((soft > 0.05) & (soft < 0.95)).sum() > 0
+    assert soft[16, 16] == pytest.approx(1.0) and soft[7, 16] + soft[8, 16] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_refine_alpha_default_profile_is_identity() -> None:
@@ -66,3 +67,20 @@ def test_profile_rejects_bad_values(kwargs: dict, message: str) -> None:
     """Profiles validate their knobs at construction."""
     with pytest.raises(ValueError, match=message):
         Profile("x", **kwargs)
+
+
+def test_separable_filters_match_a_direct_reference() -> None:
+    """Erosion and feathering equal a straightforward 2-D computation on random data."""
+    rng = np.random.default_rng(3)
+    alpha = rng.random((23, 31), dtype=np.float32)
+    padded = np.pad(alpha, 1, mode="edge")
+    direct = np.min([padded[dy:dy + 23, dx:dx + 31] for dy in range(3) for dx in range(3)], axis=0)
+    np.testing.assert_array_equal(erode(alpha, 3), direct)
+    from engine.postprocess import gaussian_taps
+
+    taps = gaussian_taps(0.8)
+    r = len(taps) // 2
+    padded = np.pad(alpha, r, mode="edge")
+    kernel = np.outer(taps, taps)
+    direct = sum(kernel[dy, dx] * padded[dy:dy + 23, dx:dx + 31] for dy in range(2 * r + 1) for dx in range(2 * r + 1))
+    np.testing.assert_allclose(feather(alpha, 0.8), direct, atol=1e-6)
