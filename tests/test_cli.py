@@ -81,7 +81,7 @@ def test_check_ok_problems_and_config_error(make_config, tmp_path: Path) -> None
     """check: 0 when fine, 1 with one line per problem, 2 on a configuration error."""
     config = make_config()
     ok = run("check", "--config", str(config))
-    assert ok.returncode == 0 and ok.stdout.startswith("ok: ")
+    assert ok.returncode == 0 and ok.stdout.splitlines()[-1].startswith("ok: ")
     data = yaml.safe_load(config.read_text())
     data["engine"]["model"] = str(tmp_path / "missing.pth")
     write(tmp_path / "blocker", b"")

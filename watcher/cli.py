@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     check = sub.add_parser("check", help="validate config, directories, model and device")
     check.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=config_help)
+    status = sub.add_parser("status", help="what the running daemon is doing")
+    status.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=config_help)
+    preview = sub.add_parser("preview", help="contact sheet: original | alpha | cut-out on checkerboard and white")
+    preview.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=config_help)
+    preview.add_argument("--profile", help="post-processing profile (default: the config's)")
+    preview.add_argument("--model", type=Path, help="weights file (default: engine.model)")
+    preview.add_argument("--out", type=Path, required=True, help="PNG to write")
+    preview.add_argument("files", nargs="+", type=Path, metavar="FILE")
     evaluate = sub.add_parser("evaluate", help="score the model against reference masks")
     evaluate.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=config_help)
     evaluate.add_argument("--images", type=Path, required=True, help="directory of photos")
@@ -64,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
             from watcher.batch import run_process
 
             return run_process(args.config, args.inputs, args.out, args.profile, args.model)
+        if args.command == "status":
+            from watcher.status import run_status
+
+            return run_status(args.config)
+        if args.command == "preview":
+            from watcher.preview import run_preview
+
+            return run_preview(args.config, args.files, args.out, args.profile, args.model)
         if args.command == "evaluate":
             from watcher.evaluate import run_evaluate
 

@@ -235,7 +235,12 @@ def read_yaml(path: Path) -> Any:
 def load_config(path: Path | str) -> Config:
     """Read, validate and resolve a config file; raises ``ConfigError`` naming the bad key."""
     path = Path(path).resolve()
-    top = _Section(read_yaml(path), "", path.parent)
+    return load_config_data(read_yaml(path), path)
+
+
+def load_config_data(raw: Any, path: Path, profiles: Mapping[str, Profile] | None = None) -> Config:
+    """Validate already-parsed YAML as if it came from ``path`` (relative paths resolve there)."""
+    top = _Section(raw, "", path.parent)
     paths = _parse_paths(top.section("paths"))
     logging_cfg = _parse_logging(top.section("logging"))
     watcher = _parse_watcher(top.section("watcher"))
@@ -244,7 +249,8 @@ def load_config(path: Path | str) -> Config:
     profiles_file = top.take("profiles_file", Path, str(path.parent / "profiles.yaml"))
     profile = top.take("profile", str, "ecom_product")
     top.done()
-    profiles = parse_profiles(read_yaml(profiles_file), str(profiles_file))
+    if profiles is None:
+        profiles = parse_profiles(read_yaml(profiles_file), str(profiles_file))
     try:
         lookup_profile(profiles, profile)
     except ConfigError as e:

@@ -107,6 +107,7 @@ class Daemon:
         self.intake.request_rescan("startup")
         log.info("daemon_ready", version=__version__, incoming=str(cfg.paths.incoming),
                  observer=cfg.watcher.observer, workers=len(self.workers), profile=cfg.profile)
+        self.status_file.write(self.status_dict())
         self.notifier.ready(self.status_text())
 
     def run(self) -> int:

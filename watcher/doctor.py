@@ -1,12 +1,24 @@
-"""``unet-matting check``: config, directories, permissions, model and device, one line a problem."""
+"""``unet-matting check``: a doctor for the server, one line per finding.
+
+Problems (exit 1): unwritable or missing-and-uncreatable directories, low disk, an inotify watch
+limit too small for incoming's tree, a model that does not load, a device that is not there.
+Notes (no effect on the exit code): the device in use, and every setting that differs from the
+shipped defaults, so an operator sees at a glance what was tuned.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
+import stat
 from pathlib import Path
 
 from engine.errors import ModelError
-from watcher.config import Config, load_config
+from watcher.config import Config, load_config, load_config_data
+
+MIN_FREE_BYTES = 2 * 1024**3
+INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_watches")
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -26,7 +38,9 @@ def directory_problems(cfg: Config) -> list[str]:
             continue
         probe = _nearest_existing(path)
         if not os.access(probe, os.W_OK | os.X_OK):
-            problems.append(f"{where}: {probe} is not writable by uid {os.getuid()}")
+            st = probe.stat()
+            problems.append(f"{where}: {probe} (owner uid {st.st_uid}, gid {st.st_gid}, mode "
+                            f"{stat.filemode(st.st_mode)}) is not writable by uid {os.getuid()}")
     if cfg.logging.file is not None:
         probe = _nearest_existing(cfg.logging.file)
         if not os.access(probe, os.W_OK):
@@ -34,28 +48,81 @@ def directory_problems(cfg: Config) -> list[str]:
     return problems
 
 
-def engine_problems(cfg: Config) -> list[str]:
+def disk_problems(cfg: Config, minimum: int = MIN_FREE_BYTES) -> list[str]:
+    problems = []
+    for key in ("output", "archive", "state"):
+        path = _nearest_existing(getattr(cfg.paths, key))
+        free = shutil.disk_usage(path).free
+        if free < minimum:
+            problems.append(f"paths.{key}: only {free / 1024**3:.1f} GiB free on {path} "
+                            f"(want at least {minimum / 1024**3:.0f} GiB)")
+    return problems
+
+
+def inotify_problems(cfg: Config, limit_file: Path = INOTIFY_LIMIT) -> list[str]:
+    """Recursive inotify needs one watch per directory below incoming."""
+    if cfg.watcher.observer != "inotify" or not cfg.paths.incoming.is_dir():
+        return []
+    try:
+        limit = int(limit_file.read_text())
+    except (OSError, ValueError):
+        return []
+    dirs = 1 + sum(len(d) for _, d, _ in os.walk(cfg.paths.incoming))
+    if dirs * 2 > limit:
+        return [f"watcher.observer: incoming has {dirs} directories, fs.inotify.max_user_watches is {limit}; "
+                "raise it (sysctl fs.inotify.max_user_watches=524288) or use the polling observer"]
+    return []
+
+
+def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
     from engine.session import load_network, resolve_device
 
-    problems = []
+    problems, notes = [], []
     try:
-        resolve_device(cfg.engine.device)
+        device = resolve_device(cfg.engine.device)
+        notes.append(f"note: device {device.type}" + (f" ({_gpu_name()})" if device.type == "cuda" else ""))
     except ModelError as e:
         problems.append(f"engine.device: {e}")
     try:
-        load_network(cfg.engine.model)
+        _, info = load_network(cfg.engine.model)
+        notes.append(f"note: model {info.label} ({info.arch})")
     except ModelError as e:
         problems.append(f"engine.model: {e}")
-    return problems
+    return problems, notes
+
+
+def _gpu_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0)
+
+
+def config_diff(cfg: Config) -> list[str]:
+    """Settings that differ from the built-in defaults (paths, log file and model excluded)."""
+    minimal = {"paths": dataclasses.asdict(cfg.paths), "engine": {"model": str(cfg.engine.model)},
+               "profiles_file": str(cfg.source.parent / "unused"), "logging": {"file": None}}
+    defaults = load_config_data(minimal, cfg.source, profiles=cfg.profiles)
+    lines = []
+    for section in ("watcher", "engine", "output", "logging"):
+        ours, theirs = dataclasses.asdict(getattr(cfg, section)), dataclasses.asdict(getattr(defaults, section))
+        for key, value in ours.items():
+            if key not in ("model", "file") and value != theirs[key]:
+                lines.append(f"note: {section}.{key} = {value!r} (default {theirs[key]!r})")
+    if cfg.profile != defaults.profile:
+        lines.append(f"note: profile = {cfg.profile!r} (default {defaults.profile!r})")
+    return lines
 
 
 def run_check(config_path: Path) -> int:
     """Exit 0 when all is well, 1 with one printed line per problem (config errors raise: 2)."""
     cfg = load_config(config_path)
-    problems = directory_problems(cfg) + engine_problems(cfg)
-    for line in problems:
+    engine_problems, notes = engine_findings(cfg)
+    problems = directory_problems(cfg) + disk_problems(cfg) + inotify_problems(cfg) + engine_problems
+    for line in problems + notes + config_diff(cfg):
         print(line)
     if not problems:
         print(f"ok: {cfg.source} (model {cfg.engine.model.name}, profile {cfg.profile}, "
               f"observer {cfg.watcher.observer})")
     return 1 if problems else 0
+
+

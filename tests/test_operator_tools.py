@@ -1,0 +1,73 @@
+"""Operator tools: check as a doctor, status of a running daemon, preview contact sheets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from PIL import Image
+
+from tests.conftest import wait_for
+from tests.images import jpeg_bytes, product_rgb, write
+from tests.test_cli import run
+from watcher.config import load_config
+from watcher.doctor import config_diff, disk_problems, inotify_problems
+
+
+def test_check_notes_device_model_and_tuned_settings(make_config) -> None:
+    """check names the device, the model with its hash, and each setting that differs from the default."""
+    result = run("check", "--config", str(make_config()))
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    assert "note: device cpu" in lines
+    assert any(line.startswith("note: model tiny-u2netp.pth@") for line in lines)
+    assert "note: watcher.quiet_period_s = 0.3 (default 2.0)" in lines
+    assert "note: engine.input_size = 64 (default 320)" in lines
+
+
+def test_config_diff_is_empty_for_defaults(tmp_path: Path, tiny_model: Path) -> None:
+    """A config that only sets paths and the model differs from the defaults in nothing."""
+    from tests.conftest import REPO
+
+    data = {"paths": {k: str(tmp_path / k) for k in ("incoming", "output", "archive", "failed", "state")},
+            "engine": {"model": str(tiny_model)}, "profiles_file": str(REPO / "etc/profiles.yaml")}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    assert config_diff(load_config(tmp_path / "c.yaml")) == []
+
+
+def test_low_disk_and_inotify_limit_are_problems(make_config, tmp_path: Path) -> None:
+    """Too little free space and too few inotify watches for incoming's tree are reported."""
+    cfg = load_config(make_config())
+    assert disk_problems(cfg, minimum=1) == []
+    assert any("GiB free" in p for p in disk_problems(cfg, minimum=1 << 62))
+    for i in range(3):
+        (cfg.paths.incoming / f"shop{i}").mkdir(parents=True)
+    limit = write(tmp_path / "max_user_watches", b"4\n")
+    (problem,) = inotify_problems(cfg, limit)
+    assert "incoming has 4 directories" in problem and "max_user_watches is 4" in problem
+    assert inotify_problems(cfg, write(tmp_path / "big", b"524288\n")) == []
+
+
+def test_status_of_running_and_stopped_daemon(daemon) -> None:
+    """status reports counts and the last file while running; exit 1 once stopped."""
+    d = daemon()
+    write(d.path("incoming") / "a.jpg", jpeg_bytes())
+    wait_for(lambda: d.finished("done"))
+    wait_for(lambda: '"done": 1' in (d.path("state") / "status.json").read_text())
+    result = run("status", "--config", str(d.config))
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.startswith("running: pid ")
+    assert "counts: done 1" in result.stdout and "last file: a.jpg (done)" in result.stdout
+    assert d.stop() == 0
+    stopped = run("status", "--config", str(d.config))
+    assert stopped.returncode == 1 and stopped.stdout.startswith("NOT RUNNING")
+
+
+def test_preview_writes_a_sheet_and_reports_bad_files(make_config, tmp_path: Path) -> None:
+    """preview renders one row per good file (four tiles) and exits 1 naming a bad one."""
+    good = write(tmp_path / "a.jpg", jpeg_bytes(product_rgb(240, 180)))
+    bad = write(tmp_path / "b.jpg", b"garbage")
+    result = run("preview", "--config", str(make_config()), "--out", str(tmp_path / "sheet.png"), str(good), str(bad))
+    assert result.returncode == 1 and "FAILED" in result.stderr and "b.jpg" in result.stderr
+    with Image.open(tmp_path / "sheet.png") as sheet:
+        assert sheet.height == 184 and sheet.width == 4 * 240 + 3 * 4

@@ -1,0 +1,40 @@
+"""``unet-matting preview``: a contact sheet (original | alpha | on checkerboard | on white)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+from engine.errors import ImageError
+from engine.postprocess import cutout
+from engine.session import Session
+from watcher import sheet
+from watcher.config import load_config
+from watcher.daemon import engine_settings
+from watcher.imageio import decode
+from watcher.pipeline import read_source
+
+
+def run_preview(config_path: Path, files: list[Path], out: Path, profile: str | None, model: Path | None) -> int:
+    cfg = load_config(config_path)
+    chosen = cfg.get_profile(profile)
+    settings = engine_settings(cfg.engine)
+    if model is not None:
+        settings = dataclasses.replace(settings, model=model.resolve())
+    session = Session.load(settings)
+    rows, failed = [], 0
+    for path in files:
+        try:
+            image = decode(read_source(path).data, cfg.engine.max_input_pixels)
+        except (ImageError, OSError) as e:
+            print(f"FAILED {path}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        rgba = cutout(session.predict_alpha(image.rgb), image.rgb, chosen, image.alpha)
+        rows.append(sheet.row(image.rgb, rgba, f"{path.name} [{chosen.name}]", white=True))
+    if rows:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sheet.stack(rows).save(out)
+        print(f"contact sheet: {out} ({len(rows)} images, model {session.info.label}, profile {chosen.name})")
+    return 1 if failed or not rows else 0

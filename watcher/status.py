@@ -1,0 +1,48 @@
+"""``unet-matting status``: what the daemon is doing, read from ``<state>/status.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from watcher.config import load_config
+from watcher.daemon import STATUS_INTERVAL_S
+
+STALE_AFTER_S = 10 * STATUS_INTERVAL_S
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user (the service account)
+    return True
+
+
+def run_status(config_path: Path) -> int:
+    """Print the daemon's state; exit 1 if it is not running or its status is stale."""
+    cfg = load_config(config_path)
+    path = cfg.paths.state / "status.json"
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        print(f"not running: no {path} (the daemon has never run with this config)")
+        return 1
+    age = time.time() - float(status.get("time", 0))
+    running = _alive(int(status.get("pid", 0))) and age < STALE_AFTER_S
+    outcomes = status.get("outcomes", {})
+    last = status.get("last", {})
+    print(f"{'running' if running else 'NOT RUNNING'}: pid {status.get('pid')}, status {age:.0f} s old")
+    print(f"queue: {status.get('queued', 0)} queued, {status.get('in_hand', 0)} in hand, "
+          f"{status.get('tracked', 0)} uploads settling")
+    print("counts: " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none yet"))
+    print(f"last file: {last.get('file') or '-'} ({last.get('outcome') or '-'})")
+    print(f"model: {status.get('model')}, profile: {status.get('profile')}")
+    failed = sorted(cfg.paths.failed.rglob("*.error.json")) if cfg.paths.failed.is_dir() else []
+    print(f"quarantined files waiting for an operator: {len(failed)}"
+          + (f" (newest: {failed[-1].relative_to(cfg.paths.failed)})" if failed else ""))
+    return 0 if running else 1
