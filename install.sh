@@ -4,7 +4,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"   # CPU build; a GPU host sets e.g. TORCH_SPEC=torch==2.13.0+cu128
-APT_DEV=(python3-venv python3-dev gcc pkg-config libsystemd-dev openssh-server openssh-client rsync logrotate systemd)
+APT_DEV=(python3-venv python3-dev gcc pkg-config libsystemd-dev openssh-server openssh-client rsync logrotate systemd
+         libgs-common)  # libgs-common: real Adobe RGB ICC profiles for the colour tests
 
 say() { printf 'install.sh: %s\n' "$*"; }
 die() { say "error: $*" >&2; exit 1; }
@@ -121,6 +122,7 @@ render_config() {
         -e "s#file: ../var/log/unet-matting.log#file: $LOGS/unet-matting.log#" \
         -e "s#console: true #console: false#" \
         -e "s#model: ../engine/weights/#model: $OPT/models/#" \
+        -e "s#models_dir: ../var/models#models_dir: $OPT/models#" \
         "$HERE/etc/unet-matting.yaml"
 }
 

@@ -6,28 +6,60 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.canvas import layout
+from engine.foreground import estimate_foreground
+
+ALIGNMENTS = ("center", "bottom")
+PADDING_UNITS = ("percent", "px")
+
 
 @dataclass(frozen=True)
 class Profile:
-    """Knobs applied after the network, in this order: threshold, erosion, feathering.
+    """What happens after the network, in this order.
 
-    ``alpha_threshold``: alpha below it becomes 0 (removes faint background haze).
-    ``erosion_kernel``: side of the square min-filter that pulls the edge inwards (0 = off).
-    ``edge_feathering``: Gaussian sigma in pixels that softens the edge (0 = off).
+    Matte: ``alpha_threshold`` (alpha below it becomes 0), ``erosion_kernel`` (odd side of a
+    min-filter pulling the edge in, 0 = off), ``edge_feathering`` (Gaussian sigma in px, 0 = off).
+    Colour: ``decontaminate`` (estimate the foreground colour on soft edges, removing backdrop
+    fringes), ``clear_transparent`` (RGB 0 where alpha is 0: smaller PNGs, nothing leaks).
+    Canvas: ``trim`` to the product, ``padding`` (``padding_unit`` percent of the product's long
+    side, or px), ``aspect`` (w, h) canvas or None, ``align`` center|bottom, ``max_size`` px (0 = off).
+    Extra outputs: ``flat_background`` RGB for a JPEG on that colour (None = no JPEG),
+    ``flat_quality``, ``write_mask`` (the bare matte as a greyscale PNG).
     """
 
     name: str
     alpha_threshold: float = 0.0
     erosion_kernel: int = 0
     edge_feathering: float = 0.0
+    decontaminate: bool = False
+    clear_transparent: bool = True
+    trim: bool = False
+    padding: float = 0.0
+    padding_unit: str = "percent"
+    aspect: tuple[int, int] | None = None
+    align: str = "center"
+    max_size: int = 0
+    flat_background: tuple[int, int, int] | None = None
+    flat_quality: int = 90
+    write_mask: bool = False
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha_threshold < 1.0:
-            raise ValueError(f"alpha_threshold must be in [0, 1), got {self.alpha_threshold}")
-        if self.erosion_kernel < 0 or (self.erosion_kernel and self.erosion_kernel % 2 == 0):
-            raise ValueError(f"erosion_kernel must be 0 or an odd size, got {self.erosion_kernel}")
-        if not 0.0 <= self.edge_feathering <= 50.0:
-            raise ValueError(f"edge_feathering must be in [0, 50], got {self.edge_feathering}")
+        checks = [
+            (0.0 <= self.alpha_threshold < 1.0, "alpha_threshold must be in [0, 1)", self.alpha_threshold),
+            (self.erosion_kernel >= 0 and (self.erosion_kernel == 0 or self.erosion_kernel % 2 == 1),
+             "erosion_kernel must be 0 or an odd size", self.erosion_kernel),
+            (0.0 <= self.edge_feathering <= 50.0, "edge_feathering must be in [0, 50]", self.edge_feathering),
+            (self.padding >= 0, "padding must be >= 0", self.padding),
+            (self.padding_unit in PADDING_UNITS, f"padding_unit must be one of {PADDING_UNITS}", self.padding_unit),
+            (self.aspect is None or (len(self.aspect) == 2 and min(self.aspect) > 0),
+             "aspect must be two positive numbers like 1:1", self.aspect),
+            (self.align in ALIGNMENTS, f"align must be one of {ALIGNMENTS}", self.align),
+            (self.max_size >= 0, "max_size must be >= 0", self.max_size),
+            (1 <= self.flat_quality <= 100, "flat_quality must be in 1..100", self.flat_quality),
+        ]
+        for ok, message, value in checks:
+            if not ok:
+                raise ValueError(f"{message}, got {value!r}")
 
 
 def threshold(alpha: np.ndarray, cutoff: float) -> np.ndarray:
@@ -93,20 +125,25 @@ def refine_alpha(alpha: np.ndarray, profile: Profile) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def compose_rgba(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def compose_rgba(rgb: np.ndarray, alpha: np.ndarray, clear_transparent: bool = True) -> np.ndarray:
     """RGBA uint8 from RGB uint8 and alpha in [0, 1]; fully transparent pixels carry RGB 0."""
     a8 = np.rint(alpha * 255.0).astype(np.uint8)
     rgba = np.empty((*rgb.shape[:2], 4), np.uint8)
     rgba[..., :3] = rgb
     rgba[..., 3] = a8
-    rgba[a8 == 0, :3] = 0
+    if clear_transparent:
+        rgba[a8 == 0, :3] = 0
     return rgba
 
 
-def cutout(session_alpha: np.ndarray, rgb: np.ndarray, profile: Profile,
+def cutout(predicted: np.ndarray, rgb: np.ndarray, profile: Profile,
            input_alpha: np.ndarray | None = None) -> np.ndarray:
-    """Refine a predicted matte, respect an input's own transparency, and compose RGBA."""
-    alpha = refine_alpha(session_alpha, profile)
+    """The finished RGBA canvas: refined matte, the input's own transparency, colour, layout."""
+    alpha = refine_alpha(predicted, profile)
     if input_alpha is not None:
         alpha *= input_alpha.astype(np.float32) / 255.0
-    return compose_rgba(rgb, alpha)
+    if profile.decontaminate:
+        rgb = estimate_foreground(rgb, alpha)
+    rgba = compose_rgba(rgb, alpha, profile.clear_transparent)
+    return layout(rgba, profile.trim, profile.padding, profile.padding_unit, profile.aspect, profile.align,
+                  profile.max_size)

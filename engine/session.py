@@ -99,10 +99,12 @@ def load_network(path: Path) -> tuple[U2Net, ModelInfo]:
 class Session:
     """A network on a device, ready to predict alpha mattes; build once, share between jobs."""
 
-    def __init__(self, net: U2Net, info: ModelInfo, device: torch.device, input_size: int = 320):
+    def __init__(self, net: U2Net, info: ModelInfo, device: torch.device, input_size: int = 320,
+                 path: Path | None = None):
         if input_size < 32 or input_size % 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
         self.info = info
+        self.path = path
         self.device = device
         self.input_size = input_size
         self.dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -117,7 +119,7 @@ class Session:
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
         net, info = load_network(settings.model)
-        session = cls(net, info, resolve_device(settings.device), settings.input_size)
+        session = cls(net, info, resolve_device(settings.device), settings.input_size, settings.model.resolve())
         session.predict_alpha(np.zeros((settings.input_size, settings.input_size, 3), np.uint8))
         return session
 

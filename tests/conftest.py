@@ -54,10 +54,13 @@ def config_dict(root: Path, model: Path, **sections: dict) -> dict:
         "engine": {"model": str(model), "device": "cpu", "threads": 1, "input_size": 64},
         "output": {"png_compress_level": 1},
         "profiles_file": str(REPO / "etc" / "profiles.yaml"),
-        "profile": "ecom_product",
+        "profile": "default",  # keeps the input canvas, so tests can assert sizes
     }
     for name, values in sections.items():
-        cfg.setdefault(name, {}).update(values)
+        if isinstance(values, dict) and isinstance(cfg.get(name), dict):
+            cfg[name].update(values)
+        else:
+            cfg[name] = values
     return cfg
 
 

@@ -62,7 +62,7 @@ def test_slow_upload_becomes_one_png_and_archived_original(daemon, observer: str
     assert (d.path("archive") / "shoes" / "red boot.jpg").read_bytes() == data
     assert all_files(d.path("incoming")) == []
     (done,) = d.finished()
-    assert done["file"] == "shoes/red boot.jpg" and done["profile"] == "ecom_product"
+    assert done["file"] == "shoes/red boot.jpg" and done["profile"] == "default"
     assert done["model"].startswith("tiny-u2netp.pth@") and done["width"] == 320 and done["duration_ms"] > 0
     assert time.mktime(time.strptime(done["ts"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone >= int(finished_writing)
     assert d.stop() == 0

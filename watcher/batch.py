@@ -16,8 +16,9 @@ from watcher import logs
 from watcher.completion import IgnoreRules
 from watcher.config import load_config
 from watcher.daemon import engine_settings
+from watcher.models import active_model
 from watcher.observer import walk_files
-from watcher.output import atomic_write, output_path
+from watcher.output import write_outputs
 from watcher.pipeline import read_source, render
 
 log = structlog.get_logger(__name__)
@@ -40,8 +41,9 @@ def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str |
     """Process every input, carry on past failures, exit 1 if any failed."""
     cfg = load_config(config_path)
     logs.configure("warning", None, console=True)
-    chosen = cfg.get_profile(profile)
-    settings = engine_settings(cfg.engine)
+    if profile is not None:
+        cfg.get_profile(profile)  # fail early, before the model loads, on an unknown name
+    settings = engine_settings(cfg.engine, active_model(cfg.engine.models_dir, cfg.engine.model))
     if model is not None:
         settings = dataclasses.replace(settings, model=model.resolve())
     session = Session.load(settings)
@@ -49,10 +51,10 @@ def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str |
     for path, rel in expand(inputs, IgnoreRules(cfg.watcher.ignore_patterns)):
         started = time.perf_counter()
         try:
+            chosen = cfg.get_profile(profile) if profile else cfg.profile_for(rel)
             rendered = render(read_source(path).data, session, chosen,
                               cfg.engine.max_input_pixels, cfg.output.png_compress_level)
-            target = output_path(out, rel)
-            atomic_write(target, rendered.png)
+            target = write_outputs(out, rel, rendered.files)[-1]
         except (ImageError, OSError) as e:
             failed += 1
             print(f"FAILED {path}: {e}", file=sys.stderr)

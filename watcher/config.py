@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -54,6 +54,7 @@ class WatcherConfig:
 @dataclass(frozen=True)
 class EngineConfig:
     model: Path
+    models_dir: Path | None
     device: str
     threads: int
     max_input_pixels: int
@@ -75,10 +76,16 @@ class Config:
     output: OutputConfig
     profile: str
     profiles: Mapping[str, Profile]
+    profiles_by_folder: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def get_profile(self, name: str | None = None) -> Profile:
         """The named profile (default: the configured one); unknown names list the valid ones."""
         return lookup_profile(self.profiles, name or self.profile)
+
+    def profile_for(self, relative: Path) -> Profile:
+        """The profile for an upload: its top-level subfolder's mapping, else the default."""
+        folder = relative.parts[0] if len(relative.parts) > 1 else ""
+        return self.get_profile(self.profiles_by_folder.get(folder))
 
 
 def lookup_profile(profiles: Mapping[str, Profile], name: str) -> Profile:
@@ -184,6 +191,7 @@ def _parse_watcher(s: _Section) -> WatcherConfig:
 def _parse_engine(s: _Section) -> EngineConfig:
     cfg = EngineConfig(
         model=s.take("model", Path),
+        models_dir=s.take("models_dir", Path, None),
         device=s.take("device", str, "auto", _one_of("auto", "cpu", "cuda")),
         threads=s.take("threads", int, 0, _at_least(0)),
         max_input_pixels=s.take("max_input_pixels", int, 64_000_000, _at_least(1)),
@@ -200,19 +208,52 @@ def _parse_output(s: _Section) -> OutputConfig:
     return OutputConfig(level)
 
 
+def _aspect(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise ValueError(f"aspect must look like 1:1 or 4:5, got {text!r}") from None
+    return w, h
+
+
+def _colour(text: str) -> tuple[int, int, int]:
+    if len(text) != 7 or not text.startswith("#"):
+        raise ValueError(f"flat_background must be a colour like '#ffffff', got {text!r}")
+    try:
+        return int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16)
+    except ValueError:
+        raise ValueError(f"flat_background must be a colour like '#ffffff', got {text!r}") from None
+
+
+def _profile(name: str, s: _Section) -> Profile:
+    aspect, colour = s.take("aspect", str, None), s.take("flat_background", str, None)
+    return Profile(
+        name=name,
+        alpha_threshold=s.take("alpha_threshold", float, 0.0),
+        erosion_kernel=s.take("erosion_kernel", int, 0),
+        edge_feathering=s.take("edge_feathering", float, 0.0),
+        decontaminate=s.take("decontaminate", bool, False),
+        clear_transparent=s.take("clear_transparent", bool, True),
+        trim=s.take("trim", bool, False),
+        padding=s.take("padding", float, 0.0),
+        padding_unit=s.take("padding_unit", str, "percent"),
+        aspect=None if aspect is None else _aspect(aspect),
+        align=s.take("align", str, "center"),
+        max_size=s.take("max_size", int, 0),
+        flat_background=None if colour is None else _colour(colour),
+        flat_quality=s.take("flat_quality", int, 90),
+        write_mask=s.take("write_mask", bool, False),
+    )
+
+
 def parse_profiles(raw: Any, where: str) -> Mapping[str, Profile]:
-    """Profiles mapping ``name -> {alpha_threshold, edge_feathering, erosion_kernel}``."""
+    """Profiles mapping ``name -> settings``; see ``engine.postprocess.Profile`` for the keys."""
     top = _Section(raw, "profiles", Path("."))
     profiles = {}
     for name in list(top.raw):
         s = top.section(str(name))
         try:
-            profiles[str(name)] = Profile(
-                name=str(name),
-                alpha_threshold=s.take("alpha_threshold", float, 0.0),
-                erosion_kernel=s.take("erosion_kernel", int, 0),
-                edge_feathering=s.take("edge_feathering", float, 0.0),
-            )
+            profiles[str(name)] = _profile(str(name), s)
         except ValueError as e:
             raise ConfigError(f"{where}: profiles.{name}: {e}") from None
         s.done()
@@ -248,11 +289,14 @@ def load_config_data(raw: Any, path: Path, profiles: Mapping[str, Profile] | Non
     output = _parse_output(top.section("output"))
     profiles_file = top.take("profiles_file", Path, str(path.parent / "profiles.yaml"))
     profile = top.take("profile", str, "ecom_product")
+    by_folder = top.take("profiles_by_folder", dict, {})
     top.done()
     if profiles is None:
         profiles = parse_profiles(read_yaml(profiles_file), str(profiles_file))
-    try:
-        lookup_profile(profiles, profile)
-    except ConfigError as e:
-        raise ConfigError(f"profile: {e}") from None
-    return Config(path, paths, logging_cfg, watcher, engine, output, profile, profiles)
+    for key, name in [("profile", profile)] + [(f"profiles_by_folder.{k}", v) for k, v in by_folder.items()]:
+        try:
+            lookup_profile(profiles, str(name))
+        except ConfigError as e:
+            raise ConfigError(f"{key}: {e}") from None
+    by_folder = MappingProxyType({str(k): str(v) for k, v in by_folder.items()})
+    return Config(path, paths, logging_cfg, watcher, engine, output, profile, profiles, by_folder)

@@ -24,6 +24,7 @@ from watcher.completion import CompletionTracker, IgnoreRules
 from watcher.config import Config, EngineConfig, load_config
 from watcher.intake import Intake
 from watcher.jobs import JobQueue
+from watcher.models import ModelSwitcher
 from watcher.notify import Notifier, watchdog_interval_s
 from watcher.observer import HintHandler, OverflowHook, make_observer
 from watcher.output import remove_stale_temps
@@ -35,8 +36,8 @@ log = structlog.get_logger(__name__)
 STATUS_INTERVAL_S = 2.0
 
 
-def engine_settings(cfg: EngineConfig) -> EngineSettings:
-    return EngineSettings(cfg.model, cfg.device, cfg.threads, cfg.input_size)
+def engine_settings(cfg: EngineConfig, model: Path | None = None) -> EngineSettings:
+    return EngineSettings(model or cfg.model, cfg.device, cfg.threads, cfg.input_size)
 
 
 def prepare_directories(cfg: Config) -> None:
@@ -84,7 +85,8 @@ class Daemon:
     def start(self) -> None:
         cfg = self.config
         prepare_directories(cfg)
-        session = Session.load(engine_settings(cfg.engine))
+        self.models = self._switcher(cfg)
+        session = Session.load(engine_settings(cfg.engine, self.models.wanted()))
         self._current = Engine(session, cfg)
         log.info("model_loaded", model=session.info.label, arch=session.info.arch,
                  device=str(session.device), input_size=session.input_size)
@@ -139,7 +141,19 @@ class Daemon:
         self._signals.append(signum)
         self._wake.set()
 
+    def _switcher(self, cfg: Config) -> ModelSwitcher:
+        return ModelSwitcher(cfg.engine.models_dir, cfg.engine.model,
+                             lambda path: Session.load(engine_settings(cfg.engine, path)))
+
+    def _switch_model(self) -> None:
+        current = self._current
+        session = self.models.poll(current.session.path)
+        if session is not None:
+            self._current = Engine(session, current.config)
+            log.info("model_switched", model=session.info.label, previous=current.session.info.label)
+
     def _tick(self, heartbeat: bool) -> None:
+        self._switch_model()
         dead = self.dead_threads()
         if dead:
             log.error("threads_dead", threads=dead)
@@ -185,7 +199,8 @@ class Daemon:
         new = dataclasses.replace(new, **fixed)
         session = self._current.session
         if new.engine != old.engine:
-            session = Session.load(engine_settings(new.engine))
+            self.models = self._switcher(new)
+            session = Session.load(engine_settings(new.engine, self.models.wanted()))
         logs.configure(new.logging.level, new.logging.file, new.logging.console)
         self.tracker.quiet_period_s = new.watcher.quiet_period_s
         self.intake.ignore = IgnoreRules(new.watcher.ignore_patterns)

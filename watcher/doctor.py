@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine.errors import ModelError
 from watcher.config import Config, load_config, load_config_data
+from watcher.models import active_model
 
 MIN_FREE_BYTES = 2 * 1024**3
 INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_watches")
@@ -84,7 +85,7 @@ def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
     except ModelError as e:
         problems.append(f"engine.device: {e}")
     try:
-        _, info = load_network(cfg.engine.model)
+        _, info = load_network(active_model(cfg.engine.models_dir, cfg.engine.model))
         notes.append(f"note: model {info.label} ({info.arch})")
     except ModelError as e:
         problems.append(f"engine.model: {e}")

@@ -15,6 +15,7 @@ from watcher import sheet
 from watcher.config import load_config
 from watcher.daemon import engine_settings
 from watcher.imageio import decode
+from watcher.models import active_model
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -34,7 +35,7 @@ def load_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
 def run_evaluate(config_path: Path, images: Path, masks: Path, model: Path | None, profile: str | None,
                  sheet_path: Path | None, input_size: int | None) -> int:
     cfg = load_config(config_path)
-    settings = engine_settings(cfg.engine)
+    settings = engine_settings(cfg.engine, active_model(cfg.engine.models_dir, cfg.engine.model))
     if model is not None:
         settings = dataclasses.replace(settings, model=model.resolve())
     if input_size is not None:

@@ -79,6 +79,8 @@ def _to_arrays(im: Image.Image) -> Decoded:
         im = Image.fromarray(_wide_to_8bit(np.asarray(im), im.mode), "L")
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGB", "RGBA") and im.info.get("icc_profile"):
+        im = _to_srgb(im)
     if im.mode in ("LA", "La", "PA", "RGBa", "RGBA") or "transparency" in im.info:
         rgba = np.asarray(im.convert("RGBA"))
         return Decoded(np.ascontiguousarray(rgba[..., :3]), rgba[..., 3].copy(), fmt, source_mode)
@@ -97,6 +99,21 @@ def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def _to_srgb(im: Image.Image) -> Image.Image:
+    """Convert from an embedded ICC profile (Adobe RGB, Display P3, ...) to sRGB.
+
+    Dropping the profile instead would show such photos dull or shifted in every browser.
+    sRGB-tagged images pass through untouched; a broken profile is ignored, not fatal.
+    """
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(im.info["icc_profile"]))
+        if "srgb" in ImageCms.getProfileDescription(src).lower().replace(" ", ""):
+            return im
+        return ImageCms.profileToProfile(im, src, _SRGB, outputMode=im.mode)
+    except (ImageCms.PyCMSError, OSError):
+        return im
+
+
 def _wide_to_8bit(values: np.ndarray, mode: str) -> np.ndarray:
     """16-bit, 32-bit or float greyscale to 8 bits by scaling, not by clipping at 255."""
     top = float(values.max(initial=0))
@@ -109,8 +126,15 @@ def _wide_to_8bit(values: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.rint(values.astype(np.float64) * scale), 0, 255).astype(np.uint8)
 
 
-def encode_png(rgba: np.ndarray, compress_level: int) -> bytes:
-    """PNG bytes of an RGBA uint8 array."""
+def encode_png(pixels: np.ndarray, compress_level: int) -> bytes:
+    """PNG bytes of an RGBA (HxWx4) or greyscale (HxW) uint8 array."""
     buffer = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buffer, "PNG", compress_level=compress_level)
+    Image.fromarray(pixels, "RGBA" if pixels.ndim == 3 else "L").save(buffer, "PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    """Baseline sRGB JPEG bytes of an RGB uint8 array."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buffer, "JPEG", quality=quality, optimize=True)
     return buffer.getvalue()

@@ -53,9 +53,20 @@ def remove_stale_temps(root: Path) -> int:
     return count
 
 
-def output_path(output_root: Path, relative: Path) -> Path:
-    """``<output>/<subdir>/<stem>.png`` for ``<incoming>/<subdir>/<name>``."""
-    return output_root / relative.parent / (relative.stem + ".png")
+def output_path(output_root: Path, relative: Path, suffix: str = ".png") -> Path:
+    """``<output>/<subdir>/<stem><suffix>`` for ``<incoming>/<subdir>/<name>``."""
+    return output_root / relative.parent / (relative.stem + suffix)
+
+
+def write_outputs(output_root: Path, relative: Path, files: dict[str, bytes]) -> list[Path]:
+    """Write every output atomically; the PNG goes last, so its presence means 'all done'."""
+    ordered = sorted(files.items(), key=lambda item: item[0] == ".png")
+    targets = []
+    for suffix, data in ordered:
+        target = output_path(output_root, relative, suffix)
+        atomic_write(target, data)
+        targets.append(target)
+    return targets
 
 
 def unique_path(target: Path) -> Path:

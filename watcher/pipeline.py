@@ -12,11 +12,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from engine.canvas import flatten
 from engine.errors import ImageError
 from engine.postprocess import Profile, cutout
 from engine.session import Session
 from watcher.completion import Signature
-from watcher.imageio import decode, encode_png
+from watcher.imageio import decode, encode_jpeg, encode_png
 
 
 class NotARegularFile(ImageError):
@@ -31,13 +34,21 @@ class Source:
 
 @dataclass
 class Rendered:
-    """A finished cut-out and what the summary log line reports about it."""
+    """A finished cut-out: output files by suffix (".png" first), and what the log reports."""
 
-    png: bytes
+    files: dict[str, bytes]
     width: int
     height: int
     input_bytes: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def png(self) -> bytes:
+        return self.files[".png"]
+
+    @property
+    def output_bytes(self) -> int:
+        return sum(len(b) for b in self.files.values())
 
 
 def read_source(path: Path) -> Source:
@@ -79,7 +90,11 @@ def render(data: bytes, session: Session, profile: Profile, max_pixels: int,
     lap("inference")
     rgba = cutout(alpha, image.rgb, profile, image.alpha)
     lap("postprocess")
-    png = encode_png(rgba, compress_level)
+    files = {".png": encode_png(rgba, compress_level)}
+    if profile.flat_background is not None:
+        files[".jpg"] = encode_jpeg(flatten(rgba, profile.flat_background), profile.flat_quality)
+    if profile.write_mask:
+        files[".mask.png"] = encode_png(np.ascontiguousarray(rgba[..., 3]), compress_level)
     lap("encode")
     width, height = image.size
-    return Rendered(png, width, height, len(data), timings)
+    return Rendered(files, width, height, len(data), timings)

@@ -18,11 +18,12 @@ from pathlib import Path
 import structlog
 
 from engine.errors import ImageError, ImageIncomplete, JobError
+from engine.postprocess import Profile
 from engine.session import Session
 from watcher.completion import Signature
 from watcher.config import Config
 from watcher.jobs import Job
-from watcher.output import atomic_write, move_durably, output_path, quarantine
+from watcher.output import move_durably, quarantine, write_outputs
 from watcher.pipeline import read_source, render
 from watcher.state import AttemptLog
 
@@ -68,9 +69,10 @@ class JobRunner:
         engine = self._engine()
         started = time.perf_counter()
         log.debug("job_started", file=str(job.relative))
-        fields: dict = {"model": engine.session.info.label, "profile": engine.config.profile}
+        profile = engine.config.profile_for(job.relative)
+        fields: dict = {"model": engine.session.info.label, "profile": profile.name}
         try:
-            outcome = self._run(job, engine, fields)
+            outcome = self._run(job, engine, profile, fields)
         except Exception as e:
             outcome = "error"
             fields.update(error=f"{e.__class__.__name__}: {e}")
@@ -81,7 +83,7 @@ class JobRunner:
         self._stats.record(job.relative, outcome)
         return outcome
 
-    def _run(self, job: Job, engine: Engine, fields: dict) -> str:
+    def _run(self, job: Job, engine: Engine, profile: Profile, fields: dict) -> str:
         cfg = engine.config
         try:
             source = read_source(job.path)
@@ -95,7 +97,7 @@ class JobRunner:
             reason = f"the daemon stopped {previous} times while processing this file"
             return self._quarantine(job, cfg, JobError(reason), fields, key)
         try:
-            rendered = render(source.data, engine.session, cfg.get_profile(),
+            rendered = render(source.data, engine.session, profile,
                               cfg.engine.max_input_pixels, cfg.output.png_compress_level)
         except ImageIncomplete as e:
             self._attempts.end(key)
@@ -103,10 +105,9 @@ class JobRunner:
         except ImageError as e:
             return self._quarantine(job, cfg, e, fields, key)
         fields.update(width=rendered.width, height=rendered.height, input_bytes=rendered.input_bytes,
-                      output_bytes=len(rendered.png), stages_ms=rendered.timings_ms)
-        target = output_path(cfg.paths.output, job.relative)
-        atomic_write(target, rendered.png)
-        fields["output"] = str(target.relative_to(cfg.paths.output))
+                      output_bytes=rendered.output_bytes, stages_ms=rendered.timings_ms)
+        targets = write_outputs(cfg.paths.output, job.relative, rendered.files)
+        fields["output"] = str(targets[-1].relative_to(cfg.paths.output))
         outcome = self._archive(job, cfg, source.signature, fields)
         self._attempts.end(key)
         self._forget_failure(job.path)

@@ -1,0 +1,85 @@
+"""Models swapped live: the control file names the model, the daemon switches between files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from engine.u2net import build
+from tests.conftest import DaemonProcess, wait_for
+from tests.images import jpeg_bytes, product_rgb, write
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path) -> Path:
+    models = tmp_path / "models"
+    models.mkdir()
+    for seed, name in ((0, "first.pth"), (1, "second.pth")):
+        torch.manual_seed(seed)
+        torch.save(build("u2netp").state_dict(), models / name)
+    (models / "broken.pth").write_bytes(b"not a checkpoint")
+    (models / "active_model").write_text("first.pth\n")
+    return models
+
+
+def test_swap_during_a_burst(daemon, models_dir: Path) -> None:
+    """Every output of a burst names exactly one model, both models appear, none failed."""
+    d: DaemonProcess = daemon(engine={"models_dir": str(models_dir)})
+    names: list[str] = []
+
+    def upload(count: int) -> None:
+        for _ in range(count):
+            names.append(f"p{len(names):03d}.jpg")
+            write(d.path("incoming") / names[-1], jpeg_bytes(product_rgb(640, 480, seed=len(names))))
+
+    upload(10)
+    wait_for(lambda: len(d.finished("done")) >= 4)
+    (models_dir / "active_model").write_text("second.pth\n")
+    while not d.events("model_switched"):  # the burst goes on while the new model loads
+        upload(1)
+        assert len(names) < 500, "the model never switched"
+    upload(10)
+    wait_for(lambda: len(d.finished()) >= len(names), timeout=120)
+    jobs = d.finished()
+    assert [j["outcome"] for j in jobs] == ["done"] * len(names), [(j["file"], j["outcome"]) for j in jobs]
+    models = [j["model"].split("@")[0] for j in jobs]
+    assert set(models) == {"first.pth", "second.pth"}
+    switch = models.index("second.pth")
+    assert models == ["first.pth"] * switch + ["second.pth"] * (len(models) - switch), models
+    (switched,) = d.events("model_switched")
+    assert switched["model"].startswith("second.pth@") and switched["previous"].startswith("first.pth@")
+    for name in names:
+        with Image.open(d.path("output") / name.replace(".jpg", ".png")) as im:
+            im.load()
+    assert d.stop() == 0
+
+
+def test_broken_model_keeps_the_old_one(daemon, models_dir: Path) -> None:
+    """A model that fails to load is logged and the active model stays in use."""
+    d: DaemonProcess = daemon(engine={"models_dir": str(models_dir)})
+    (models_dir / "active_model").write_text("broken.pth\n")
+    wait_for(lambda: d.events("model_load_failed"))
+    assert "not a loadable PyTorch checkpoint" in d.events("model_load_failed")[0]["error"]
+    write(d.path("incoming") / "after.jpg", jpeg_bytes())
+    wait_for(lambda: d.finished("done"))
+    assert d.finished("done")[0]["model"].startswith("first.pth@")
+    assert d.events("model_switched") == []
+    assert d.stop() == 0
+
+
+def test_ecom_product_outputs_through_the_daemon(daemon) -> None:
+    """ecom_product gives a square, trimmed PNG plus a white JPEG; incoming/id_photo/ uses id_photo."""
+    d: DaemonProcess = daemon(profile="ecom_product", profiles_by_folder={"id_photo": "id_photo"})
+    write(d.path("incoming") / "shoe.jpg", jpeg_bytes(product_rgb(400, 300)))
+    write(d.path("incoming") / "id_photo" / "anna.jpg", jpeg_bytes(product_rgb(300, 400)))
+    wait_for(lambda: len(d.finished("done")) == 2)
+    by_file = {j["file"]: j for j in d.finished()}
+    assert by_file["shoe.jpg"]["profile"] == "ecom_product" and by_file["id_photo/anna.jpg"]["profile"] == "id_photo"
+    with Image.open(d.path("output") / "shoe.png") as png, Image.open(d.path("output") / "shoe.jpg") as jpg:
+        assert png.mode == "RGBA" and png.size[0] == png.size[1] and jpg.mode == "RGB" and jpg.size == png.size
+    with Image.open(d.path("output") / "id_photo" / "anna.png") as portrait:
+        assert abs(portrait.size[0] / portrait.size[1] - 7 / 9) < 0.02
+    assert d.stop() == 0

@@ -1,0 +1,87 @@
+"""Live model switching: ``<models_dir>/active_model`` names the model the daemon should run.
+
+The daemon polls the control file (and re-checks on SIGHUP). A newly named model is loaded and
+warmed up on a background thread while the old one keeps working; the switch is one reference
+assignment that each job reads once at its start, so no file is processed half by one model and
+half by the other. A model that fails to load leaves the old one active and is not retried until
+the control file or the model file changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from engine.errors import ModelError
+from engine.session import Session
+
+log = structlog.get_logger(__name__)
+CONTROL_FILE = "active_model"
+
+
+def _identity(path: Path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError:
+        return ()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def active_model(models_dir: Path | None, fallback: Path) -> Path:
+    """The model ``<models_dir>/active_model`` names, else ``fallback`` (``engine.model``)."""
+    if models_dir is None:
+        return fallback
+    try:
+        name = (models_dir / CONTROL_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return fallback
+    return (models_dir / name).resolve() if name else fallback
+
+
+class ModelSwitcher:
+    """Decides which model should be active and loads it off the main thread."""
+
+    def __init__(self, models_dir: Path | None, fallback: Path, load: Callable[[Path], Session]) -> None:
+        self.models_dir, self.fallback, self._load = models_dir, fallback, load
+        self._seen: tuple = ()
+        self._thread: threading.Thread | None = None
+        self._ready: Session | None = None
+        self._lock = threading.Lock()
+
+    def wanted(self) -> Path:
+        return active_model(self.models_dir, self.fallback)
+
+    def poll(self, current: Path) -> Session | None:
+        """Start loading if the wanted model changed; return a loaded session once, when ready."""
+        with self._lock:
+            ready, self._ready = self._ready, None
+        if ready is not None:
+            return ready
+        wanted = self.wanted()
+        key = (wanted, _identity(wanted), _identity(self.models_dir / CONTROL_FILE) if self.models_dir else ())
+        if wanted == current or key == self._seen or (self._thread and self._thread.is_alive()):
+            if wanted == current:
+                self._seen = key
+            return None
+        self._seen = key
+        self._thread = threading.Thread(target=self._load_in_background, args=(wanted,), name="model-loader",
+                                        daemon=True)
+        self._thread.start()
+        return None
+
+    def _load_in_background(self, path: Path) -> None:
+        log.info("model_loading", model=str(path))
+        try:
+            session = self._load(path)
+        except ModelError as e:
+            log.error("model_load_failed", model=str(path), error=str(e), kept="the active model")
+            return
+        with self._lock:
+            self._ready = session
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
