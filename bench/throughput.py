@@ -1,0 +1,129 @@
+"""Backlog throughput: the daemon, ``unet-matting process`` and ``rembg p`` on the same images.
+
+    .venv/bin/python -m bench.throughput [--size 2mp|6mp|12mp] [--count 100] [--model PATH]
+                                         [--profile default] [--rembg PATH/TO/rembg]
+
+Generates N product-like JPEGs, then
+1. drops them all at once into a running daemon's incoming directory (renamed in, so each is
+   complete at that instant) and measures images/s, p50/p95 drop-to-PNG latency, peak RSS and
+   CPU utilisation of the daemon, and the median per-stage times from its log;
+2. runs ``unet-matting process`` over the same folder;
+3. runs ``rembg p`` (folder mode) with the same weights exported to ONNX and loaded through
+   rembg's ``u2net_custom`` session from a local path (nothing is downloaded).
+rembg is a separate install (a venv with ``rembg[cli]``); pass its executable with --rembg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import REPO, SIZES, log_events, product_jpeg, start_daemon, write_config
+
+
+def run_measured(argv: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of a child process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{argv[0]} failed with {os.waitstatus_to_exitcode(status)}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """CPU seconds used so far and peak RSS (MB) of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    hwm = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmHWM"))
+    return cpu, int(hwm.split()[1]) / 1024
+
+
+def bench_daemon(root: Path, src: Path, model: Path, profile: str) -> dict:
+    daemon = start_daemon(write_config(root / "daemon", model, profile, quiet_period_s=0.5))
+    try:
+        incoming, output = root / "daemon/incoming", root / "daemon/output"
+        cpu0, _ = proc_stats(daemon.pid)
+        started = time.perf_counter()
+        names = sorted(p.name for p in src.iterdir())
+        for name in names:
+            shutil.copy2(src / name, incoming / f".{name}.tmp")
+        dropped = time.perf_counter()
+        for name in names:
+            os.rename(incoming / f".{name}.tmp", incoming / name)
+        seen: dict[str, float] = {}
+        while len(seen) < len(names):
+            for p in output.glob("*.png"):
+                seen.setdefault(p.stem, time.perf_counter())
+            time.sleep(0.01)
+        wall = max(seen.values()) - dropped
+        cpu1, peak = proc_stats(daemon.pid)
+        latencies = sorted(t - dropped for t in seen.values())
+    finally:
+        daemon.terminate()
+        daemon.wait(60)
+    jobs = log_events(root / "daemon/daemon.log", "job_finished")
+    stages = {k: statistics.median(j["stages_ms"][k] for j in jobs) for k in jobs[0]["stages_ms"]}
+    stages["write+archive"] = statistics.median(j["duration_ms"] - sum(j["stages_ms"].values()) for j in jobs)
+    return {"images_per_s": len(names) / wall, "wall_s": wall, "p50_s": latencies[len(latencies) // 2],
+            "p95_s": latencies[int(len(latencies) * 0.95) - 1], "peak_rss_mb": peak,
+            "cpu_util": (cpu1 - cpu0) / wall / os.cpu_count(), "stages_ms": stages, "copy_s": dropped - started}
+
+
+def bench_rembg(root: Path, src: Path, model: Path, rembg: str) -> dict:
+    home = root / "rembg-home"
+    home.mkdir()
+    onnx = home / "unet-matting.onnx"
+    subprocess.run([sys.executable, "-m", "engine.onnx_export", str(model), str(onnx)], check=True, cwd=REPO,
+                   capture_output=True)
+    env = {**os.environ, "U2NET_HOME": str(home), "OMP_NUM_THREADS": str(os.cpu_count())}
+    argv = [rembg, "p", "-m", "u2net_custom", "-x", json.dumps({"model_path": str(onnx)}), str(src),
+            str(root / "rembg-out")]
+    wall, rss = run_measured(argv, env)
+    return {"images_per_s": len(list(src.iterdir())) / wall, "wall_s": wall, "peak_rss_mb": rss}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=sorted(SIZES), default="2mp")
+    ap.add_argument("--count", type=int, default=100)
+    ap.add_argument("--model", type=Path, default=REPO / "engine/weights/u2netp-products.pth")
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--rembg", help="path to a rembg executable (omit to skip rembg)")
+    args = ap.parse_args()
+    width, height = SIZES[args.size]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        src = root / "src"
+        src.mkdir()
+        for i in range(args.count):
+            product_jpeg(src / f"p{i:04d}.jpg", width, height, i)
+        print(f"{args.count} JPEGs at {width}x{height}, model {args.model.name}, profile {args.profile}, "
+              f"{os.cpu_count()} CPUs")
+        ours = bench_daemon(root, src, args.model, args.profile)
+        print(f"daemon : {ours['images_per_s']:.2f} img/s ({ours['wall_s']:.1f} s), latency p50 {ours['p50_s']:.1f} s "
+              f"p95 {ours['p95_s']:.1f} s, peak RSS {ours['peak_rss_mb']:.0f} MB, CPU {ours['cpu_util']:.0%}")
+        print("         stages (median ms): " + ", ".join(f"{k} {v:.0f}" for k, v in ours["stages_ms"].items()))
+        wall, rss = run_measured([sys.executable, "-m", "watcher", "process", "--config",
+                                  str(root / "daemon/cfg.yaml"), "--profile", args.profile, "--out",
+                                  str(root / "process-out"), str(src)])
+        print(f"process: {args.count / wall:.2f} img/s ({wall:.1f} s incl. start-up), peak RSS {rss:.0f} MB")
+        if args.rembg:
+            theirs = bench_rembg(root, src, args.model, args.rembg)
+            print(f"rembg p: {theirs['images_per_s']:.2f} img/s ({theirs['wall_s']:.1f} s incl. start-up), "
+                  f"peak RSS {theirs['peak_rss_mb']:.0f} MB")
+            print(f"ratio daemon/rembg: {ours['images_per_s'] / theirs['images_per_s']:.2f}x, "
+                  f"process/rembg: {theirs['wall_s'] / wall:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

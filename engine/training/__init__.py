@@ -1,0 +1,1 @@
+"""Training pipeline for the default model; never imported by the daemon."""
