@@ -48,8 +48,10 @@ def proc_stats(pid: int) -> tuple[float, float]:
     return cpu, int(hwm.split()[1]) / 1024
 
 
-def bench_daemon(root: Path, src: Path, model: Path, profile: str) -> dict:
-    daemon = start_daemon(write_config(root / "daemon", model, profile, quiet_period_s=0.5))
+def bench_daemon(root: Path, src: Path, model: Path, profile: str, workers: int) -> dict:
+    config = write_config(root / "daemon", model, profile, quiet_period_s=0.5)
+    config.write_text(config.read_text().replace("workers: 1", f"workers: {workers}"))
+    daemon = start_daemon(config)
     try:
         incoming, output = root / "daemon/incoming", root / "daemon/output"
         cpu0, _ = proc_stats(daemon.pid)
@@ -98,6 +100,7 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--model", type=Path, default=REPO / "engine/weights/u2netp-products.pth")
     ap.add_argument("--profile", default="default")
+    ap.add_argument("--workers", type=int, default=1, help="watcher.workers for the daemon run")
     ap.add_argument("--rembg", help="path to a rembg executable (omit to skip rembg)")
     args = ap.parse_args()
     width, height = SIZES[args.size]
@@ -109,7 +112,7 @@ def main() -> None:
             product_jpeg(src / f"p{i:04d}.jpg", width, height, i)
         print(f"{args.count} JPEGs at {width}x{height}, model {args.model.name}, profile {args.profile}, "
               f"{os.cpu_count()} CPUs")
-        ours = bench_daemon(root, src, args.model, args.profile)
+        ours = bench_daemon(root, src, args.model, args.profile, args.workers)
         print(f"daemon : {ours['images_per_s']:.2f} img/s ({ours['wall_s']:.1f} s), latency p50 {ours['p50_s']:.1f} s "
               f"p95 {ours['p95_s']:.1f} s, peak RSS {ours['peak_rss_mb']:.0f} MB, CPU {ours['cpu_util']:.0%}")
         print("         stages (median ms): " + ", ".join(f"{k} {v:.0f}" for k, v in ours["stages_ms"].items()))
