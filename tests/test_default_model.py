@@ -1,0 +1,47 @@
+"""The shipped default weights: they load, and they cut out simple product shots well.
+
+Tolerances are loose on purpose, so retraining needs no test edits unless quality really
+changed. The images are drawn by tests/data/make_golden.py (not in the training data).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.metrics import score
+from engine.session import EngineSettings, Session, load_network
+from tests.conftest import REPO
+from watcher.config import load_config
+
+GOLDEN = REPO / "tests" / "data" / "golden"
+WEIGHTS = REPO / "engine" / "weights" / "u2netp-products.pth"
+
+
+@pytest.fixture(scope="module")
+def session() -> Session:
+    return Session.load(EngineSettings(WEIGHTS, device="cpu"))
+
+
+def test_default_config_uses_the_shipped_weights() -> None:
+    """engine.model of the shipped config is the committed file, small enough to keep in git."""
+    assert load_config(REPO / "etc/unet-matting.yaml").engine.model == WEIGHTS
+    assert WEIGHTS.stat().st_size < 5_000_000
+
+
+def test_shipped_weights_load_strictly() -> None:
+    """The committed fp16 state dict loads into U²-Net-P with strict keys."""
+    net, info = load_network(WEIGHTS)
+    assert info.arch == "u2netp" and sum(p.numel() for p in net.parameters()) == 1_131_181
+
+
+@pytest.mark.parametrize("name", ["bottle", "box", "sneaker"])
+def test_golden_product_shots(session: Session, name: str) -> None:
+    """Each golden shot: IoU >= 0.85 and MAE <= 0.08 against its exact mask."""
+    rgb = np.asarray(Image.open(GOLDEN / f"{name}.png").convert("RGB"))
+    mask = np.asarray(Image.open(GOLDEN / f"{name}.mask.png"))
+    s = score(session.predict_alpha(rgb), mask)
+    assert s.iou >= 0.85 and s.mae <= 0.08, s
