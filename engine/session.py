@@ -136,6 +136,8 @@ class Session:
             return alpha[0, 0].clamp_(0, 1).cpu().numpy()
 
     def _preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        if not rgb.flags.writeable:  # torch.from_numpy wants a writable buffer
+            rgb = rgb.copy()
         x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
         size = (self.input_size, self.input_size)
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)

@@ -1,0 +1,42 @@
+"""Regenerate docs/contact-sheet.png: one product through `default` and `ecom_product`.
+
+    .venv/bin/python docs/make_contact_sheet.py [PHOTO ...]
+
+Default photo: the desk lamp from the U²-Net demo images (../shared/data/eval/u2net-reference,
+Apache-2.0, github.com/xuebinqin/U-2-Net). Rows: original | alpha | on checkerboard | on white.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from engine.postprocess import cutout
+from engine.session import Session
+from watcher import sheet
+from watcher.config import load_config
+from watcher.daemon import engine_settings
+from watcher.imageio import decode
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_PHOTO = REPO.parent / "shared/data/eval/u2net-reference/images/lamp2_meitu_1.jpg"
+
+
+def main() -> None:
+    photos = [Path(p) for p in sys.argv[1:]] or [DEFAULT_PHOTO]
+    cfg = load_config(REPO / "etc/unet-matting.yaml")
+    session = Session.load(engine_settings(cfg.engine))
+    rows = []
+    for photo in photos:
+        image = decode(photo.read_bytes(), cfg.engine.max_input_pixels)
+        alpha = session.predict_alpha(image.rgb)
+        for name in ("default", "ecom_product"):
+            rgba = cutout(alpha, image.rgb, cfg.get_profile(name), image.alpha)
+            rows.append(sheet.row(image.rgb, rgba, f"{photo.name}: {name}", white=True))
+    out = REPO / "docs" / "contact-sheet.png"
+    sheet.stack(rows).save(out, optimize=True)
+    print(f"wrote {out} with {session.info.label}")
+
+
+if __name__ == "__main__":
+    main()
