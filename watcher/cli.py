@@ -1,4 +1,4 @@
-"""Command line: ``unet-matting {watch,process,check}``; the one place that prints and exits.
+"""Command line: ``unet-matting {watch,process,check,status,preview,evaluate}``; prints and exits here.
 
 Heavy modules (torch, the engine) are imported inside the commands, so ``--version`` and
 ``--help`` stay instant and work without torch.
@@ -29,65 +29,69 @@ def default_config() -> Path:
 DEFAULT_CONFIG = default_config()
 
 
+def _command(sub: argparse._SubParsersAction, name: str, help_text: str,
+             engine: bool = False) -> argparse.ArgumentParser:
+    """A subcommand with --config, and --profile/--model when it runs the engine on files."""
+    cmd = sub.add_parser(name, help=help_text)
+    cmd.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG),
+                     help=f"config file (default: $UNET_MATTING_CONFIG, {SYSTEM_CONFIG} or the checkout's etc/)")
+    if engine:
+        cmd.add_argument("--profile", help="post-processing profile (default: from the config)")
+        cmd.add_argument("--model", type=Path, help="weights file (default: the active model)")
+    return cmd
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unet-matting", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"unet-matting {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    config_help = f"config file (default: $UNET_MATTING_CONFIG, {SYSTEM_CONFIG} or the checkout's etc/)"
-    watch = sub.add_parser("watch", help="run the ingestion daemon in the foreground")
-    watch.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=config_help)
-    process = sub.add_parser("process", help="cut out files or directories once, then exit")
-    process.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=config_help)
-    process.add_argument("--profile", help="post-processing profile (default: the config's)")
-    process.add_argument("--model", type=Path, help="weights file (default: engine.model)")
+    _command(sub, "watch", "run the ingestion daemon in the foreground")
+    process = _command(sub, "process", "cut out files or directories once, then exit", engine=True)
     process.add_argument("--out", type=Path, required=True, help="output directory")
     process.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    check = sub.add_parser("check", help="validate config, directories, model and device")
-    check.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=config_help)
-    status = sub.add_parser("status", help="what the running daemon is doing")
-    status.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=config_help)
-    preview = sub.add_parser("preview", help="contact sheet: original | alpha | cut-out on checkerboard and white")
-    preview.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=config_help)
-    preview.add_argument("--profile", help="post-processing profile (default: the config's)")
-    preview.add_argument("--model", type=Path, help="weights file (default: engine.model)")
+    _command(sub, "check", "doctor: config, directories, disk, inotify, model and device")
+    _command(sub, "status", "what the running daemon is doing")
+    preview = _command(sub, "preview", "contact sheet: original | alpha | on checkerboard | on white", engine=True)
     preview.add_argument("--out", type=Path, required=True, help="PNG to write")
     preview.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    evaluate = sub.add_parser("evaluate", help="score the model against reference masks")
-    evaluate.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=config_help)
+    evaluate = _command(sub, "evaluate", "score the model against reference masks", engine=True)
     evaluate.add_argument("--images", type=Path, required=True, help="directory of photos")
     evaluate.add_argument("--masks", type=Path, required=True, help="8-bit masks with the same base names")
-    evaluate.add_argument("--model", type=Path, help="weights file (default: engine.model)")
-    evaluate.add_argument("--profile", help="post-processing profile (default: 'default', the raw matte)")
     evaluate.add_argument("--input-size", type=int, help="network input side (default: engine.input_size)")
     evaluate.add_argument("--sheet", type=Path, help="write a contact sheet PNG here")
     return parser
 
 
+def _run(args: argparse.Namespace) -> int:
+    """Dispatch to the command's module, imported only now (torch stays out of --version)."""
+    if args.command == "watch":
+        return _watch(args)
+    if args.command == "process":
+        from watcher.batch import run_process
+
+        return run_process(args.config, args.inputs, args.out, args.profile, args.model)
+    if args.command == "status":
+        from watcher.status import run_status
+
+        return run_status(args.config)
+    if args.command == "preview":
+        from watcher.preview import run_preview
+
+        return run_preview(args.config, args.files, args.out, args.profile, args.model)
+    if args.command == "evaluate":
+        from watcher.evaluate import run_evaluate
+
+        return run_evaluate(args.config, args.images, args.masks, args.model, args.profile, args.sheet,
+                            args.input_size)
+    from watcher.doctor import run_check
+
+    return run_check(args.config)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "watch":
-            return _watch(args)
-        if args.command == "process":
-            from watcher.batch import run_process
-
-            return run_process(args.config, args.inputs, args.out, args.profile, args.model)
-        if args.command == "status":
-            from watcher.status import run_status
-
-            return run_status(args.config)
-        if args.command == "preview":
-            from watcher.preview import run_preview
-
-            return run_preview(args.config, args.files, args.out, args.profile, args.model)
-        if args.command == "evaluate":
-            from watcher.evaluate import run_evaluate
-
-            return run_evaluate(args.config, args.images, args.masks, args.model, args.profile, args.sheet,
-                                args.input_size)
-        from watcher.doctor import run_check
-
-        return run_check(args.config)
+        return _run(args)
     except ConfigError as e:
         print(f"unet-matting: configuration error: {e}", file=sys.stderr)
         return EXIT_CONFIG
