@@ -217,3 +217,36 @@ def test_sigterm_finishes_the_file_in_hand(daemon) -> None:
     order = [e["event"] for e in d.log_lines() if e["event"] in
              ("job_started", "daemon_stopping", "job_finished", "daemon_stopped")]
     assert order == ["job_started", "daemon_stopping", "job_finished", "daemon_stopped"]
+
+
+@pytest.mark.parametrize("observer", OBSERVERS)
+def test_symlinked_directory_is_not_followed(daemon, tmp_path: Path, observer: str) -> None:
+    """A symlink to a directory elsewhere: files reached through it are neither read nor moved."""
+    d: DaemonProcess = daemon(watcher={"observer": observer})
+    outside = tmp_path / "outside"
+    secret = write(outside / "secret.jpg", jpeg_bytes())
+    os.symlink(outside, d.path("incoming") / "evil")
+    write(d.path("incoming") / "evil" / "new.jpg", jpeg_bytes())
+    write(d.path("incoming") / "control.jpg", jpeg_bytes())
+    wait_for(lambda: d.finished("done") and d.finished("quarantined"))
+    time.sleep(2.5)  # two periodic rescans pass
+    outcomes = {e["file"]: e["outcome"] for e in d.finished()}
+    assert outcomes.pop("control.jpg") == "done" and outcomes.pop("evil") == "quarantined"
+    assert set(outcomes.values()) <= {"refused", "gone"}, outcomes  # polling observers walk into links
+    assert secret.exists() and (outside / "new.jpg").exists()
+    assert all_files(d.path("archive")) == ["control.jpg"] and (d.path("failed") / "evil").is_symlink()
+    assert d.stop() == 0
+
+
+def test_worker_refuses_a_path_through_a_symlinked_directory(tmp_path: Path) -> None:
+    """Defence in depth: a job whose directory resolves outside incoming is refused."""
+    from watcher.jobs import Job
+    from watcher.worker import inside
+
+    incoming, outside = tmp_path / "in", tmp_path / "outside"
+    write(outside / "x.jpg", b"x")
+    incoming.mkdir()
+    os.symlink(outside, incoming / "link")
+    assert not inside(incoming, Job(incoming / "link" / "x.jpg", Path("link/x.jpg")))
+    write(incoming / "sub" / "y.jpg", b"y")
+    assert inside(incoming, Job(incoming / "sub" / "y.jpg", Path("sub/y.jpg")))

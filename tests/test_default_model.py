@@ -6,8 +6,6 @@ changed. The images are drawn by tests/data/make_golden.py (not in the training 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image

@@ -80,8 +80,16 @@ def make_observer(kind: str, root: Path, handler: FileSystemEventHandler,
 
 
 def walk_files(root: Path) -> Iterator[Path]:
-    """Every non-directory entry below ``root``, hidden directories skipped, links not followed."""
+    """Every non-directory entry below ``root``, hidden directories skipped, links not followed.
+
+    A symlink to a directory is yielded as an entry (so it is refused like any symlink), never
+    descended into; a ``root`` that is itself a symlink is yielded alone.
+    """
+    if root.is_symlink():
+        yield root
+        return
     for directory, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
+        links = [d for d in dirnames if os.path.islink(os.path.join(directory, d))]
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in links)
+        for name in sorted(filenames + links):
             yield Path(directory, name)

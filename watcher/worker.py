@@ -2,8 +2,9 @@
 
 Every job ends in exactly one summary line, ``job_finished``, whose ``outcome`` is one of
 ``done``, ``waiting`` (cannot be decoded yet; retried until ``decode_grace_s``), ``quarantined``,
-``changed`` (the file changed while in hand; it will be processed again), ``gone`` or ``error``
-(unexpected; retried by the next rescan until ``max_attempts``).
+``changed`` (the file changed while in hand; it will be processed again), ``gone``, ``refused``
+(reached through a symlinked directory; left alone) or ``error`` (unexpected; retried by the
+next rescan until ``max_attempts``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ class JobRunner:
 
     def _run(self, job: Job, engine: Engine, profile: Profile, fields: dict) -> str:
         cfg = engine.config
+        if not inside(cfg.paths.incoming, job):
+            fields["error"] = "a directory on the path is a symbolic link; refusing to read or move anything"
+            return "refused"
         try:
             source = read_source(job.path)
         except FileNotFoundError:
@@ -150,6 +154,15 @@ class JobRunner:
     def _forget_failure(self, path: Path) -> None:
         with self._lock:
             self._first_failure.pop(path, None)
+
+
+def inside(incoming: Path, job: Job) -> bool:
+    """True if no directory between incoming and the file is a symlink leading elsewhere.
+
+    O_NOFOLLOW guards only the last component; an uploaded symlink to a directory would
+    otherwise let the daemon read, and then move, files outside the upload area.
+    """
+    return job.path.parent.resolve() == incoming.resolve() / job.relative.parent
 
 
 def attempt_key(relative: Path, sig: Signature) -> str:
