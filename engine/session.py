@@ -27,6 +27,7 @@ class EngineSettings:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # 0: leave torch's default
     input_size: int = 320
+    gpu_memory_fraction: float = 1.0  # cap on this process's share of GPU memory
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,10 @@ class Session:
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
         net, info = load_network(settings.model)
-        session = cls(net, info, resolve_device(settings.device), settings.input_size, settings.model.resolve())
+        device = resolve_device(settings.device)
+        if device.type == "cuda" and settings.gpu_memory_fraction < 1.0:
+            torch.cuda.set_per_process_memory_fraction(settings.gpu_memory_fraction, device)
+        session = cls(net, info, device, settings.input_size, settings.model.resolve())
         session.predict_alpha(np.zeros((settings.input_size, settings.input_size, 3), np.uint8))
         return session
 

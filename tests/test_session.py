@@ -60,3 +60,14 @@ def test_cuda_session_matches_cpu(tiny_model: Path) -> None:
     cpu = Session.load(EngineSettings(tiny_model, device="cpu", input_size=64)).predict_alpha(rgb)
     gpu = Session.load(EngineSettings(tiny_model, device="cuda", input_size=64)).predict_alpha(rgb)
     assert np.abs(cpu - gpu).max() < 2 / 255
+
+
+@pytest.mark.gpu
+def test_gpu_memory_fraction_is_applied(tiny_model: Path) -> None:
+    """engine.gpu_memory_fraction caps the CUDA caching allocator for this process."""
+    import torch
+
+    Session.load(EngineSettings(tiny_model, device="cuda", input_size=64, gpu_memory_fraction=0.25))
+    total = torch.cuda.get_device_properties(0).total_memory
+    with pytest.raises(torch.OutOfMemoryError):
+        torch.empty(int(total * 0.3), dtype=torch.uint8, device="cuda")

@@ -59,6 +59,7 @@ class EngineConfig:
     threads: int
     max_input_pixels: int
     input_size: int
+    gpu_memory_fraction: float
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,8 @@ def _parse_engine(s: _Section) -> EngineConfig:
         max_input_pixels=s.take("max_input_pixels", int, 64_000_000, _at_least(1)),
         input_size=s.take("input_size", int, 320,
                           lambda v: None if v >= 32 and v % 32 == 0 else "must be a multiple of 32"),
+        gpu_memory_fraction=s.take("gpu_memory_fraction", float, 1.0,
+                                   lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),
     )
     s.done()
     return cfg

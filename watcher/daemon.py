@@ -37,7 +37,7 @@ STATUS_INTERVAL_S = 2.0
 
 
 def engine_settings(cfg: EngineConfig, model: Path | None = None) -> EngineSettings:
-    return EngineSettings(model or cfg.model, cfg.device, cfg.threads, cfg.input_size)
+    return EngineSettings(model or cfg.model, cfg.device, cfg.threads, cfg.input_size, cfg.gpu_memory_fraction)
 
 
 def prepare_directories(cfg: Config) -> None:
