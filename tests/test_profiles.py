@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -146,3 +147,17 @@ def test_folder_mapping_to_unknown_profile_is_an_error(tmp_path: Path, tiny_mode
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"profiles_by_folder\.passports: unknown profile 'passport'"):
         load_config(tmp_path / "c.yaml")
+
+
+def test_shrinking_first_matches_shrinking_last() -> None:
+    """cutout shrinks to max_size before refining; the result matches refining at full size and
+    shrinking afterwards within a few levels of alpha."""
+    rgb, alpha = grey_disc_on_green(1200, edge=6)
+    profile = Profile("p", alpha_threshold=0.1, trim=True, padding=5, aspect=(1, 1), decontaminate=True)
+    full = cutout(alpha, rgb, profile)
+    small = cutout(alpha, rgb, dataclasses.replace(profile, max_size=300))
+    assert small.shape == (300, 300, 4) and full.shape[0] > 600
+    reference = np.asarray(Image.fromarray(full, "RGBA").resize((300, 300), Image.LANCZOS))
+    assert np.abs(small[..., 3].astype(int) - reference[..., 3]).mean() < 2.0
+    visible = small[..., 3] > 128
+    assert green_cast(small[..., :3], visible).max() <= 8
