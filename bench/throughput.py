@@ -48,9 +48,12 @@ def proc_stats(pid: int) -> tuple[float, float]:
     return cpu, int(hwm.split()[1]) / 1024
 
 
-def bench_daemon(root: Path, src: Path, model: Path, profile: str, workers: int) -> dict:
+def bench_daemon(root: Path, src: Path, model: Path, profile: str, workers: int, input_size: int | None) -> dict:
     config = write_config(root / "daemon", model, profile, quiet_period_s=0.5)
-    config.write_text(config.read_text().replace("workers: 1", f"workers: {workers}"))
+    text = config.read_text().replace("workers: 1", f"workers: {workers}")
+    if input_size:
+        text = text.replace("input_size: 320", f"input_size: {input_size}")
+    config.write_text(text)
     daemon = start_daemon(config)
     try:
         incoming, output = root / "daemon/incoming", root / "daemon/output"
@@ -101,6 +104,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=REPO / "engine/weights/u2netp-products.pth")
     ap.add_argument("--profile", default="default")
     ap.add_argument("--workers", type=int, default=1, help="watcher.workers for the daemon run")
+    ap.add_argument("--input-size", type=int, help="engine.input_size (default: the shipped config's)")
     ap.add_argument("--rembg", help="path to a rembg executable (omit to skip rembg)")
     args = ap.parse_args()
     width, height = SIZES[args.size]
@@ -112,7 +116,7 @@ def main() -> None:
             product_jpeg(src / f"p{i:04d}.jpg", width, height, i)
         print(f"{args.count} JPEGs at {width}x{height}, model {args.model.name}, profile {args.profile}, "
               f"{os.cpu_count()} CPUs")
-        ours = bench_daemon(root, src, args.model, args.profile, args.workers)
+        ours = bench_daemon(root, src, args.model, args.profile, args.workers, args.input_size)
         print(f"daemon : {ours['images_per_s']:.2f} img/s ({ours['wall_s']:.1f} s), latency p50 {ours['p50_s']:.1f} s "
               f"p95 {ours['p95_s']:.1f} s, peak RSS {ours['peak_rss_mb']:.0f} MB, CPU {ours['cpu_util']:.0%}")
         print("         stages (median ms): " + ", ".join(f"{k} {v:.0f}" for k, v in ours["stages_ms"].items()))
