@@ -6,14 +6,17 @@ changed. The images are drawn by tests/data/make_golden.py (not in the training 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from engine.metrics import score
-from engine.session import EngineSettings, Session, load_network
+from engine.session import Session, load_network
 from tests.conftest import REPO
 from watcher.config import load_config
+from watcher.daemon import engine_settings
 
 GOLDEN = REPO / "tests" / "data" / "golden"
 WEIGHTS = REPO / "engine" / "weights" / "u2netp-products.pth"
@@ -21,7 +24,9 @@ WEIGHTS = REPO / "engine" / "weights" / "u2netp-products.pth"
 
 @pytest.fixture(scope="module")
 def session() -> Session:
-    return Session.load(EngineSettings(WEIGHTS, device="cpu"))
+    """The engine exactly as the shipped config sets it up (input size included), on the CPU."""
+    cfg = load_config(REPO / "etc/unet-matting.yaml").engine
+    return Session.load(replace(engine_settings(cfg), device="cpu"))
 
 
 def test_default_config_uses_the_shipped_weights() -> None:

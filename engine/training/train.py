@@ -2,6 +2,7 @@
 
     python -m engine.training.train --fg DIR... --bg DIR... --out runs/ckpt.pt --minutes 60
     python -m engine.training.train ... --resume runs/ckpt.pt        # continue a run
+    python -m engine.training.train ... --init W.pth --start-step N  # continue from exported weights
     python -m engine.training.train --export runs/ckpt.pt engine/weights/u2netp-products.pth
 
 Deep supervision as in the U²-Net paper: BCE on the fused map and the six side outputs, plus a
@@ -77,6 +78,8 @@ def main() -> None:
     ap.add_argument("--bg", type=Path, nargs="*", default=[], help="dirs of background photos")
     ap.add_argument("--out", type=Path, default=Path("runs/ckpt.pt"))
     ap.add_argument("--resume", type=Path)
+    ap.add_argument("--init", type=Path, help="start from these weights (an exported .pth), new optimiser")
+    ap.add_argument("--start-step", type=int, default=0, help="with --init: where in the schedule to start")
     ap.add_argument("--export", type=Path, nargs=2, metavar=("CKPT", "PTH"))
     ap.add_argument("--arch", default="u2netp")
     ap.add_argument("--size", type=int, default=192)
@@ -104,6 +107,10 @@ def train(args: argparse.Namespace) -> None:
     net = build(args.arch).to(device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     step = 0
+    if args.init:
+        state = torch.load(args.init, map_location="cpu", weights_only=True)
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        step = args.start_step
     if args.resume and args.resume.exists():
         ckpt = torch.load(args.resume, map_location="cpu", weights_only=True)
         net.load_state_dict(ckpt["model"])

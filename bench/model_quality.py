@@ -1,0 +1,85 @@
+"""Quality of one or more weights files across network input sizes: the model card's table.
+
+    .venv/bin/python -m bench.model_quality [--model PATH ...] [--sizes 160 192 224 320]
+
+Sets: the golden product shots (tests/data/golden, exact masks), every set under
+../shared/data/eval/ (real photos; see its SOURCES.md for what the masks are) and, when the
+training sources are installed (engine/training/fetch_data.sh), the synthetic holdout the
+training script reports on (seeds from HOLDOUT_SEED, never trained on). Scores are of the raw
+matte (profile `default`), mean MAE / IoU@0.5 / boundary F@2px per set, one row per model and size.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from engine.metrics import score
+from engine.session import EngineSettings, Session
+from watcher.evaluate import find_mask, load_mask
+from watcher.imageio import decode
+
+REPO = Path(__file__).resolve().parent.parent
+EVAL = REPO.parent / "shared" / "data" / "eval"
+GOLDEN = REPO / "tests" / "data" / "golden"
+OXYGEN = Path("/usr/share/icons/oxygen/base/256x256")
+MAX_PIXELS = 100_000_000
+
+
+def golden() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for mask in sorted(GOLDEN.glob("*.mask.png")):
+        rgb = np.asarray(Image.open(mask.with_name(mask.name.replace(".mask", ""))).convert("RGB"))
+        yield rgb, np.asarray(Image.open(mask).convert("L"))
+
+
+def photo_set(root: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for path in sorted((root / "images").iterdir()):
+        mask = find_mask(root / "masks", path.stem)
+        if mask is not None:
+            image = decode(path.read_bytes(), MAX_PIXELS)
+            yield image.rgb, load_mask(mask, image.size)
+
+
+def holdout(count: int = 128, size: int = 160) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    from engine.training.data import SampleMaker, load_cutouts, load_photos
+    from engine.training.train import HOLDOUT_SEED
+
+    fg = [OXYGEN / d for d in ("devices", "apps", "places", "mimetypes")] + [Path("/usr/share/tuxpaint/stamps")]
+    maker = SampleMaker(load_cutouts(fg), load_photos([Path("/usr/share/backgrounds")]), size)
+    for i in range(count):
+        rgb, alpha = maker.make(HOLDOUT_SEED + i)
+        yield rgb, np.round(alpha * 255).astype(np.uint8)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, nargs="+", default=[REPO / "engine/weights/u2netp-products.pth"])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[160, 192, 224, 320])
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+
+    sets: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"golden": list(golden())}
+    roots = sorted(p for p in EVAL.iterdir() if (p / "images").is_dir()) if EVAL.is_dir() else []
+    for root in roots:
+        sets[root.name] = list(photo_set(root))
+    if OXYGEN.is_dir():
+        sets["synthetic-holdout"] = list(holdout())
+    print("| model | input | " + " | ".join(f"{n} ({len(v)}) MAE / IoU / BF" for n, v in sets.items()) + " |")
+    print("|---|---|" + "---|" * len(sets))
+    for model in args.model:
+        for size in args.sizes:
+            session = Session.load(EngineSettings(model, "cpu", args.threads, size))
+            cells = []
+            for pairs in sets.values():
+                scores = [score(session.predict_alpha(rgb), mask) for rgb, mask in pairs]
+                cells.append(" / ".join(f"{np.mean([getattr(s, f) for s in scores]):.3f}"
+                                        for f in ("mae", "iou", "boundary_f")))
+            print(f"| {model.name} | {size} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
