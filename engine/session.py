@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class EngineSettings:
     threads: int = 0  # 0: leave torch's default
     input_size: int = 320
     gpu_memory_fraction: float = 1.0  # cap on this process's share of GPU memory
+    max_batch: int = 4  # images of concurrent callers run through the network together
 
 
 @dataclass(frozen=True)
@@ -97,22 +99,46 @@ def load_network(path: Path) -> tuple[U2Net, ModelInfo]:
     return net.eval(), ModelInfo(path.name, digest, arch)
 
 
+class _Request:
+    """One caller's network input, waiting to run in some caller's batch."""
+
+    __slots__ = ("x", "probs", "error", "done")
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+        self.probs: torch.Tensor | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
 class Session:
-    """A network on a device, ready to predict alpha mattes; build once, share between jobs."""
+    """A network on a device, ready to predict alpha mattes; build once, share between jobs.
+
+    Thread-safe. Resizing in and out runs in the caller's thread; the network runs one batch at a
+    time. Callers that arrive while a batch runs queue their inputs, and the next caller to take
+    the network runs all queued inputs (up to ``max_batch``) as one batch, so concurrent workers
+    share forward passes without anyone waiting for a timer.
+    """
 
     def __init__(self, net: U2Net, info: ModelInfo, device: torch.device, input_size: int = 320,
-                 path: Path | None = None):
+                 path: Path | None = None, max_batch: int = 4):
         if input_size < 32 or input_size % 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.info = info
         self.path = path
         self.device = device
         self.input_size = input_size
+        self.max_batch = max_batch
         self.dtype = torch.float16 if device.type == "cuda" else torch.float32
         self.net = net.to(device=device, dtype=self.dtype, memory_format=torch.channels_last)
         self._mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-        self._lock = threading.Lock()
+        self._network = threading.Lock()  # held while a batch runs
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Request] = []
+        self.batch_counts: Counter[int] = Counter()  # batch size -> how many ran (tests, benchmarks)
 
     @classmethod
     def load(cls, settings: EngineSettings) -> Session:
@@ -123,8 +149,9 @@ class Session:
         device = resolve_device(settings.device)
         if device.type == "cuda" and settings.gpu_memory_fraction < 1.0:
             torch.cuda.set_per_process_memory_fraction(settings.gpu_memory_fraction, device)
-        session = cls(net, info, device, settings.input_size, settings.model.resolve())
+        session = cls(net, info, device, settings.input_size, settings.model.resolve(), settings.max_batch)
         session.predict_alpha(np.zeros((settings.input_size, settings.input_size, 3), np.uint8))
+        session.batch_counts.clear()
         return session
 
     def predict_alpha(self, rgb: np.ndarray) -> np.ndarray:
@@ -132,12 +159,35 @@ class Session:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
         height, width = rgb.shape[:2]
-        with self._lock, torch.inference_mode():
-            x = self._preprocess(rgb)
-            logits = self.net(x)[0]
-            alpha = torch.sigmoid(logits.float())
-            alpha = F.interpolate(alpha, size=(height, width), mode="bilinear", align_corners=False)
+        with torch.inference_mode():
+            request = _Request(self._preprocess(rgb))
+            with self._queue_lock:
+                self._queue.append(request)
+            while not request.done:
+                with self._network:
+                    if not request.done:
+                        self._run_queued()
+            if request.error is not None:
+                raise request.error
+            alpha = F.interpolate(request.probs, size=(height, width), mode="bilinear", align_corners=False)
             return alpha[0, 0].clamp_(0, 1).cpu().numpy()
+
+    def _run_queued(self) -> None:
+        """Run up to ``max_batch`` queued inputs as one batch (caller holds ``_network``)."""
+        with self._queue_lock:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
+        try:
+            x = torch.cat([r.x for r in batch]).contiguous(memory_format=torch.channels_last)
+            probs = torch.sigmoid(self.net(x)[0].float())
+            for i, r in enumerate(batch):
+                r.probs = probs[i : i + 1]
+        except BaseException as exc:  # every waiting caller gets the error, none hangs
+            for r in batch:
+                r.error = exc
+        finally:
+            self.batch_counts[len(batch)] += 1
+            for r in batch:
+                r.done = True
 
     def _preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         if not rgb.flags.writeable:  # torch.from_numpy wants a writable buffer

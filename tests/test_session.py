@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +12,10 @@ import pytest
 
 from engine.errors import ModelError
 from engine.session import EngineSettings, Session, resolve_device
+from tests.conftest import REPO, wait_for
 from tests.images import product_rgb
+
+SHIPPED = REPO / "engine" / "weights" / "u2netp-products.pth"
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +77,53 @@ def test_gpu_memory_fraction_is_applied(tiny_model: Path) -> None:
     total = torch.cuda.get_device_properties(0).total_memory
     with pytest.raises(torch.OutOfMemoryError):
         torch.empty(int(total * 0.3), dtype=torch.uint8, device="cuda")
+
+
+def _concurrently(session: Session, images: list[np.ndarray]) -> list[np.ndarray | BaseException]:
+    """Run predict_alpha from one thread per image, all queued before the network is free."""
+    results: list[np.ndarray | BaseException] = [None] * len(images)  # type: ignore[list-item]
+
+    def run(i: int) -> None:
+        try:
+            results[i] = session.predict_alpha(images[i])
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(images))]
+    with session._network:  # hold the network so every caller queues first
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(session._queue) == len(images), timeout=30)
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a caller hung"
+    return results
+
+
+def test_concurrent_callers_share_batches_with_unbatched_results() -> None:
+    """Six callers at once run as batches of at most max_batch, and each matte is within 1/255
+    of the one the same image gets alone (sizes differ, so the resizes differ per image)."""
+    settings = EngineSettings(SHIPPED, device="cpu", threads=1, input_size=96, max_batch=4)
+    alone, shared = Session.load(replace(settings, max_batch=1)), Session.load(settings)
+    images = [product_rgb(200 + 30 * i, 150 + 20 * i, seed=i) for i in range(6)]
+    expected = [alone.predict_alpha(rgb) for rgb in images]
+    got = _concurrently(shared, images)
+    assert shared.batch_counts == Counter({4: 1, 2: 1})
+    for want, have in zip(expected, got, strict=True):
+        assert isinstance(have, np.ndarray) and have.shape == want.shape
+        assert np.abs(have - want).max() <= 1 / 255
+
+
+def test_a_failing_batch_fails_every_caller_in_it_and_hangs_none(tiny_model: Path) -> None:
+    """An error in the forward pass reaches each waiting caller; the session still works after."""
+    session = Session.load(EngineSettings(tiny_model, device="cpu", threads=1, input_size=64, max_batch=4))
+    net = session.net
+
+    def broken(x: object) -> object:
+        raise RuntimeError("out of memory (simulated)")
+
+    session.net = broken  # type: ignore[assignment]
+    results = _concurrently(session, [product_rgb(80, 60, seed=i) for i in range(3)])
+    assert all(isinstance(r, RuntimeError) and "simulated" in str(r) for r in results), results
+    session.net = net
+    assert session.predict_alpha(product_rgb(80, 60)).shape == (60, 80)

@@ -60,6 +60,7 @@ class EngineConfig:
     max_input_pixels: int
     input_size: int
     gpu_memory_fraction: float
+    max_batch: int
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,7 @@ def _parse_engine(s: _Section) -> EngineConfig:
                           lambda v: None if v >= 32 and v % 32 == 0 else "must be a multiple of 32"),
         gpu_memory_fraction=s.take("gpu_memory_fraction", float, 1.0,
                                    lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),
+        max_batch=s.take("max_batch", int, 4, _at_least(1)),
     )
     s.done()
     return cfg

@@ -37,7 +37,8 @@ STATUS_INTERVAL_S = 2.0
 
 
 def engine_settings(cfg: EngineConfig, model: Path | None = None) -> EngineSettings:
-    return EngineSettings(model or cfg.model, cfg.device, cfg.threads, cfg.input_size, cfg.gpu_memory_fraction)
+    return EngineSettings(model or cfg.model, cfg.device, cfg.threads, cfg.input_size, cfg.gpu_memory_fraction,
+                          cfg.max_batch)
 
 
 def prepare_directories(cfg: Config) -> None:
@@ -89,7 +90,7 @@ class Daemon:
         session = Session.load(engine_settings(cfg.engine, self.models.wanted()))
         self._current = Engine(session, cfg)
         log.info("model_loaded", model=session.info.label, arch=session.info.arch,
-                 device=str(session.device), input_size=session.input_size)
+                 device=str(session.device), input_size=session.input_size, max_batch=session.max_batch)
         self.attempts = AttemptLog(cfg.paths.state)
         self.status_file = StatusFile(cfg.paths.state)
         self.runner = JobRunner(self._engine, self.attempts, self.stats)
