@@ -22,7 +22,7 @@ def test_check_notes_device_model_and_tuned_settings(make_config) -> None:
     assert "note: device cpu" in lines
     assert any(line.startswith("note: model tiny-u2netp.pth@") for line in lines)
     assert "note: watcher.quiet_period_s = 0.3 (default 2.0)" in lines
-    assert "note: engine.input_size = 64 (default 320)" in lines
+    assert "note: engine.input_size = 64 (default 160)" in lines
 
 
 def test_config_diff_is_empty_for_defaults(tmp_path: Path, tiny_model: Path) -> None:
@@ -71,3 +71,14 @@ def test_preview_writes_a_sheet_and_reports_bad_files(make_config, tmp_path: Pat
     assert result.returncode == 1 and "FAILED" in result.stderr and "b.jpg" in result.stderr
     with Image.open(tmp_path / "sheet.png") as sheet:
         assert sheet.height == 184 and sheet.width == 4 * 240 + 3 * 4
+
+
+def test_preview_with_a_canvas_profile(make_config, tmp_path: Path) -> None:
+    """ecom_product trims and squares the canvas: the sheet shows the original at its shape and
+    the cut-out tiles at theirs (this crashed while on-white used the original's shape)."""
+    good = write(tmp_path / "a.jpg", jpeg_bytes(product_rgb(240, 180)))
+    result = run("preview", "--config", str(make_config()), "--profile", "ecom_product",
+                 "--out", str(tmp_path / "sheet.png"), str(good))
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "sheet.png") as sheet:
+        assert sheet.height == 184 and sheet.width == 240 + 3 * 180 + 3 * 4

@@ -26,11 +26,14 @@ def _tile(rgb: np.ndarray) -> Image.Image:
 
 
 def row(rgb: np.ndarray, rgba: np.ndarray, label: str = "", white: bool = False) -> Image.Image:
-    """One row: original, alpha (grey), cut-out on checkerboard (and on white if asked)."""
+    """One row: original, alpha (grey), cut-out on checkerboard (and on white if asked).
+
+    ``rgba`` may have another canvas than ``rgb`` (a profile that trims, pads or squares).
+    """
     alpha = np.repeat(rgba[..., 3:4], 3, axis=2)
     tiles = [rgb, alpha, on_background(rgba, checkerboard(*rgba.shape[:2]))]
     if white:
-        tiles.append(on_background(rgba, np.full_like(rgb, 255)))
+        tiles.append(on_background(rgba, np.full_like(rgba[..., :3], 255)))
     images = [_tile(t) for t in tiles]
     out = Image.new("RGB", (sum(i.width for i in images) + 4 * (len(images) - 1), TILE_HEIGHT), "white")
     x = 0
