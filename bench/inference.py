@@ -1,6 +1,6 @@
 """CPU (or CUDA) inference time of a model at its working resolution.
 
-    .venv/bin/python bench/inference.py [--model PATH] [--input-size 320] [--threads N] [--runs 20]
+    .venv/bin/python bench/inference.py [--model PATH] [--input-size 160] [--threads N] [--runs 20]
 
 Times ``Session.predict_alpha`` on a 2000x3000 photo-sized array (which includes the resize to
 the network input and the upsampling of the matte) and the bare network forward pass.
@@ -34,7 +34,7 @@ def timed(fn, runs: int) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=REPO / "engine/weights/u2netp-products.pth")
-    ap.add_argument("--input-size", type=int, default=320)
+    ap.add_argument("--input-size", type=int, default=160)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--runs", type=int, default=20)

@@ -2,8 +2,10 @@
 
     .venv/bin/python docs/make_contact_sheet.py [PHOTO ...]
 
-Default photo: the desk lamp from the U²-Net demo images (../shared/data/eval/u2net-reference,
-Apache-2.0, github.com/xuebinqin/U-2-Net). Rows: original | alpha | on checkerboard | on white.
+Default photos: the red box of the golden test images (tests/data/golden, drawn by
+tests/data/make_golden.py: a studio shot with a cast shadow) and the desk lamp from the U²-Net demo
+images (../shared/data/eval/u2net-reference, Apache-2.0, github.com/xuebinqin/U-2-Net), a real
+photo on which the shipped model is visibly weak. Rows: original | alpha | on checkerboard | on white.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from watcher.daemon import engine_settings
 from watcher.imageio import decode
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_PHOTO = REPO.parent / "shared/data/eval/u2net-reference/images/lamp2_meitu_1.jpg"
+DEFAULT_PHOTOS = [REPO / "tests/data/golden/box.png",
+                  REPO.parent / "shared/data/eval/u2net-reference/images/lamp2_meitu_1.jpg"]
 
 
 def main() -> None:
-    photos = [Path(p) for p in sys.argv[1:]] or [DEFAULT_PHOTO]
+    photos = [Path(p) for p in sys.argv[1:]] or DEFAULT_PHOTOS
     cfg = load_config(REPO / "etc/unet-matting.yaml")
     session = Session.load(engine_settings(cfg.engine))
     rows = []

@@ -27,7 +27,7 @@ class EngineSettings:
     model: Path
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # 0: leave torch's default
-    input_size: int = 320
+    input_size: int = 160  # the shipped model's training size; the published U²-Net checkpoints want 320
     gpu_memory_fraction: float = 1.0  # cap on this process's share of GPU memory
     max_batch: int = 4  # images of concurrent callers run through the network together
 
@@ -120,7 +120,7 @@ class Session:
     share forward passes without anyone waiting for a timer.
     """
 
-    def __init__(self, net: U2Net, info: ModelInfo, device: torch.device, input_size: int = 320,
+    def __init__(self, net: U2Net, info: ModelInfo, device: torch.device, input_size: int = 160,
                  path: Path | None = None, max_batch: int = 4):
         if input_size < 32 or input_size % 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")

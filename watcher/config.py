@@ -184,7 +184,7 @@ def _parse_watcher(s: _Section) -> WatcherConfig:
         polling_interval_s=s.take("polling_interval_s", float, 1.0, _positive),
         decode_grace_s=s.take("decode_grace_s", float, 900.0, _positive),
         max_attempts=s.take("max_attempts", int, 3, _at_least(1)),
-        workers=s.take("workers", int, 1, _at_least(1)),
+        workers=s.take("workers", int, 2, _at_least(1)),
     )
     s.done()
     return cfg
@@ -197,7 +197,7 @@ def _parse_engine(s: _Section) -> EngineConfig:
         device=s.take("device", str, "auto", _one_of("auto", "cpu", "cuda")),
         threads=s.take("threads", int, 0, _at_least(0)),
         max_input_pixels=s.take("max_input_pixels", int, 64_000_000, _at_least(1)),
-        input_size=s.take("input_size", int, 320,
+        input_size=s.take("input_size", int, 160,
                           lambda v: None if v >= 32 and v % 32 == 0 else "must be a multiple of 32"),
         gpu_memory_fraction=s.take("gpu_memory_fraction", float, 1.0,
                                    lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),
