@@ -6,6 +6,7 @@ import dataclasses
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
@@ -47,8 +48,10 @@ def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str |
     if model is not None:
         settings = dataclasses.replace(settings, model=model.resolve())
     session = Session.load(settings)
-    failed = 0
-    for path, rel in expand(inputs, IgnoreRules(cfg.watcher.ignore_patterns)):
+
+    def one(item: tuple[Path, Path]) -> str:
+        """Render and write one input; its line, 'ok ...' or 'FAILED ...'."""
+        path, rel = item
         started = time.perf_counter()
         try:
             chosen = cfg.get_profile(profile) if profile else cfg.profile_for(rel)
@@ -56,10 +59,19 @@ def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str |
                               cfg.engine.max_input_pixels, cfg.output.png_compress_level)
             target = write_outputs(out, rel, rendered.files)[-1]
         except (ImageError, OSError) as e:
-            failed += 1
-            print(f"FAILED {path}: {e}", file=sys.stderr)
-            continue
+            return f"FAILED {path}: {e}"
         ms = (time.perf_counter() - started) * 1000
-        print(f"ok {path} -> {target} ({rendered.width}x{rendered.height}, {ms:.0f} ms)")
+        return f"ok {path} -> {target} ({rendered.width}x{rendered.height}, {ms:.0f} ms)"
+
+    # As many files in flight as the daemon has workers: one decodes/encodes while another's
+    # image is in the network (the session batches concurrent callers). Lines keep input order.
+    failed = 0
+    with ThreadPoolExecutor(cfg.watcher.workers, thread_name_prefix="process") as pool:
+        for line in pool.map(one, expand(inputs, IgnoreRules(cfg.watcher.ignore_patterns))):
+            if line.startswith("FAILED"):
+                failed += 1
+                print(line, file=sys.stderr)
+            else:
+                print(line)
     print(f"{failed} failed" if failed else "all inputs processed", file=sys.stderr)
     return 1 if failed else 0
