@@ -120,8 +120,8 @@ class Session:
     share forward passes without anyone waiting for a timer.
     """
 
-    def __init__(self, net: U2Net, info: ModelInfo, device: torch.device, input_size: int = 160,
-                 path: Path | None = None, max_batch: int = 4):
+    def __init__(self, net: U2Net, info: ModelInfo, device: torch.device, input_size: int, max_batch: int,
+                 path: Path | None = None):
         if input_size < 32 or input_size % 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
         if max_batch < 1:
@@ -149,7 +149,7 @@ class Session:
         device = resolve_device(settings.device)
         if device.type == "cuda" and settings.gpu_memory_fraction < 1.0:
             torch.cuda.set_per_process_memory_fraction(settings.gpu_memory_fraction, device)
-        session = cls(net, info, device, settings.input_size, settings.model.resolve(), settings.max_batch)
+        session = cls(net, info, device, settings.input_size, settings.max_batch, settings.model.resolve())
         session.predict_alpha(np.zeros((settings.input_size, settings.input_size, 3), np.uint8))
         session.batch_counts.clear()
         return session

@@ -49,8 +49,8 @@ def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str |
         settings = dataclasses.replace(settings, model=model.resolve())
     session = Session.load(settings)
 
-    def one(item: tuple[Path, Path]) -> str:
-        """Render and write one input; its line, 'ok ...' or 'FAILED ...'."""
+    def one(item: tuple[Path, Path]) -> tuple[bool, str]:
+        """Render and write one input: (succeeded, its line)."""
         path, rel = item
         started = time.perf_counter()
         try:
@@ -59,19 +59,16 @@ def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str |
                               cfg.engine.max_input_pixels, cfg.output.png_compress_level)
             target = write_outputs(out, rel, rendered.files)[-1]
         except (ImageError, OSError) as e:
-            return f"FAILED {path}: {e}"
+            return False, f"FAILED {path}: {e}"
         ms = (time.perf_counter() - started) * 1000
-        return f"ok {path} -> {target} ({rendered.width}x{rendered.height}, {ms:.0f} ms)"
+        return True, f"ok {path} -> {target} ({rendered.width}x{rendered.height}, {ms:.0f} ms)"
 
     # As many files in flight as the daemon has workers: one decodes/encodes while another's
     # image is in the network (the session batches concurrent callers). Lines keep input order.
     failed = 0
     with ThreadPoolExecutor(cfg.watcher.workers, thread_name_prefix="process") as pool:
-        for line in pool.map(one, expand(inputs, IgnoreRules(cfg.watcher.ignore_patterns))):
-            if line.startswith("FAILED"):
-                failed += 1
-                print(line, file=sys.stderr)
-            else:
-                print(line)
+        for ok, line in pool.map(one, expand(inputs, IgnoreRules(cfg.watcher.ignore_patterns))):
+            failed += not ok
+            print(line, file=sys.stdout if ok else sys.stderr)
     print(f"{failed} failed" if failed else "all inputs processed", file=sys.stderr)
     return 1 if failed else 0
