@@ -4,8 +4,10 @@
 
 Sets: the golden product shots (tests/data/golden, exact masks), every set under
 ../shared/data/eval/ (real photos; see its SOURCES.md for what the masks are) and, when the
-training sources are installed (engine/training/fetch_data.sh), the synthetic holdout the
-training script reports on (seeds from HOLDOUT_SEED, never trained on). Scores are of the raw
+training sources are installed (engine/training/fetch_data.sh), two synthetic holdouts drawn from
+seeds no training run uses (HOLDOUT_SEED): the plain composites (`synthetic-holdout`) and the scenes
+(`synthetic-scenes`: products on tables among distractors; drawn without the optional Blender
+renders, so the set is the same on every machine). Scores are of the raw
 matte (profile `default`), mean MAE / IoU@0.5 / boundary F@2px per set, one row per model and size.
 """
 
@@ -20,13 +22,13 @@ from PIL import Image
 
 from engine.metrics import score
 from engine.session import EngineSettings, Session
+from engine.training.data import OXYGEN, TEXTURES
 from watcher.evaluate import find_mask, load_mask
 from watcher.imageio import decode
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO.parent / "shared" / "data" / "eval"
 GOLDEN = REPO / "tests" / "data" / "golden"
-OXYGEN = Path("/usr/share/icons/oxygen/base/256x256")
 MAX_PIXELS = 100_000_000
 
 
@@ -44,12 +46,12 @@ def photo_set(root: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
             yield image.rgb, load_mask(mask, image.size)
 
 
-def holdout(count: int = 128, size: int = 160) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    from engine.training.data import SampleMaker, load_cutouts, load_photos
+def holdout(scenes: float, count: int = 128, size: int = 160) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    from engine.training.data import CUTOUTS, PHOTOS, TEXTURES, SampleMaker, load_cutouts, load_photos, load_textures
     from engine.training.train import HOLDOUT_SEED
 
-    fg = [OXYGEN / d for d in ("devices", "apps", "places", "mimetypes")] + [Path("/usr/share/tuxpaint/stamps")]
-    maker = SampleMaker(load_cutouts(fg), load_photos([Path("/usr/share/backgrounds")]), size)
+    textures = load_textures(TEXTURES) if scenes else []
+    maker = SampleMaker(load_cutouts(CUTOUTS), load_photos(PHOTOS), size, scenes, textures=textures)
     for i in range(count):
         rgb, alpha = maker.make(HOLDOUT_SEED + i)
         yield rgb, np.round(alpha * 255).astype(np.uint8)
@@ -67,7 +69,9 @@ def main() -> None:
     for root in roots:
         sets[root.name] = list(photo_set(root))
     if OXYGEN.is_dir():
-        sets["synthetic-holdout"] = list(holdout())
+        sets["synthetic-holdout"] = list(holdout(0.0))
+    if OXYGEN.is_dir() and TEXTURES[0].is_dir():
+        sets["synthetic-scenes"] = list(holdout(1.0))
     print("| model | input | " + " | ".join(f"{n} ({len(v)}) MAE / IoU / BF" for n, v in sets.items()) + " |")
     print("|---|---|" + "---|" * len(sets))
     for model in args.model:

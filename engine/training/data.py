@@ -4,20 +4,36 @@ Foregrounds: real RGBA cut-outs with soft alpha (icon themes, stamp sets: see fe
 and procedural objects (ellipses, polygons, rounded boxes, with holes) textured with photo
 crops. Backgrounds: studio backdrops (flat, gradients, sweeps, noise) for at least half the
 samples, photo crops for the rest. Augmented with drop/contact shadows that are *not* part of
-the matte, colour jitter, blur, noise and JPEG artefacts. Never imported by the daemon.
+the matte, colour jitter, blur, noise and JPEG artefacts.
+
+Scenes (``scenes`` > 0, a share of the samples): the product stands on a surface that belongs to
+the picture (a table or floor in perspective, textured with material photos, meeting a wall at a
+horizon), with a contact shadow, sometimes a plate or pedestal under it, and smaller distractor
+objects around and behind it (often out of focus) that are *not* in the matte. They teach what
+plain composites cannot: a uniform wall, the table a product stands on and the clutter around it
+are background. Never imported by the daemon.
 """
 
 from __future__ import annotations
 
 import io
 import random
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+
+# Where fetch_data.sh's Debian packages (and render.sh's renders) put the sources: the training
+# script's defaults and the benchmark's synthetic holdouts, so the two always draw the same data.
+OXYGEN = Path("/usr/share/icons/oxygen/base/256x256")
+CUTOUTS = [OXYGEN / d for d in ("devices", "apps", "places", "mimetypes")] + [Path("/usr/share/tuxpaint/stamps")]
+PHOTOS = [Path("/usr/share/backgrounds")]
+TEXTURES = [Path("/usr/share/sweethome3d/furniture")]
+PROPS = [Path("runs/renders")]  # engine/training/render.sh, relative to the repository
 
 
 def _images(dirs: list[Path]) -> list[Path]:
@@ -60,6 +76,34 @@ def load_photos(dirs: list[Path], limit: int = 400) -> list[Image.Image]:
     return photos
 
 
+def load_textures(dirs: list[Path], min_side: int = 128, limit: int = 800) -> list[Image.Image]:
+    """Surface textures (wood, stone, fabric, ...): JPEGs in ``dirs`` and inside the
+    sweethome3d-furniture catalogues (``*.sh3f`` zip archives) found there, except the skin
+    atlases of the Reallusion people (a face is no table top)."""
+    found: list[Image.Image] = []
+
+    def keep(source) -> None:
+        try:
+            with Image.open(source) as im:
+                if min(im.size) >= min_side:
+                    rgb = im.convert("RGB")
+                    rgb.thumbnail((384, 384))
+                    found.append(rgb)
+        except (OSError, ValueError):
+            pass
+
+    for d in dirs:
+        for archive_path in sorted(p for p in d.glob("*.sh3f") if p.stem != "Reallusion"):
+            with zipfile.ZipFile(archive_path) as archive:
+                for name in sorted(archive.namelist()):
+                    if name.lower().endswith((".jpg", ".jpeg")) and len(found) < limit:
+                        keep(io.BytesIO(archive.read(name)))
+        for path in _images([d]):
+            if path.suffix.lower() in (".jpg", ".jpeg") and len(found) < limit:
+                keep(path)
+    return found
+
+
 @dataclass
 class SampleMaker:
     """Makes (RGB uint8 HxWx3, alpha float32 HxW) pairs of side ``size``; deterministic per seed."""
@@ -67,9 +111,14 @@ class SampleMaker:
     cutouts: list[Image.Image]
     photos: list[Image.Image]
     size: int = 192
+    scenes: float = 0.0  # share of samples drawn as scenes (0: the plain composites only)
+    props: list[Image.Image] = field(default_factory=list)  # rendered products: mains and distractors
+    textures: list[Image.Image] = field(default_factory=list)  # table / floor surfaces
 
     def make(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
         rng = random.Random(seed)
+        if self.scenes and rng.random() < self.scenes:
+            return self._scene(rng)
         canvas = self._background(rng).convert("RGBA")
         matte = Image.new("L", canvas.size, 0)
         for _ in range(rng.choice((1, 1, 1, 1, 2, 3))):
@@ -116,9 +165,10 @@ class SampleMaker:
         return photo.crop((x, y, x + cw, y + ch)).resize((w, h), Image.BILINEAR)
 
     # -- objects -----------------------------------------------------------------------------
-    def _object(self, rng: random.Random) -> Image.Image:
-        use_cutout = self.cutouts and rng.random() < 0.6
-        obj = rng.choice(self.cutouts).copy() if use_cutout else self._procedural(rng)
+    def _object(self, rng: random.Random, pool: list[Image.Image] | None = None) -> Image.Image:
+        pool = self.cutouts if pool is None else pool
+        use_cutout = pool and rng.random() < 0.6
+        obj = rng.choice(pool).copy() if use_cutout else self._procedural(rng)
         if rng.random() < 0.5:
             obj = obj.transpose(Image.FLIP_LEFT_RIGHT)
         if rng.random() < 0.3:
@@ -164,14 +214,19 @@ class SampleMaker:
         tex.putalpha(mask)
         return tex
 
-    def _place(self, rng: random.Random, canvas: Image.Image, matte: Image.Image, obj: Image.Image) -> None:
+    def _place(self, rng: random.Random, canvas: Image.Image, matte: Image.Image, obj: Image.Image,
+               rel: float | None = None, floor: int | None = None) -> None:
+        """Composite ``obj`` (longest side ``rel`` x the canvas) and add it to the matte; with a
+        ``floor`` (a horizon row) it stands on the surface below it, with a contact shadow."""
         s = self.size
-        scale = rng.uniform(0.35, 0.95) * s / max(obj.size)
+        scale = (rng.uniform(0.35, 0.95) if rel is None else rel) * s / max(obj.size)
         w, h = max(4, int(obj.width * scale)), max(4, int(obj.height * scale))
         obj = obj.resize((w, h), Image.LANCZOS)
         x = rng.randint(min(0, s - w), max(0, s - w))
         y = rng.randint(min(0, s - h), max(0, s - h))
         alpha = obj.getchannel("A")
+        if floor is not None:
+            y = self._stand(rng, canvas, alpha, x, floor)
         if rng.random() < 0.5:  # shadow: darkens the backdrop, stays out of the matte
             strength = rng.uniform(0.2, 0.6)
             shadow = Image.new("RGBA", (w, h), (0, 0, 0, 0))
@@ -181,6 +236,102 @@ class SampleMaker:
         canvas.alpha_composite(self._layer(obj, (x, y)))
         layer = self._layer(obj, (x, y)).getchannel("A")
         matte.paste(Image.fromarray(np.maximum(np.asarray(matte), np.asarray(layer))))
+
+    # -- scenes ------------------------------------------------------------------------------
+    def _scene(self, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+        s = self.size
+        canvas, floor = self._room(rng)
+        matte = Image.new("L", canvas.size, 0)
+        mains = [(self._main(rng), rng.uniform(0.35, 0.9)) for _ in range(rng.choice((1, 1, 1, 2)))]
+        smallest = min(rel for _, rel in mains)
+        for _ in range(rng.choice((0, 1, 2, 2, 3, 4))):
+            self._distractor(rng, canvas, rng.uniform(0.15, 0.7) * smallest, floor)
+        for obj, rel in mains:
+            self._place(rng, canvas, matte, obj, rel, floor)
+        rgb = canvas.convert("RGB")
+        if rng.random() < 0.5:  # the whole photo's exposure and white balance, product included
+            gain = np.array([rng.uniform(0.85, 1.15) for _ in "rgb"], np.float32) * rng.uniform(0.8, 1.2)
+            rgb = Image.fromarray(np.clip(np.asarray(rgb, np.float32) * gain, 0, 255).astype(np.uint8))
+        rgb = self._degrade(rng, rgb)
+        assert rgb.size == (s, s)
+        return np.asarray(rgb, np.uint8).copy(), np.asarray(matte, np.float32) / 255.0
+
+    def _main(self, rng: random.Random) -> Image.Image:
+        if self.props and rng.random() < 0.35:
+            return self._object(rng, self.props)
+        return self._object(rng)
+
+    def _room(self, rng: random.Random) -> tuple[Image.Image, int | None]:
+        """A backdrop and, mostly, a surface in perspective meeting it at a horizon row."""
+        s = self.size
+        surfaces = self.textures or self.photos
+        if surfaces and rng.random() < 0.15:  # shot from above: the table top fills the frame
+            canvas = self._crop(rng, rng.choice(surfaces), s, s)
+            floor = None
+        else:
+            canvas = self._background(rng)
+            floor = int(s * rng.uniform(0.3, 0.85)) if rng.random() < 0.8 else None
+        if floor is not None:
+            depth = s - floor
+            if surfaces and rng.random() < 0.7:
+                tex = self._crop(rng, rng.choice(surfaces), 2 * s, s)
+                k = rng.uniform(0.1, 0.35)  # the far edge shows a wider stretch of the surface
+                surface = tex.transform((s, depth), Image.QUAD,
+                                        (0, 0, 2 * s * k, s, 2 * s * (1 - k), s, 2 * s, 0), Image.BILINEAR)
+                if rng.random() < 0.4:  # a plain, lightly textured table
+                    plain = Image.new("RGB", surface.size, self._colour(rng, studio=True))
+                    surface = Image.blend(surface, plain, rng.uniform(0.5, 0.9))
+            else:
+                surface = Image.new("RGB", (s, depth), self._colour(rng, studio=rng.random() < 0.5))
+            light = np.linspace(rng.uniform(0.7, 1.0), rng.uniform(0.9, 1.15), depth, dtype=np.float32)
+            surface = Image.fromarray(np.clip(np.asarray(surface, np.float32) * light[:, None, None], 0, 255)
+                                      .astype(np.uint8))
+            canvas.paste(surface, (0, floor))
+            if rng.random() < 0.5:  # the table's front edge or the skirting board
+                edge = ImageDraw.Draw(canvas)
+                edge.line([(0, floor), (s, floor)], fill=self._colour(rng), width=rng.randint(1, 3))
+        if rng.random() < 0.4:  # depth of field: the backdrop out of focus
+            canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5) * s / 160))
+        return canvas.convert("RGBA"), floor
+
+    def _distractor(self, rng: random.Random, canvas: Image.Image, rel: float, floor: int | None) -> None:
+        """Another, smaller object in the picture that is not the product: not in the matte."""
+        s = self.size
+        pick = rng.random()
+        obj = self._object(rng, self.props if self.props and pick < 0.5 else self.cutouts)
+        scale = rel * s / max(obj.size)
+        w, h = max(4, int(obj.width * scale)), max(4, int(obj.height * scale))
+        obj = obj.resize((w, h), Image.LANCZOS)
+        x = rng.randint(-w // 2, s - w // 2)
+        y = rng.randint(-h // 2, s - h // 2)
+        if floor is not None and rng.random() < 0.7:
+            y = self._stand(rng, canvas, obj.getchannel("A"), x, floor)
+        if rng.random() < 0.5:  # out of focus: nearer or farther than the product
+            obj = obj.filter(ImageFilter.GaussianBlur(rng.uniform(0.7, 3.0) * s / 160))
+        canvas.alpha_composite(self._layer(obj, (x, y)))
+
+    def _stand(self, rng: random.Random, canvas: Image.Image, alpha: Image.Image, x: int, floor: int) -> int:
+        """Top row for an object standing on the surface below ``floor``; draws its contact
+        shadow (and sometimes a plate or pedestal under it) onto the canvas, not the matte."""
+        s = self.size
+        box = alpha.getbbox() or (0, 0, alpha.width, alpha.height)
+        base = rng.randint(min(floor + 2, s - 1), s + (box[3] - box[1]) // 6)
+        cx, width = x + (box[0] + box[2]) / 2, box[2] - box[0]
+        draw_under = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(draw_under)
+        if rng.random() < 0.15:  # plate / pedestal, part of the scene
+            pw = width * rng.uniform(0.6, 0.85)
+            ph = pw * rng.uniform(0.15, 0.35)
+            draw.ellipse([cx - pw, base - ph, cx + pw, base + ph], fill=(*self._colour(rng, studio=True), 255))
+        canvas.alpha_composite(draw_under)
+        shadow = Image.new("L", canvas.size, 0)
+        sw, sh = width * rng.uniform(0.4, 0.6), max(2.0, width * rng.uniform(0.05, 0.15))
+        ImageDraw.Draw(shadow).ellipse([cx - sw, base - sh, cx + sw, base + sh], fill=int(255 * rng.uniform(0.3, 0.8)))
+        shadow = shadow.filter(ImageFilter.GaussianBlur(max(1.0, sh * rng.uniform(0.5, 1.5))))
+        dark = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+        dark.putalpha(shadow)
+        canvas.alpha_composite(dark)
+        return base - box[3]
 
     def _layer(self, im: Image.Image, offset: tuple[int, int]) -> Image.Image:
         """``im`` on a transparent canvas-sized layer; offsets may be negative (clipped)."""

@@ -24,10 +24,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from engine.session import IMAGENET_MEAN, IMAGENET_STD
-from engine.training.data import SampleMaker, load_cutouts, load_photos
+from engine.training.data import CUTOUTS, PHOTOS, PROPS, TEXTURES, SampleMaker, load_cutouts, load_photos, load_textures
 from engine.u2net import build
 
-HOLDOUT_SEED = 10_000_000  # holdout samples use seeds from here; training seeds stay below
+# Holdout samples use seeds HOLDOUT_SEED..+127. Run --seed k trains on seeds from 2k x HOLDOUT_SEED,
+# fewer than HOLDOUT_SEED of them, so no --seed ever trains on the holdout.
+HOLDOUT_SEED = 10_000_000
 
 
 class Synthetic(Dataset):
@@ -74,8 +76,13 @@ def export(checkpoint: Path, target: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--fg", type=Path, nargs="*", default=[], help="dirs of RGBA cut-outs")
-    ap.add_argument("--bg", type=Path, nargs="*", default=[], help="dirs of background photos")
+    ap.add_argument("--fg", type=Path, nargs="*", default=CUTOUTS, help="dirs of RGBA cut-outs")
+    ap.add_argument("--bg", type=Path, nargs="*", default=PHOTOS, help="dirs of background photos")
+    ap.add_argument("--scenes", type=float, default=0.0, help="share of samples drawn as scenes")
+    ap.add_argument("--props", type=Path, nargs="*", default=PROPS,
+                    help="dirs of rendered products (RGBA): scene products and distractors")
+    ap.add_argument("--textures", type=Path, nargs="*", default=TEXTURES,
+                    help="dirs of surface textures (JPEGs, and inside *.sh3f catalogues)")
     ap.add_argument("--out", type=Path, default=Path("runs/ckpt.pt"))
     ap.add_argument("--resume", type=Path)
     ap.add_argument("--init", type=Path, help="start from these weights (an exported .pth), new optimiser")
@@ -102,8 +109,10 @@ def train(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    maker = SampleMaker(load_cutouts(args.fg), load_photos(args.bg), args.size)
-    print(f"data: {len(maker.cutouts)} cut-outs, {len(maker.photos)} photos, device {device}", flush=True)
+    maker = SampleMaker(load_cutouts(args.fg), load_photos(args.bg), args.size, args.scenes,
+                        load_cutouts(args.props), load_textures(args.textures))
+    print(f"data: {len(maker.cutouts)} cut-outs, {len(maker.photos)} photos, {len(maker.props)} props, "
+          f"{len(maker.textures)} textures, scenes {args.scenes:.0%}, device {device}", flush=True)
     net = build(args.arch).to(device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     step = 0
@@ -117,7 +126,7 @@ def train(args: argparse.Namespace) -> None:
         opt.load_state_dict(ckpt["optim"])
         step = int(ckpt["step"])
     seen = step * args.batch
-    train_ds = Synthetic(maker, HOLDOUT_SEED - seen, args.seed * HOLDOUT_SEED + seen)
+    train_ds = Synthetic(maker, HOLDOUT_SEED - seen, 2 * args.seed * HOLDOUT_SEED + seen)
     hold = DataLoader(Synthetic(maker, 128, HOLDOUT_SEED), batch_size=32, num_workers=0)
     loader = DataLoader(train_ds, batch_size=args.batch, num_workers=args.workers, shuffle=False,
                         persistent_workers=args.workers > 0)
