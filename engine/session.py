@@ -14,22 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import ModelError
+from engine.settings import EngineSettings
 from engine.u2net import U2Net, build, detect_architecture
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """How to build a session: weights file, device choice, threads, network input size."""
-
-    model: Path
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # 0: leave torch's default
-    input_size: int = 160  # the shipped model's training size; the published U²-Net checkpoints want 320
-    gpu_memory_fraction: float = 1.0  # cap on this process's share of GPU memory
-    max_batch: int = 4  # images of concurrent callers run through the network together
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import yaml
 
 from engine.errors import ConfigError
 from engine.postprocess import Profile
+from engine.settings import DEFAULTS
 
 DEFAULT_IGNORE = (".*", "*.filepart", "*.part", "*.partial", "*.tmp", "~*", "*.crdownload")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -194,14 +195,14 @@ def _parse_engine(s: _Section) -> EngineConfig:
     cfg = EngineConfig(
         model=s.take("model", Path),
         models_dir=s.take("models_dir", Path, None),
-        device=s.take("device", str, "auto", _one_of("auto", "cpu", "cuda")),
-        threads=s.take("threads", int, 0, _at_least(0)),
+        device=s.take("device", str, DEFAULTS.device, _one_of("auto", "cpu", "cuda")),
+        threads=s.take("threads", int, DEFAULTS.threads, _at_least(0)),
         max_input_pixels=s.take("max_input_pixels", int, 64_000_000, _at_least(1)),
-        input_size=s.take("input_size", int, 160,
+        input_size=s.take("input_size", int, DEFAULTS.input_size,
                           lambda v: None if v >= 32 and v % 32 == 0 else "must be a multiple of 32"),
-        gpu_memory_fraction=s.take("gpu_memory_fraction", float, 1.0,
+        gpu_memory_fraction=s.take("gpu_memory_fraction", float, DEFAULTS.gpu_memory_fraction,
                                    lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),
-        max_batch=s.take("max_batch", int, 4, _at_least(1)),
+        max_batch=s.take("max_batch", int, DEFAULTS.max_batch, _at_least(1)),
     )
     s.done()
     return cfg

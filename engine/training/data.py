@@ -34,16 +34,21 @@ CUTOUTS = [OXYGEN / d for d in ("devices", "apps", "places", "mimetypes")] + [Pa
 PHOTOS = [Path("/usr/share/backgrounds")]
 TEXTURES = [Path("/usr/share/sweethome3d/furniture")]
 PROPS = [Path("runs/renders")]  # engine/training/render.sh, relative to the repository
+PEOPLE = "Reallusion_*"  # the renders of the catalogue's people
 
 
-def _images(dirs: list[Path]) -> list[Path]:
-    return sorted(p for d in dirs for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+def _images(dirs: list[Path], pattern: str = "*") -> list[Path]:
+    return sorted(p for d in dirs for p in d.rglob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load_cutouts(dirs: list[Path], min_side: int = 96, limit: int = 4000) -> list[Image.Image]:
-    """RGBA images whose alpha really separates an object (some clear, some opaque pixels)."""
+def load_cutouts(dirs: list[Path], min_side: int = 96, limit: int = 4000, crop: bool = False,
+                 pattern: str = "*") -> list[Image.Image]:
+    """RGBA images whose alpha really separates an object (some clear, some opaque pixels).
+
+    ``crop``: cut each to its object's bounding box first (renders, whose framing leaves a tall
+    person a thin strip of a square image) and keep any object at least 16 px thick."""
     found = []
-    for path in _images(dirs):
+    for path in _images(dirs, pattern):
         try:
             with Image.open(path) as im:
                 if min(im.size) < min_side or im.mode not in ("RGBA", "LA", "P", "PA"):
@@ -51,9 +56,14 @@ def load_cutouts(dirs: list[Path], min_side: int = 96, limit: int = 4000) -> lis
                 rgba = im.convert("RGBA")
         except (OSError, ValueError):
             continue
+        if crop:
+            box = rgba.getchannel("A").point(lambda v: 255 if v > 8 else 0).getbbox()
+            if box is None or min(box[2] - box[0], box[3] - box[1]) < 16:
+                continue
+            rgba = rgba.crop(box)
         a = np.asarray(rgba)[..., 3]
         coverage = (a > 127).mean()
-        if 0.08 < coverage < 0.92 and (a == 0).mean() > 0.05:
+        if crop and coverage > 0.08 or 0.08 < coverage < 0.92 and (a == 0).mean() > 0.05:
             rgba.thumbnail((384, 384))
             found.append(rgba)
         if len(found) >= limit:
@@ -113,6 +123,7 @@ class SampleMaker:
     size: int = 192
     scenes: float = 0.0  # share of samples drawn as scenes (0: the plain composites only)
     props: list[Image.Image] = field(default_factory=list)  # rendered products: mains and distractors
+    people: list[Image.Image] = field(default_factory=list)  # rendered people: scene mains
     textures: list[Image.Image] = field(default_factory=list)  # table / floor surfaces
 
     def make(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -215,9 +226,10 @@ class SampleMaker:
         return tex
 
     def _place(self, rng: random.Random, canvas: Image.Image, matte: Image.Image, obj: Image.Image,
-               rel: float | None = None, floor: int | None = None) -> None:
+               rel: float | None = None, floor: int | None = None, closeup: bool = False) -> None:
         """Composite ``obj`` (longest side ``rel`` x the canvas) and add it to the matte; with a
-        ``floor`` (a horizon row) it stands on the surface below it, with a contact shadow."""
+        ``floor`` (a horizon row) it stands on the surface below it, with a contact shadow; a
+        ``closeup`` keeps its top near the top of the frame (a portrait, a bottle's neck)."""
         s = self.size
         scale = (rng.uniform(0.35, 0.95) if rel is None else rel) * s / max(obj.size)
         w, h = max(4, int(obj.width * scale)), max(4, int(obj.height * scale))
@@ -225,7 +237,9 @@ class SampleMaker:
         x = rng.randint(min(0, s - w), max(0, s - w))
         y = rng.randint(min(0, s - h), max(0, s - h))
         alpha = obj.getchannel("A")
-        if floor is not None:
+        if closeup:
+            y = rng.randint(min(0, (s - h) // 3), max(0, (s - h) // 3))
+        elif floor is not None:
             y = self._stand(rng, canvas, alpha, x, floor)
         if rng.random() < 0.5:  # shadow: darkens the backdrop, stays out of the matte
             strength = rng.uniform(0.2, 0.6)
@@ -242,12 +256,14 @@ class SampleMaker:
         s = self.size
         canvas, floor = self._room(rng)
         matte = Image.new("L", canvas.size, 0)
-        mains = [(self._main(rng), rng.uniform(0.35, 0.9)) for _ in range(rng.choice((1, 1, 1, 2)))]
+        closeup = rng.random() < 0.2  # the product fills the frame and runs off its edges
+        span = (0.9, 1.5) if closeup else (0.35, 0.9)
+        mains = [(self._main(rng), rng.uniform(*span)) for _ in range(rng.choice((1, 1, 1, 2)))]
         smallest = min(rel for _, rel in mains)
         for _ in range(rng.choice((0, 1, 2, 2, 3, 4))):
             self._distractor(rng, canvas, rng.uniform(0.15, 0.7) * smallest, floor)
         for obj, rel in mains:
-            self._place(rng, canvas, matte, obj, rel, floor)
+            self._place(rng, canvas, matte, obj, rel, floor, closeup)
         rgb = canvas.convert("RGB")
         if rng.random() < 0.5:  # the whole photo's exposure and white balance, product included
             gain = np.array([rng.uniform(0.85, 1.15) for _ in "rgb"], np.float32) * rng.uniform(0.8, 1.2)
@@ -257,7 +273,10 @@ class SampleMaker:
         return np.asarray(rgb, np.uint8).copy(), np.asarray(matte, np.float32) / 255.0
 
     def _main(self, rng: random.Random) -> Image.Image:
-        if self.props and rng.random() < 0.35:
+        pick = rng.random()
+        if self.people and pick < 0.12:  # fashion shots: the product worn by a person
+            return self._object(rng, self.people)
+        if self.props and pick < 0.4:
             return self._object(rng, self.props)
         return self._object(rng)
 

@@ -24,7 +24,17 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from engine.session import IMAGENET_MEAN, IMAGENET_STD
-from engine.training.data import CUTOUTS, PHOTOS, PROPS, TEXTURES, SampleMaker, load_cutouts, load_photos, load_textures
+from engine.training.data import (
+    CUTOUTS,
+    PEOPLE,
+    PHOTOS,
+    PROPS,
+    TEXTURES,
+    SampleMaker,
+    load_cutouts,
+    load_photos,
+    load_textures,
+)
 from engine.u2net import build
 
 # Holdout samples use seeds HOLDOUT_SEED..+127. Run --seed k trains on seeds from 2k x HOLDOUT_SEED,
@@ -110,9 +120,11 @@ def train(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     maker = SampleMaker(load_cutouts(args.fg), load_photos(args.bg), args.size, args.scenes,
-                        load_cutouts(args.props), load_textures(args.textures))
-    print(f"data: {len(maker.cutouts)} cut-outs, {len(maker.photos)} photos, {len(maker.props)} props, "
-          f"{len(maker.textures)} textures, scenes {args.scenes:.0%}, device {device}", flush=True)
+                        load_cutouts(args.props, crop=True), load_cutouts(args.props, crop=True, pattern=PEOPLE),
+                        load_textures(args.textures))
+    print(f"data: {len(maker.cutouts)} cut-outs, {len(maker.photos)} photos, {len(maker.props)} props "
+          f"({len(maker.people)} people), {len(maker.textures)} textures, scenes {args.scenes:.0%}, "
+          f"device {device}", flush=True)
     net = build(args.arch).to(device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     step = 0

@@ -1,0 +1,22 @@
+"""How to build a session, and the engine's built-in defaults: torch-free, so the configuration
+parser (and `check`, `status`, `--version`) can read the defaults without importing torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How to build a session: weights file, device choice, threads, network input size."""
+
+    model: Path
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # 0: leave torch's default
+    input_size: int = 160  # the shipped model's training size; the published U²-Net checkpoints want 320
+    gpu_memory_fraction: float = 1.0  # cap on this process's share of GPU memory
+    max_batch: int = 4  # images of concurrent callers run through the network together
+
+
+DEFAULTS = EngineSettings(model=Path())
