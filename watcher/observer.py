@@ -28,7 +28,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
+from watchdog.observers.polling import PollingObserverVFS
 
 FILE_HINTS = (FileCreatedEvent, FileClosedEvent, FileModifiedEvent, FileAttribEvent)
 
@@ -72,8 +72,15 @@ class OverflowHook(logging.Handler):
 
 def make_observer(kind: str, root: Path, handler: FileSystemEventHandler,
                   polling_interval_s: float) -> BaseObserver:
-    """An inotify (``Observer``) or ``PollingObserver`` scheduled recursively on ``root``."""
-    observer = PollingObserver(timeout=polling_interval_s) if kind == "polling" else Observer()
+    """An inotify (``Observer``) or polling observer scheduled recursively on ``root``.
+
+    The polling one snapshots with ``lstat``: a symlink to a directory is an entry (refused like
+    any symlink), never walked into, as inotify never watches through one either.
+    """
+    if kind == "polling":
+        observer = PollingObserverVFS(os.lstat, os.scandir, polling_interval=polling_interval_s)
+    else:
+        observer = Observer()
     observer.name = f"observer-{kind}"
     observer.schedule(handler, str(root), recursive=True)
     return observer
