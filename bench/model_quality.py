@@ -22,7 +22,17 @@ from PIL import Image
 
 from engine.metrics import score
 from engine.session import EngineSettings, Session
-from engine.training.data import OXYGEN, TEXTURES
+from engine.training.data import (
+    CUTOUTS,
+    OXYGEN,
+    PHOTOS,
+    TEXTURES,
+    SampleMaker,
+    load_cutouts,
+    load_photos,
+    load_textures,
+)
+from engine.training.train import HOLDOUT_SEED
 from watcher.evaluate import find_mask, load_mask
 from watcher.imageio import decode
 
@@ -47,9 +57,6 @@ def photo_set(root: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
 
 
 def holdout(scenes: float, count: int = 128, size: int = 160) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    from engine.training.data import CUTOUTS, PHOTOS, TEXTURES, SampleMaker, load_cutouts, load_photos, load_textures
-    from engine.training.train import HOLDOUT_SEED
-
     textures = load_textures(TEXTURES) if scenes else []
     maker = SampleMaker(load_cutouts(CUTOUTS), load_photos(PHOTOS), size, scenes, textures=textures)
     for i in range(count):

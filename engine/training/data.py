@@ -336,13 +336,11 @@ class SampleMaker:
         box = alpha.getbbox() or (0, 0, alpha.width, alpha.height)
         base = rng.randint(min(floor + 2, s - 1), s + (box[3] - box[1]) // 6)
         cx, width = x + (box[0] + box[2]) / 2, box[2] - box[0]
-        draw_under = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
-        draw = ImageDraw.Draw(draw_under)
         if rng.random() < 0.15:  # plate / pedestal, part of the scene
             pw = width * rng.uniform(0.6, 0.85)
             ph = pw * rng.uniform(0.15, 0.35)
-            draw.ellipse([cx - pw, base - ph, cx + pw, base + ph], fill=(*self._colour(rng, studio=True), 255))
-        canvas.alpha_composite(draw_under)
+            ImageDraw.Draw(canvas).ellipse([cx - pw, base - ph, cx + pw, base + ph],
+                                           fill=(*self._colour(rng, studio=True), 255))
         shadow = Image.new("L", canvas.size, 0)
         sw, sh = width * rng.uniform(0.4, 0.6), max(2.0, width * rng.uniform(0.05, 0.15))
         ImageDraw.Draw(shadow).ellipse([cx - sw, base - sh, cx + sw, base + sh], fill=int(255 * rng.uniform(0.3, 0.8)))
