@@ -231,11 +231,10 @@ class SampleMaker:
         ``floor`` (a horizon row) it stands on the surface below it, with a contact shadow; a
         ``closeup`` keeps its top near the top of the frame (a portrait, a bottle's neck)."""
         s = self.size
-        scale = (rng.uniform(0.35, 0.95) if rel is None else rel) * s / max(obj.size)
-        w, h = max(4, int(obj.width * scale)), max(4, int(obj.height * scale))
-        obj = obj.resize((w, h), Image.LANCZOS)
+        obj = self._resized(obj, rng.uniform(0.35, 0.95) if rel is None else rel)
+        w, h = obj.size
         x = rng.randint(min(0, s - w), max(0, s - w))
-        y = rng.randint(min(0, s - h), max(0, s - h))
+        y = rng.randint(min(0, s - h), max(0, s - h))  # drawn always: the trained scenes' sequence
         alpha = obj.getchannel("A")
         if closeup:
             y = rng.randint(min(0, (s - h) // 3), max(0, (s - h) // 3))
@@ -318,9 +317,8 @@ class SampleMaker:
         s = self.size
         pick = rng.random()
         obj = self._object(rng, self.props if self.props and pick < 0.5 else self.cutouts)
-        scale = rel * s / max(obj.size)
-        w, h = max(4, int(obj.width * scale)), max(4, int(obj.height * scale))
-        obj = obj.resize((w, h), Image.LANCZOS)
+        obj = self._resized(obj, rel)
+        w, h = obj.size
         x = rng.randint(-w // 2, s - w // 2)
         y = rng.randint(-h // 2, s - h // 2)
         if floor is not None and rng.random() < 0.7:
@@ -349,6 +347,11 @@ class SampleMaker:
         dark.putalpha(shadow)
         canvas.alpha_composite(dark)
         return base - box[3]
+
+    def _resized(self, obj: Image.Image, rel: float) -> Image.Image:
+        """``obj`` scaled so its longest side is ``rel`` x the canvas (at least 4 px a side)."""
+        scale = rel * self.size / max(obj.size)
+        return obj.resize((max(4, int(obj.width * scale)), max(4, int(obj.height * scale))), Image.LANCZOS)
 
     def _layer(self, im: Image.Image, offset: tuple[int, int]) -> Image.Image:
         """``im`` on a transparent canvas-sized layer; offsets may be negative (clipped)."""

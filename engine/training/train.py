@@ -119,9 +119,11 @@ def train(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    maker = SampleMaker(load_cutouts(args.fg), load_photos(args.bg), args.size, args.scenes,
-                        load_cutouts(args.props, crop=True), load_cutouts(args.props, crop=True, pattern=PEOPLE),
-                        load_textures(args.textures))
+    maker = SampleMaker(load_cutouts(args.fg), load_photos(args.bg), args.size, args.scenes)
+    if args.scenes:  # only scenes draw on renders, people and surfaces
+        maker.props = load_cutouts(args.props, crop=True)
+        maker.people = load_cutouts(args.props, crop=True, pattern=PEOPLE)
+        maker.textures = load_textures(args.textures)
     print(f"data: {len(maker.cutouts)} cut-outs, {len(maker.photos)} photos, {len(maker.props)} props "
           f"({len(maker.people)} people), {len(maker.textures)} textures, scenes {args.scenes:.0%}, "
           f"device {device}", flush=True)
