@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.session import load_network
+from engine.networks import load_network
 
 
 class SigmoidOutputs(nn.Module):

@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import threading
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from engine.blocks import fold_batchnorms
+from engine.catalogue import Preprocessing, defaults_for, entry_for_file
 from engine.errors import ModelError
+from engine.networks import ModelInfo, load_network
+from engine.onnx_runtime import OnnxRuntimeNetwork
 from engine.settings import EngineSettings
-from engine.u2net import U2Net, build, detect_architecture
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a log line says about the model: file name, short content hash, architecture."""
-
-    name: str
-    sha256: str
-    arch: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}@{self.sha256[:12]}"
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -47,45 +32,18 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device("cpu")
 
 
-def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
-    """Load a checkpoint to CPU with ``weights_only=True``; return it and its SHA-256."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ModelError(f"cannot read model file {path}: {e.strerror or e}") from e
-    digest = hashlib.sha256(data).hexdigest()
-    try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several unrelated types for a bad file
-        raise ModelError(f"{path}: not a loadable PyTorch checkpoint ({e.__class__.__name__})") from e
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ModelError(f"{path}: checkpoint holds a {type(state).__name__}, not a state dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}, digest
+def open_model(path: Path, threads: int = 0) -> tuple[nn.Module | OnnxRuntimeNetwork, ModelInfo, Preprocessing]:
+    """The network in a model file, its identity, and how it wants its input.
 
-
-def load_network(path: Path) -> tuple[U2Net, ModelInfo]:
-    """Build the architecture the checkpoint describes and load it with strict keys."""
-    state, digest = read_state_dict(path)
-    try:
-        arch = detect_architecture(state)
-    except (KeyError, ValueError) as e:
-        raise ModelError(f"{path}: not a U²-Net family checkpoint ({e})") from e
-    net = build(arch)
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        first = f"missing key {missing[0]!r}" if missing else f"unexpected key {unexpected[0]!r}"
-        raise ModelError(f"{path}: does not match {arch} ({first}; "
-                         f"{len(missing)} missing, {len(unexpected)} unexpected)")
-    for key, tensor in expected.items():
-        if state[key].shape != tensor.shape:
-            raise ModelError(f"{path}: {key} has shape {tuple(state[key].shape)}, "
-                             f"{arch} expects {tuple(tensor.shape)}")
-    net.load_state_dict(state, strict=True)
-    return net.eval(), ModelInfo(path.name, digest, arch)
+    The catalogue entry named by the file (if any) says which backend runs it and how to
+    normalise; otherwise the architecture read off the file gives the defaults.
+    """
+    entry = entry_for_file(path)
+    if entry is not None and entry.backend == "onnxruntime":
+        net = OnnxRuntimeNetwork.load(path, threads)
+        return net, net.info, entry.preprocessing
+    net, info = load_network(path)
+    return net, info, entry.preprocessing if entry is not None else defaults_for(info.arch)
 
 
 class _Request:
@@ -109,8 +67,9 @@ class Session:
     share forward passes without anyone waiting for a timer.
     """
 
-    def __init__(self, net: U2Net, info: ModelInfo, device: torch.device, input_size: int, max_batch: int,
-                 path: Path | None = None):
+    def __init__(self, net: nn.Module | OnnxRuntimeNetwork, info: ModelInfo, device: torch.device,
+                 input_size: int, max_batch: int, path: Path | None = None,
+                 preprocessing: Preprocessing | None = None):
         if input_size < 32 or input_size % 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
         if max_batch < 1:
@@ -120,10 +79,16 @@ class Session:
         self.device = device
         self.input_size = input_size
         self.max_batch = max_batch
-        self.dtype = torch.float16 if device.type == "cuda" else torch.float32
-        self.net = net.to(device=device, dtype=self.dtype, memory_format=torch.channels_last)
-        self._mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        self.preprocessing = preprocessing or defaults_for(info.arch)
+        if isinstance(net, nn.Module):
+            self.dtype = torch.float16 if device.type == "cuda" else torch.float32
+            self.net = fold_batchnorms(net).to(device=device, dtype=self.dtype, memory_format=torch.channels_last)
+        else:  # onnxruntime runs on the CPU in float32
+            self.dtype, self.device = torch.float32, torch.device("cpu")
+            self.net = net
+        self._logits = isinstance(net, nn.Module) or self.preprocessing.output == "logits"
+        self._mean = torch.tensor(self.preprocessing.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.preprocessing.std, device=self.device).view(1, 3, 1, 1)
         self._network = threading.Lock()  # held while a batch runs
         self._queue_lock = threading.Lock()
         self._queue: list[_Request] = []
@@ -134,12 +99,13 @@ class Session:
         """Load weights, pick the device, set torch threads, and run one warm-up inference."""
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
-        net, info = load_network(settings.model)
+        net, info, preprocessing = open_model(settings.model, settings.threads)
         device = resolve_device(settings.device)
         if device.type == "cuda" and settings.gpu_memory_fraction < 1.0:
             torch.cuda.set_per_process_memory_fraction(settings.gpu_memory_fraction, device)
-        session = cls(net, info, device, settings.input_size, settings.max_batch, settings.model.resolve())
-        session.predict_alpha(np.zeros((settings.input_size, settings.input_size, 3), np.uint8))
+        size = settings.input_size or preprocessing.size_on(device.type)
+        session = cls(net, info, device, size, settings.max_batch, settings.model.resolve(), preprocessing)
+        session.predict_alpha(np.zeros((size, size, 3), np.uint8))
         session.batch_counts.clear()
         return session
 
@@ -167,7 +133,8 @@ class Session:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
         try:
             x = torch.cat([r.x for r in batch]).contiguous(memory_format=torch.channels_last)
-            probs = torch.sigmoid(self.net(x)[0].float())
+            out = self.net(x)[0].float()
+            probs = torch.sigmoid(out) if self._logits else out
             for i, r in enumerate(batch):
                 r.probs = probs[i : i + 1]
         except BaseException as exc:  # every waiting caller gets the error, none hangs

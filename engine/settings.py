@@ -14,7 +14,7 @@ class EngineSettings:
     model: Path
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # 0: leave torch's default
-    input_size: int = 160  # the shipped model's training size; the published U²-Net checkpoints want 320
+    input_size: int | None = None  # None: the model's own size (catalogue, or its architecture's default)
     gpu_memory_fraction: float = 1.0  # cap on this process's share of GPU memory
     max_batch: int = 4  # images of concurrent callers run through the network together
 

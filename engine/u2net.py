@@ -1,6 +1,6 @@
 """U²-Net family architecture (Qin et al. 2020), parameter names compatible with ``u2net.pth``.
 
-Blocks first (conv-bn-relu, residual U-block), then the assembled network. The module and
+The blocks live in ``engine.blocks``; this module assembles them. The module and
 parameter names follow the published implementation, so its checkpoints load with strict keys.
 ``forward`` returns logits of the fused map and of the six side outputs: training applies the
 loss to all seven (deep supervision), inference takes ``sigmoid`` of the first.
@@ -11,73 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-
-def _upsample_like(src: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(src, size=target.shape[2:], mode="bilinear", align_corners=False)
-
-
-class ConvBnRelu(nn.Module):
-    """3x3 (dilated) convolution, batch norm, ReLU; attribute names as in the reference."""
-
-    def __init__(self, in_ch: int, out_ch: int, dilation: int = 1) -> None:
-        super().__init__()
-        self.conv_s1 = nn.Conv2d(in_ch, out_ch, 3, padding=dilation, dilation=dilation)
-        self.bn_s1 = nn.BatchNorm2d(out_ch)
-        self.relu_s1 = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu_s1(self.bn_s1(self.conv_s1(x)))
-
-
-class RSU(nn.Module):
-    """Residual U-block of ``height`` levels (RSU-7 ... RSU-4).
-
-    With ``dilated=True`` it is RSU-4F: no pooling, dilations 1, 2, 4, 8 instead, for the
-    low-resolution stages where pooling would lose too much.
-    """
-
-    def __init__(self, height: int, in_ch: int, mid_ch: int, out_ch: int, dilated: bool = False):
-        super().__init__()
-        if height < 3:
-            raise ValueError(f"RSU height must be >= 3, got {height}")
-        self.height = height
-        self.dilated = dilated
-        self.rebnconvin = ConvBnRelu(in_ch, out_ch)
-        for level in range(1, height + 1):
-            cin = out_ch if level == 1 else mid_ch
-            setattr(self, f"rebnconv{level}", ConvBnRelu(cin, mid_ch, self._dilation(level)))
-        for level in range(height - 1, 0, -1):
-            cout = out_ch if level == 1 else mid_ch
-            setattr(self, f"rebnconv{level}d", ConvBnRelu(2 * mid_ch, cout, self._dilation(level)))
-        self.pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
-
-    def _dilation(self, level: int) -> int:
-        if self.dilated:
-            return 2 ** (level - 1)
-        return 2 if level == self.height else 1
-
-    def _pools_after(self, level: int) -> bool:
-        return not self.dilated and level < self.height - 1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hxin = self.rebnconvin(x)
-        skips: list[torch.Tensor] = []
-        hx = hxin
-        for level in range(1, self.height + 1):
-            hx = getattr(self, f"rebnconv{level}")(hx)
-            skips.append(hx)
-            if self._pools_after(level):
-                hx = self.pool(hx)
-        hx = skips.pop()
-        for level in range(self.height - 1, 0, -1):
-            skip = skips.pop()
-            if hx.shape[2:] != skip.shape[2:]:
-                hx = _upsample_like(hx, skip)
-            hx = getattr(self, f"rebnconv{level}d")(torch.cat((hx, skip), 1))
-        return hx + hxin
+from engine.blocks import RSU, upsample_like
 
 
 @dataclass(frozen=True)
@@ -151,11 +87,11 @@ class U2Net(nn.Module):
         hx = skips[5]
         for i in range(5, 0, -1):
             skip = skips[i - 1]
-            hx = getattr(self, f"stage{i}d")(torch.cat((_upsample_like(hx, skip), skip), 1))
+            hx = getattr(self, f"stage{i}d")(torch.cat((upsample_like(hx, skip), skip), 1))
             decoded.append(hx)
         decoded.reverse()  # decoded[0] = stage1d ... decoded[5] = stage6
         sides = [getattr(self, f"side{i + 1}")(d) for i, d in enumerate(decoded)]
-        sides = [sides[0]] + [_upsample_like(s, sides[0]) for s in sides[1:]]
+        sides = [sides[0]] + [upsample_like(s, sides[0]) for s in sides[1:]]
         fused = self.outconv(torch.cat(sides, 1))
         return (fused, *sides)
 

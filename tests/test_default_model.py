@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from engine.metrics import score
-from engine.session import Session, load_network
+from engine.networks import load_network
+from engine.session import Session
 from tests.conftest import REPO
 from watcher.config import load_config
 from watcher.daemon import engine_settings

@@ -22,7 +22,7 @@ def test_check_notes_device_model_and_tuned_settings(make_config) -> None:
     assert "note: device cpu" in lines
     assert any(line.startswith("note: model tiny-u2netp.pth@") for line in lines)
     assert "note: watcher.quiet_period_s = 0.3 (default 2.0)" in lines
-    assert "note: engine.input_size = 64 (default 160)" in lines
+    assert "note: engine.input_size = 64 (default None)" in lines
 
 
 def test_config_diff_is_empty_for_defaults(tmp_path: Path, tiny_model: Path) -> None:

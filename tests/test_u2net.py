@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.errors import ModelError
-from engine.session import load_network
+from engine.networks import load_network
 from engine.u2net import build, detect_architecture
 
 # Parameter counts of the published networks (u2net.pth: 176.3 MB fp32, u2netp.pth: 4.7 MB).

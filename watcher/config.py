@@ -59,7 +59,7 @@ class EngineConfig:
     device: str
     threads: int
     max_input_pixels: int
-    input_size: int
+    input_size: int | None
     gpu_memory_fraction: float
     max_batch: int
 

@@ -76,7 +76,8 @@ def inotify_problems(cfg: Config, limit_file: Path = INOTIFY_LIMIT) -> list[str]
 
 
 def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
-    from engine.session import load_network, resolve_device
+    from engine.networks import load_network
+    from engine.session import resolve_device
 
     problems, notes = [], []
     try:
