@@ -18,10 +18,9 @@ import numpy as np
 
 from engine.foreground import estimate_foreground
 from engine.postprocess import cutout
-from engine.session import Session
 from watcher.config import load_config
-from watcher.daemon import engine_settings
 from watcher.imageio import decode, encode_png
+from watcher.models import load_session
 
 REPO = Path(__file__).resolve().parent.parent
 LAMP = REPO.parent / "shared/data/eval/u2net-reference/images/lamp2_meitu_1.jpg"
@@ -29,7 +28,7 @@ LAMP = REPO.parent / "shared/data/eval/u2net-reference/images/lamp2_meitu_1.jpg"
 
 def png_sizes(photos: list[Path]) -> None:
     cfg = load_config(REPO / "etc/unet-matting.yaml")
-    session = Session.load(engine_settings(cfg.engine))
+    session = load_session(cfg.engine)
     default = cfg.get_profile("default")
     for photo in photos:
         image = decode(photo.read_bytes(), cfg.engine.max_input_pixels)

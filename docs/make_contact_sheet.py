@@ -14,11 +14,10 @@ import sys
 from pathlib import Path
 
 from engine.postprocess import cutout
-from engine.session import Session
 from watcher import sheet
 from watcher.config import load_config
-from watcher.daemon import engine_settings
 from watcher.imageio import decode
+from watcher.models import load_session
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTOS = [REPO / "tests/data/golden/box.png",
@@ -28,7 +27,7 @@ DEFAULT_PHOTOS = [REPO / "tests/data/golden/box.png",
 def main() -> None:
     photos = [Path(p) for p in sys.argv[1:]] or DEFAULT_PHOTOS
     cfg = load_config(REPO / "etc/unet-matting.yaml")
-    session = Session.load(engine_settings(cfg.engine))
+    session = load_session(cfg.engine)
     rows = []
     for photo in photos:
         image = decode(photo.read_bytes(), cfg.engine.max_input_pixels)

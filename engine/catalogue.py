@@ -19,6 +19,7 @@ import yaml
 from engine.errors import ModelError
 
 CATALOGUE_FILE = Path(__file__).with_name("catalogue.yaml")
+SHIPPED_MODEL = Path(__file__).with_name("weights") / "u2netp-products.pth"  # the offline fallback
 BACKENDS = ("torch", "onnxruntime")
 OUTPUTS = ("logits", "probabilities")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

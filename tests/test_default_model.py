@@ -17,7 +17,7 @@ from engine.networks import load_network
 from engine.session import Session
 from tests.conftest import REPO
 from watcher.config import load_config
-from watcher.daemon import engine_settings
+from watcher.models import engine_settings
 
 GOLDEN = REPO / "tests" / "data" / "golden"
 WEIGHTS = REPO / "engine" / "weights" / "u2netp-products.pth"

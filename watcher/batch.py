@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from collections.abc import Iterator
@@ -12,12 +11,10 @@ from pathlib import Path
 import structlog
 
 from engine.errors import ImageError
-from engine.session import Session
 from watcher import logs
 from watcher.completion import IgnoreRules
 from watcher.config import load_config
-from watcher.daemon import engine_settings
-from watcher.models import active_model
+from watcher.models import load_session
 from watcher.observer import walk_files
 from watcher.output import write_outputs
 from watcher.pipeline import read_source, render
@@ -44,10 +41,7 @@ def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str |
     logs.configure("warning", None, console=True)
     if profile is not None:
         cfg.get_profile(profile)  # fail early, before the model loads, on an unknown name
-    settings = engine_settings(cfg.engine, active_model(cfg.engine.models_dir, cfg.engine.model))
-    if model is not None:
-        settings = dataclasses.replace(settings, model=model.resolve())
-    session = Session.load(settings)
+    session = load_session(cfg.engine, model)
 
     def one(item: tuple[Path, Path]) -> tuple[bool, str]:
         """Render and write one input: (succeeded, its line)."""

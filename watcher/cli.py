@@ -1,4 +1,4 @@
-"""Command line: ``unet-matting {watch,process,check,status,preview,evaluate}``; prints and exits here.
+"""Command line: ``unet-matting {watch,process,check,status,preview,evaluate,models}``; prints and exits here.
 
 Heavy modules (torch, the engine) are imported inside the commands, so ``--version`` and
 ``--help`` stay instant and work without torch.
@@ -59,7 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--masks", type=Path, required=True, help="8-bit masks with the same base names")
     evaluate.add_argument("--input-size", type=int, help="network input side (default: engine.input_size)")
     evaluate.add_argument("--sheet", type=Path, help="write a contact sheet PNG here")
+    _models_parser(sub)
     return parser
+
+
+def _models_parser(sub: argparse._SubParsersAction) -> None:
+    models = _command(sub, "models", "the model catalogue: list, pull, use, import, verify")
+    actions = models.add_subparsers(dest="action", required=True)
+    for name, help_text in [("list", "known models, which are installed, which is active"),
+                            ("verify", "check installed models against the catalogue's checksums")]:
+        actions.add_parser(name, help=help_text)
+    pull = actions.add_parser("pull", help="download a catalogue model into engine.models_dir (resumable)")
+    pull.add_argument("name")
+    pull.add_argument("--timeout", type=float, default=10.0, help="seconds without data before giving up")
+    use = actions.add_parser("use", help="make a model active (the daemon switches live)")
+    use.add_argument("name", help="catalogue name or file name in engine.models_dir")
+    imp = actions.add_parser("import", help="install a local model file (.pth or .onnx)")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--as", dest="name", help="the catalogue model it is (its checksum is checked)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -70,6 +87,10 @@ def _run(args: argparse.Namespace) -> int:
         from watcher.batch import run_process
 
         return run_process(args.config, args.inputs, args.out, args.profile, args.model)
+    if args.command == "models":
+        from watcher.commands.models import run_models
+
+        return run_models(args)
     if args.command == "status":
         from watcher.status import run_status
 

@@ -54,7 +54,7 @@ class WatcherConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    model: Path
+    model: Path | None  # None: "auto", the best installed model (watcher.models.best_installed)
     models_dir: Path | None
     device: str
     threads: int
@@ -191,9 +191,15 @@ def _parse_watcher(s: _Section) -> WatcherConfig:
     return cfg
 
 
+def _model(s: _Section) -> Path | None:
+    """``engine.model``: ``auto`` (the default), or the path of a weights file."""
+    value = s.take("model", str, "auto", lambda v: None if v else "must be auto or a path")
+    return None if value == "auto" else (s.base / Path(value).expanduser()).resolve()
+
+
 def _parse_engine(s: _Section) -> EngineConfig:
     cfg = EngineConfig(
-        model=s.take("model", Path),
+        model=_model(s),
         models_dir=s.take("models_dir", Path, None),
         device=s.take("device", str, DEFAULTS.device, _one_of("auto", "cpu", "cuda")),
         threads=s.take("threads", int, DEFAULTS.threads, _at_least(0)),

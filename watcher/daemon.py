@@ -18,13 +18,12 @@ from pathlib import Path
 import structlog
 
 from engine.errors import ConfigError, ModelError
-from engine.session import EngineSettings, Session
 from watcher import __version__, logs
 from watcher.completion import CompletionTracker, IgnoreRules
-from watcher.config import Config, EngineConfig, load_config
+from watcher.config import Config, load_config
 from watcher.intake import Intake
 from watcher.jobs import JobQueue
-from watcher.models import ModelSwitcher
+from watcher.models import ModelSwitcher, load_session
 from watcher.notify import Notifier, watchdog_interval_s
 from watcher.observer import HintHandler, OverflowHook, make_observer
 from watcher.output import remove_stale_temps
@@ -34,11 +33,6 @@ from watcher.worker import Engine, JobRunner, Stats
 
 log = structlog.get_logger(__name__)
 STATUS_INTERVAL_S = 2.0
-
-
-def engine_settings(cfg: EngineConfig, model: Path | None = None) -> EngineSettings:
-    return EngineSettings(model or cfg.model, cfg.device, cfg.threads, cfg.input_size, cfg.gpu_memory_fraction,
-                          cfg.max_batch)
 
 
 def prepare_directories(cfg: Config) -> None:
@@ -87,7 +81,7 @@ class Daemon:
         cfg = self.config
         prepare_directories(cfg)
         self.models = self._switcher(cfg)
-        session = Session.load(engine_settings(cfg.engine, self.models.wanted()))
+        session = load_session(cfg.engine, self.models.wanted())
         self._current = Engine(session, cfg)
         log.info("model_loaded", model=session.info.label, arch=session.info.arch,
                  device=str(session.device), input_size=session.input_size, max_batch=session.max_batch)
@@ -144,7 +138,7 @@ class Daemon:
 
     def _switcher(self, cfg: Config) -> ModelSwitcher:
         return ModelSwitcher(cfg.engine.models_dir, cfg.engine.model,
-                             lambda path: Session.load(engine_settings(cfg.engine, path)))
+                             lambda path: load_session(cfg.engine, path))
 
     def _switch_model(self) -> None:
         current = self._current
@@ -200,8 +194,9 @@ class Daemon:
         new = dataclasses.replace(new, **fixed)
         session = self._current.session
         if new.engine != old.engine:
-            self.models = self._switcher(new)
-            session = Session.load(engine_settings(new.engine, self.models.wanted()))
+            switcher = self._switcher(new)
+            session = load_session(new.engine, switcher.wanted())  # raises before anything changed
+            self.models = switcher
         logs.configure(new.logging.level, new.logging.file, new.logging.console)
         self.tracker.quiet_period_s = new.watcher.quiet_period_s
         self.intake.ignore = IgnoreRules(new.watcher.ignore_patterns)

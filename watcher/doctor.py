@@ -76,8 +76,8 @@ def inotify_problems(cfg: Config, limit_file: Path = INOTIFY_LIMIT) -> list[str]
 
 
 def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
-    from engine.networks import load_network
-    from engine.session import resolve_device
+    from engine.catalogue import SHIPPED_MODEL
+    from engine.session import open_model, resolve_device
 
     problems, notes = [], []
     try:
@@ -86,8 +86,12 @@ def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
     except ModelError as e:
         problems.append(f"engine.device: {e}")
     try:
-        _, info = load_network(active_model(cfg.engine.models_dir, cfg.engine.model))
+        path = active_model(cfg.engine.models_dir, cfg.engine.model)
+        _, info, _ = open_model(path, cfg.engine.threads)
         notes.append(f"note: model {info.label} ({info.arch})")
+        if path.resolve() == SHIPPED_MODEL.resolve():
+            notes.append("warning: only the small fallback model is installed; cut-outs of real photos "
+                            "need a strong one: unet-matting models pull isnet-general-use")
     except ModelError as e:
         problems.append(f"engine.model: {e}")
     return problems, notes
@@ -101,7 +105,7 @@ def _gpu_name() -> str:
 
 def config_diff(cfg: Config) -> list[str]:
     """Settings that differ from the built-in defaults (paths, log file and model excluded)."""
-    minimal = {"paths": dataclasses.asdict(cfg.paths), "engine": {"model": str(cfg.engine.model)},
+    minimal = {"paths": dataclasses.asdict(cfg.paths), "engine": {"model": str(cfg.engine.model or "auto")},
                "profiles_file": str(cfg.source.parent / "unused"), "logging": {"file": None}}
     defaults = load_config_data(minimal, cfg.source, profiles=cfg.profiles)
     lines = []
@@ -123,7 +127,8 @@ def run_check(config_path: Path) -> int:
     for line in problems + notes + config_diff(cfg):
         print(line)
     if not problems:
-        print(f"ok: {cfg.source} (model {cfg.engine.model.name}, profile {cfg.profile}, "
+        active = active_model(cfg.engine.models_dir, cfg.engine.model)
+        print(f"ok: {cfg.source} (model {active.name}, profile {cfg.profile}, "
               f"observer {cfg.watcher.observer})")
     return 1 if problems else 0
 

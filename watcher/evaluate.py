@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +9,10 @@ from PIL import Image
 
 from engine.metrics import Scores, score
 from engine.postprocess import compose_rgba, refine_alpha
-from engine.session import Session
 from watcher import sheet
 from watcher.config import load_config
-from watcher.daemon import engine_settings
 from watcher.imageio import decode
-from watcher.models import active_model
+from watcher.models import load_session
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -35,12 +32,7 @@ def load_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
 def run_evaluate(config_path: Path, images: Path, masks: Path, model: Path | None, profile: str | None,
                  sheet_path: Path | None, input_size: int | None) -> int:
     cfg = load_config(config_path)
-    settings = engine_settings(cfg.engine, active_model(cfg.engine.models_dir, cfg.engine.model))
-    if model is not None:
-        settings = dataclasses.replace(settings, model=model.resolve())
-    if input_size is not None:
-        settings = dataclasses.replace(settings, input_size=input_size)
-    session = Session.load(settings)
+    session = load_session(cfg.engine, model, input_size)
     chosen = cfg.get_profile(profile or "default")
     results: list[Scores] = []
     rows = []

@@ -1,4 +1,9 @@
-"""Live model switching: ``<models_dir>/active_model`` names the model the daemon should run.
+"""Which model runs, and live switching: ``<models_dir>/active_model`` names the model to run.
+
+Choice, in order: the file ``active_model`` names (``models use``), else ``engine.model`` when it
+is a path, else (``engine.model: auto``) the installed catalogue model of highest rank whose
+licence allows commercial use, else the shipped U²-Net-P. ``load_session`` is the one way every
+command builds a session from the configuration.
 
 The daemon polls the control file (and re-checks on SIGHUP). A newly named model is loaded and
 warmed up on a background thread while the old one keeps working; the switch is one reference
@@ -15,8 +20,10 @@ from pathlib import Path
 
 import structlog
 
+from engine.catalogue import SHIPPED_MODEL, Entry, catalogue
 from engine.errors import ModelError
 from engine.session import Session
+from engine.settings import EngineSettings
 
 log = structlog.get_logger(__name__)
 CONTROL_FILE = "active_model"
@@ -30,8 +37,23 @@ def _identity(path: Path) -> tuple:
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def active_model(models_dir: Path | None, fallback: Path) -> Path:
-    """The model ``<models_dir>/active_model`` names, else ``fallback`` (``engine.model``)."""
+def installed(models_dir: Path | None) -> list[Entry]:
+    """Catalogue models whose file is in ``models_dir``, best first."""
+    if models_dir is None:
+        return []
+    found = [e for e in catalogue().values() if (models_dir / e.file).is_file()]
+    return sorted(found, key=lambda e: -e.rank)
+
+
+def best_installed(models_dir: Path | None) -> Path:
+    """``engine.model: auto``: the best installed model a shop may use commercially, else the shipped one."""
+    usable = [e for e in installed(models_dir) if e.commercial]
+    return models_dir / usable[0].file if usable and models_dir is not None else SHIPPED_MODEL
+
+
+def active_model(models_dir: Path | None, configured: Path | None) -> Path:
+    """The model ``<models_dir>/active_model`` names, else ``engine.model``, else the best installed."""
+    fallback = configured if configured is not None else best_installed(models_dir)
     if models_dir is None:
         return fallback
     try:
@@ -41,10 +63,25 @@ def active_model(models_dir: Path | None, fallback: Path) -> Path:
     return (models_dir / name).resolve() if name else fallback
 
 
+def engine_settings(cfg, model: Path | None = None) -> EngineSettings:
+    """The engine's settings for ``cfg`` (an ``EngineConfig``) and the active model, or ``model``."""
+    chosen = model.resolve() if model is not None else active_model(cfg.models_dir, cfg.model)
+    return EngineSettings(chosen, cfg.device, cfg.threads, cfg.input_size, cfg.gpu_memory_fraction, cfg.max_batch)
+
+
+def load_session(cfg, model: Path | None = None, input_size: int | None = None) -> Session:
+    """The one way a command builds its session: the active model (or ``model``), warmed up."""
+    settings = engine_settings(cfg, model)
+    if input_size is not None:
+        settings = EngineSettings(settings.model, settings.device, settings.threads, input_size,
+                                  settings.gpu_memory_fraction, settings.max_batch)
+    return Session.load(settings)
+
+
 class ModelSwitcher:
     """Decides which model should be active and loads it off the main thread."""
 
-    def __init__(self, models_dir: Path | None, fallback: Path, load: Callable[[Path], Session]) -> None:
+    def __init__(self, models_dir: Path | None, fallback: Path | None, load: Callable[[Path], Session]) -> None:
         self.models_dir, self.fallback, self._load = models_dir, fallback, load
         self._seen: tuple = ()
         self._thread: threading.Thread | None = None

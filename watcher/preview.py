@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
 from engine.errors import ImageError
 from engine.postprocess import cutout
-from engine.session import Session
 from watcher import sheet
 from watcher.config import load_config
-from watcher.daemon import engine_settings
 from watcher.imageio import decode
-from watcher.models import active_model
+from watcher.models import load_session
 from watcher.pipeline import read_source
 
 
 def run_preview(config_path: Path, files: list[Path], out: Path, profile: str | None, model: Path | None) -> int:
     cfg = load_config(config_path)
     chosen = cfg.get_profile(profile)
-    settings = engine_settings(cfg.engine, active_model(cfg.engine.models_dir, cfg.engine.model))
-    if model is not None:
-        settings = dataclasses.replace(settings, model=model.resolve())
-    session = Session.load(settings)
+    session = load_session(cfg.engine, model)
     rows, failed = [], 0
     for path in files:
         try:

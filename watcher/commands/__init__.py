@@ -1,0 +1,1 @@
+"""One module per CLI command that has grown its own room (see watcher/cli.py)."""
