@@ -7,17 +7,19 @@ changed. The images are drawn by tests/data/make_golden.py (not in the training 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from engine.catalogue import SHIPPED_MODEL, lookup
 from engine.metrics import score
 from engine.networks import load_network
 from engine.session import Session
 from tests.conftest import REPO
 from watcher.config import load_config
-from watcher.models import engine_settings
+from watcher.models import best_installed, engine_settings
 
 GOLDEN = REPO / "tests" / "data" / "golden"
 WEIGHTS = REPO / "engine" / "weights" / "u2netp-products.pth"
@@ -25,15 +27,22 @@ WEIGHTS = REPO / "engine" / "weights" / "u2netp-products.pth"
 
 @pytest.fixture(scope="module")
 def session() -> Session:
-    """The engine exactly as the shipped config sets it up (input size included), on the CPU."""
-    cfg = load_config(REPO / "etc/unet-matting.yaml").engine
+    """The engine as the shipped config sets it up on a machine with nothing pulled, on the CPU."""
+    cfg = replace(load_config(REPO / "etc/unet-matting.yaml").engine, models_dir=None)
     return Session.load(replace(engine_settings(cfg), device="cpu"))
 
 
-def test_default_config_uses_the_shipped_weights() -> None:
-    """engine.model of the shipped config is the committed file, small enough to keep in git."""
-    assert load_config(REPO / "etc/unet-matting.yaml").engine.model == WEIGHTS
+def test_auto_falls_back_to_the_shipped_weights(tmp_path: Path) -> None:
+    """With no model pulled, engine.model: auto runs the committed file, small enough to keep in git."""
+    assert best_installed(tmp_path) == WEIGHTS == SHIPPED_MODEL
     assert WEIGHTS.stat().st_size < 5_000_000
+
+
+def test_auto_prefers_the_best_installed_commercial_model(tmp_path: Path) -> None:
+    """auto takes the highest-ranked installed model, skipping licences that forbid commercial use."""
+    for entry in (lookup("u2net"), lookup("isnet-general-use"), lookup("bria-rmbg-2.0")):
+        (tmp_path / entry.file).write_bytes(b"x")
+    assert best_installed(tmp_path) == tmp_path / "isnet-general-use.onnx"
 
 
 def test_shipped_weights_load_strictly() -> None:
