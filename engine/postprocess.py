@@ -9,6 +9,7 @@ from PIL import Image
 
 from engine.canvas import bounding_box, layout
 from engine.foreground import estimate_foreground
+from engine.opacity import drop_ghosts, levels, solid_body
 
 ALIGNMENTS = ("center", "bottom")
 PADDING_UNITS = ("percent", "px")
@@ -18,8 +19,11 @@ PADDING_UNITS = ("percent", "px")
 class Profile:
     """What happens after the network, in this order.
 
-    Matte: ``alpha_threshold`` (alpha below it becomes 0), ``erosion_kernel`` (odd side of a
-    min-filter pulling the edge in, 0 = off), ``edge_feathering`` (Gaussian sigma in px, 0 = off).
+    Matte: ``drop_ghosts`` (islands that never reach half opacity go), ``alpha_threshold`` (alpha
+    below it becomes 0), ``levels`` (low, high: stretched to 0..1), ``solid_interior`` (alpha 1
+    more than ``edge_band_px`` inside the outline, unsure enclosed regions included),
+    ``erosion_kernel`` (odd side of a min-filter pulling the edge in, 0 = off),
+    ``edge_feathering`` (Gaussian sigma in px, 0 = off).
     Colour: ``decontaminate`` (estimate the foreground colour on soft edges, removing backdrop
     fringes), ``clear_transparent`` (RGB 0 where alpha is 0: smaller PNGs, nothing leaks).
     Canvas: ``trim`` to the product, ``padding`` (``padding_unit`` percent of the product's long
@@ -29,7 +33,11 @@ class Profile:
     """
 
     name: str
+    drop_ghosts: bool = False
     alpha_threshold: float = 0.0
+    levels: tuple[float, float] | None = None
+    solid_interior: bool = False
+    edge_band_px: int = 3
     erosion_kernel: int = 0
     edge_feathering: float = 0.0
     decontaminate: bool = False
@@ -47,6 +55,9 @@ class Profile:
     def __post_init__(self) -> None:
         checks = [
             (0.0 <= self.alpha_threshold < 1.0, "alpha_threshold must be in [0, 1)", self.alpha_threshold),
+            (self.levels is None or (len(self.levels) == 2 and 0.0 <= self.levels[0] < self.levels[1] <= 1.0),
+             "levels must be two numbers low < high in [0, 1]", self.levels),
+            (0 <= self.edge_band_px <= 50, "edge_band_px must be in 0..50", self.edge_band_px),
             (self.erosion_kernel >= 0 and (self.erosion_kernel == 0 or self.erosion_kernel % 2 == 1),
              "erosion_kernel must be 0 or an odd size", self.erosion_kernel),
             (0.0 <= self.edge_feathering <= 50.0, "edge_feathering must be in [0, 50]", self.edge_feathering),
@@ -120,7 +131,13 @@ def feather(alpha: np.ndarray, sigma: float) -> np.ndarray:
 def refine_alpha(alpha: np.ndarray, profile: Profile) -> np.ndarray:
     """Apply the profile's steps to an HxW float matte in [0, 1]; returns a new array."""
     out = np.array(alpha, dtype=np.float32, copy=True)
+    if profile.drop_ghosts:
+        out = drop_ghosts(out)
     out = threshold(out, profile.alpha_threshold)
+    if profile.levels is not None:
+        out = levels(out, *profile.levels)
+    if profile.solid_interior:
+        out = solid_body(out, profile.edge_band_px)
     out = erode(out, profile.erosion_kernel)
     out = feather(out, profile.edge_feathering)
     return np.clip(out, 0.0, 1.0, out=out)

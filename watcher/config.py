@@ -239,9 +239,16 @@ def _colour(text: str) -> tuple[int, int, int]:
 
 def _profile(name: str, s: _Section) -> Profile:
     aspect, colour = s.take("aspect", str, None), s.take("flat_background", str, None)
+    low_high = s.take("levels", list, None)
+    if low_high is not None and not (len(low_high) == 2 and all(isinstance(v, int | float) for v in low_high)):
+        raise ValueError(f"levels must be two numbers like [0.05, 0.9], got {low_high!r}")
     return Profile(
         name=name,
+        drop_ghosts=s.take("drop_ghosts", bool, False),
         alpha_threshold=s.take("alpha_threshold", float, 0.0),
+        levels=None if low_high is None else (float(low_high[0]), float(low_high[1])),
+        solid_interior=s.take("solid_interior", bool, False),
+        edge_band_px=s.take("edge_band_px", int, 3),
         erosion_kernel=s.take("erosion_kernel", int, 0),
         edge_feathering=s.take("edge_feathering", float, 0.0),
         decontaminate=s.take("decontaminate", bool, False),
