@@ -21,15 +21,26 @@ def levels(alpha: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.clip((alpha - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
-def drop_ghosts(alpha: np.ndarray, floor: float = 1 / 255) -> np.ndarray:
-    """Zero every island (8-connected pixels above ``floor``) that never reaches ``BODY``."""
+def drop_ghosts(alpha: np.ndarray, floor: float = 0.1, faint_mean: float = 0.3) -> np.ndarray:
+    """Zero the faint islands: 8-connected regions above ``floor`` apart from the main body that
+    never reach ``BODY`` or are mostly faint (mean alpha under ``faint_mean``).
+
+    The island with the most alpha is the product and always stays; a second real part (the
+    other shoe of a pair) is solid and stays too.
+    """
     labels, count = ndimage.label(alpha > floor, structure=_EIGHT)
     if count <= 1:
         return alpha
-    peaks = ndimage.maximum(alpha, labels, index=np.arange(1, count + 1))
-    faint = np.flatnonzero(peaks <= BODY) + 1
-    if faint.size:
-        alpha = np.where(np.isin(labels, faint), np.float32(0), alpha)
+    index = np.arange(1, count + 1)
+    peaks = ndimage.maximum(alpha, labels, index=index)
+    means = ndimage.mean(alpha, labels, index=index)
+    mass = ndimage.sum(alpha, labels, index=index)
+    faint = (peaks <= BODY) | (means < faint_mean)
+    faint[np.argmax(mass)] = False
+    if faint.any():
+        ghosts = np.isin(labels, index[faint])
+        ghosts = ndimage.binary_dilation(ghosts, structure=_EIGHT) & (labels == 0) | ghosts  # and their haze rim
+        alpha = np.where(ghosts, np.float32(0), alpha)
     return alpha
 
 

@@ -34,6 +34,11 @@ def row(rgb: np.ndarray, rgba: np.ndarray, label: str = "", white: bool = False)
     tiles = [rgb, alpha, on_background(rgba, checkerboard(*rgba.shape[:2]))]
     if white:
         tiles.append(on_background(rgba, np.full_like(rgba[..., :3], 255)))
+    return strip(tiles, label)
+
+
+def strip(tiles: list[np.ndarray], label: str = "") -> Image.Image:
+    """RGB tiles side by side at one height, with an optional label."""
     images = [_tile(t) for t in tiles]
     out = Image.new("RGB", (sum(i.width for i in images) + 4 * (len(images) - 1), TILE_HEIGHT), "white")
     x = 0
