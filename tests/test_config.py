@@ -60,7 +60,8 @@ def test_unknown_profile_lists_valid_ones(tmp_path: Path, tiny_model: Path) -> N
     """A profile name that does not exist is an error listing the valid names."""
     data = config_dict(tmp_path, tiny_model)
     data["profile"] = "catalog"
-    with pytest.raises(ConfigError, match="unknown profile 'catalog'; valid profiles: default, ecom_product, ecom_translucent, id_photo"):
+    valid = "default, ecom_product, ecom_translucent, id_photo"
+    with pytest.raises(ConfigError, match=f"unknown profile 'catalog'; valid profiles: {valid}"):
         load_config(write(tmp_path, data))
     cfg = load_config(write(tmp_path, config_dict(tmp_path, tiny_model)))
     with pytest.raises(ConfigError, match="valid profiles"):

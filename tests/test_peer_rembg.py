@@ -7,8 +7,6 @@ the model is not installed (``install.sh --offline``) or the shared data is abse
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
