@@ -1,6 +1,10 @@
 """Quality of one or more weights files across network input sizes: the model card's table.
 
-    .venv/bin/python -m bench.model_quality [--model PATH ...] [--sizes 160 192 224 320]
+    .venv/bin/python -m bench.model_quality [--model PATH ...] [--sizes 640 768 1024] [--sets coco-ccby ...]
+
+Default models: every catalogue model installed in the checkout's var/models, and the shipped
+U²-Net-P; default size: each model's own (catalogue). The last column is CPU seconds per 2 MP
+image (1224x1632: resize, network, resize back; median of 3, after a warm-up).
 
 Sets: the golden product shots (tests/data/golden, exact masks), every set under
 ../shared/data/eval/ (real photos; see its SOURCES.md for what the masks are) and, when the
@@ -14,12 +18,15 @@ matte (profile `default`), mean MAE / IoU@0.5 / boundary F@2px per set, one row 
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from engine.catalogue import SHIPPED_MODEL
 from engine.metrics import score
 from engine.session import EngineSettings, Session
 from engine.training.data import (
@@ -35,6 +42,7 @@ from engine.training.data import (
 from engine.training.train import HOLDOUT_SEED
 from watcher.evaluate import find_mask, load_mask
 from watcher.imageio import decode
+from watcher.models import installed
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO.parent / "shared" / "data" / "eval"
@@ -64,10 +72,26 @@ def holdout(scenes: float, count: int = 128, size: int = 160) -> Iterator[tuple[
         yield rgb, np.round(alpha * 255).astype(np.uint8)
 
 
+def default_models() -> list[Path]:
+    models_dir = REPO / "var" / "models"
+    return [models_dir / e.file for e in installed(models_dir)] + [SHIPPED_MODEL]
+
+
+def seconds_per_2mp(session: Session) -> float:
+    rgb = np.random.default_rng(0).integers(0, 255, (1632, 1224, 3), dtype=np.uint8)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        session.predict_alpha(rgb)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, nargs="+", default=[REPO / "engine/weights/u2netp-products.pth"])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[160, 192, 224, 320])
+    ap.add_argument("--model", type=Path, nargs="+", default=default_models())
+    ap.add_argument("--sizes", type=int, nargs="+", default=[None], help="input sides (default: the model's own)")
+    ap.add_argument("--sets", nargs="+", help="only these sets (default: all)")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
 
@@ -79,8 +103,11 @@ def main() -> None:
         sets["synthetic-holdout"] = list(holdout(0.0))
     if OXYGEN.is_dir() and TEXTURES[0].is_dir():
         sets["synthetic-scenes"] = list(holdout(1.0))
-    print("| model | input | " + " | ".join(f"{n} ({len(v)}) MAE / IoU / BF" for n, v in sets.items()) + " |")
-    print("|---|---|" + "---|" * len(sets))
+    if args.sets:
+        sets = {k: v for k, v in sets.items() if k in args.sets}
+    print("| model | input | " + " | ".join(f"{n} ({len(v)}) MAE / IoU / BF" for n, v in sets.items())
+          + " | CPU s / 2 MP |")
+    print("|---|---|" + "---|" * (len(sets) + 1))
     for model in args.model:
         for size in args.sizes:
             session = Session.load(EngineSettings(model, "cpu", args.threads, size))
@@ -89,7 +116,8 @@ def main() -> None:
                 scores = [score(session.predict_alpha(rgb), mask) for rgb, mask in pairs]
                 cells.append(" / ".join(f"{np.mean([getattr(s, f) for s in scores]):.3f}"
                                         for f in ("mae", "iou", "boundary_f")))
-            print(f"| {model.name} | {size} | " + " | ".join(cells) + " |", flush=True)
+            print(f"| {model.name} | {session.input_size} | " + " | ".join(cells)
+                  + f" | {seconds_per_2mp(session):.2f} |", flush=True)
 
 
 if __name__ == "__main__":
