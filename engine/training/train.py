@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from engine.session import IMAGENET_MEAN, IMAGENET_STD
+from engine.catalogue import IMAGENET_MEAN, IMAGENET_STD
 from engine.training.data import (
     CUTOUTS,
     PEOPLE,
