@@ -69,7 +69,7 @@ class Session:
 
     def __init__(self, net: nn.Module | OnnxRuntimeNetwork, info: ModelInfo, device: torch.device,
                  input_size: int, max_batch: int, path: Path | None = None,
-                 preprocessing: Preprocessing | None = None):
+                 preprocessing: Preprocessing | None = None, flip_tta: bool = False):
         if input_size < 32 or input_size % 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
         if max_batch < 1:
@@ -80,6 +80,7 @@ class Session:
         self.input_size = input_size
         self.max_batch = max_batch
         self.preprocessing = preprocessing or defaults_for(info.arch)
+        self.flip_tta = flip_tta
         if isinstance(net, nn.Module):
             self.dtype = torch.float16 if device.type == "cuda" else torch.float32
             self.net = fold_batchnorms(net).to(device=device, dtype=self.dtype, memory_format=torch.channels_last)
@@ -104,7 +105,8 @@ class Session:
         if device.type == "cuda" and settings.gpu_memory_fraction < 1.0:
             torch.cuda.set_per_process_memory_fraction(settings.gpu_memory_fraction, device)
         size = settings.input_size or preprocessing.size_on(device.type)
-        session = cls(net, info, device, size, settings.max_batch, settings.model.resolve(), preprocessing)
+        session = cls(net, info, device, size, settings.max_batch, settings.model.resolve(), preprocessing,
+                      settings.flip_tta)
         session.predict_alpha(np.zeros((size, size, 3), np.uint8))
         session.batch_counts.clear()
         return session
@@ -133,8 +135,12 @@ class Session:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
         try:
             x = torch.cat([r.x for r in batch]).contiguous(memory_format=torch.channels_last)
+            if self.flip_tta:
+                x = torch.cat([x, x.flip(3)])
             out = self.net(x)[0].float()
             probs = torch.sigmoid(out) if self._logits else out
+            if self.flip_tta:
+                probs = (probs[: len(batch)] + probs[len(batch):].flip(3)) / 2
             for i, r in enumerate(batch):
                 r.probs = probs[i : i + 1]
         except BaseException as exc:  # every waiting caller gets the error, none hangs
@@ -146,8 +152,8 @@ class Session:
                 r.done = True
 
     def _preprocess(self, rgb: np.ndarray) -> torch.Tensor:
-        if not rgb.flags.writeable:  # torch.from_numpy wants a writable buffer
-            rgb = rgb.copy()
+        if not rgb.flags.writeable or not rgb.flags.c_contiguous:  # torch.from_numpy: writable, positive strides
+            rgb = np.ascontiguousarray(rgb).copy() if not rgb.flags.writeable else np.ascontiguousarray(rgb)
         x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
         size = (self.input_size, self.input_size)
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)

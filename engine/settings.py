@@ -17,6 +17,7 @@ class EngineSettings:
     input_size: int | None = None  # None: the model's own size (catalogue, or its architecture's default)
     gpu_memory_fraction: float = 1.0  # cap on this process's share of GPU memory
     max_batch: int = 4  # images of concurrent callers run through the network together
+    flip_tta: bool = False  # also run the mirrored image and average: 2x the network time
 
 
 DEFAULTS = EngineSettings(model=Path())

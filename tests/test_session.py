@@ -127,3 +127,13 @@ def test_a_failing_batch_fails_every_caller_in_it_and_hangs_none(tiny_model: Pat
     assert all(isinstance(r, RuntimeError) and "simulated" in str(r) for r in results), results
     session.net = net
     assert session.predict_alpha(product_rgb(80, 60)).shape == (60, 80)
+
+
+def test_flip_tta_averages_the_mirrored_prediction(tiny_model: Path) -> None:
+    """With flip_tta the matte is the mean of the plain prediction and the mirrored one, mirrored back."""
+    rgb = np.random.default_rng(7).integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    plain = Session.load(EngineSettings(tiny_model, device="cpu", threads=1, input_size=64))
+    tta = Session.load(EngineSettings(tiny_model, device="cpu", threads=1, input_size=64, flip_tta=True))
+    expected = (plain.predict_alpha(rgb) + plain.predict_alpha(rgb[:, ::-1].copy())[:, ::-1]) / 2
+    np.testing.assert_allclose(tta.predict_alpha(rgb), expected, atol=1e-5)
+    assert np.abs(plain.predict_alpha(rgb) - expected).max() > 1e-4, "the test network must not be symmetric"

@@ -62,6 +62,7 @@ class EngineConfig:
     input_size: int | None
     gpu_memory_fraction: float
     max_batch: int
+    flip_tta: bool
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ def _parse_engine(s: _Section) -> EngineConfig:
         gpu_memory_fraction=s.take("gpu_memory_fraction", float, DEFAULTS.gpu_memory_fraction,
                                    lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),
         max_batch=s.take("max_batch", int, DEFAULTS.max_batch, _at_least(1)),
+        flip_tta=s.take("flip_tta", bool, DEFAULTS.flip_tta),
     )
     s.done()
     return cfg

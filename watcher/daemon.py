@@ -219,6 +219,7 @@ class Daemon:
         self.observer.join()
         for thread in (self.intake, *self.workers):
             thread.join()
+        self.models.join()  # a model still loading finishes (seconds) rather than dying mid-read
         logging.getLogger("watchdog.observers").removeHandler(self.overflow_hook)
         self.status_file.write(self.status_dict())
         log.info("daemon_stopped", **self.stats.outcomes)

@@ -14,6 +14,7 @@ the control file or the model file changes.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -66,15 +67,16 @@ def active_model(models_dir: Path | None, configured: Path | None) -> Path:
 def engine_settings(cfg, model: Path | None = None) -> EngineSettings:
     """The engine's settings for ``cfg`` (an ``EngineConfig``) and the active model, or ``model``."""
     chosen = model.resolve() if model is not None else active_model(cfg.models_dir, cfg.model)
-    return EngineSettings(chosen, cfg.device, cfg.threads, cfg.input_size, cfg.gpu_memory_fraction, cfg.max_batch)
+    return EngineSettings(model=chosen, device=cfg.device, threads=cfg.threads, input_size=cfg.input_size,
+                          gpu_memory_fraction=cfg.gpu_memory_fraction, max_batch=cfg.max_batch,
+                          flip_tta=cfg.flip_tta)
 
 
 def load_session(cfg, model: Path | None = None, input_size: int | None = None) -> Session:
     """The one way a command builds its session: the active model (or ``model``), warmed up."""
     settings = engine_settings(cfg, model)
     if input_size is not None:
-        settings = EngineSettings(settings.model, settings.device, settings.threads, input_size,
-                                  settings.gpu_memory_fraction, settings.max_batch)
+        settings = dataclasses.replace(settings, input_size=input_size)
     return Session.load(settings)
 
 
