@@ -93,6 +93,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[None], help="input sides (default: the model's own)")
     ap.add_argument("--sets", nargs="+", help="only these sets (default: all)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--flip-tta", action="store_true", help="engine.flip_tta: average with the mirrored photo")
     args = ap.parse_args()
 
     sets: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"golden": list(golden())}
@@ -110,13 +111,13 @@ def main() -> None:
     print("|---|---|" + "---|" * (len(sets) + 1))
     for model in args.model:
         for size in args.sizes:
-            session = Session.load(EngineSettings(model, "cpu", args.threads, size))
+            session = Session.load(EngineSettings(model, "cpu", args.threads, size, flip_tta=args.flip_tta))
             cells = []
             for pairs in sets.values():
                 scores = [score(session.predict_alpha(rgb), mask) for rgb, mask in pairs]
                 cells.append(" / ".join(f"{np.mean([getattr(s, f) for s in scores]):.3f}"
                                         for f in ("mae", "iou", "boundary_f")))
-            print(f"| {model.name} | {session.input_size} | " + " | ".join(cells)
+            print(f"| {model.name}{' +flip' if args.flip_tta else ''} | {session.input_size} | " + " | ".join(cells)
                   + f" | {seconds_per_2mp(session):.2f} |", flush=True)
 
 
