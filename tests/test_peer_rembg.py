@@ -29,7 +29,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def session() -> Session:
-    return Session.load(EngineSettings(ISNET, device="cpu", threads=2))
+    return Session.load(EngineSettings(ISNET, device="cpu", threads=2, input_size=1024))  # rembg runs it at 1024
 
 
 @pytest.mark.parametrize("photo", PHOTOS)
