@@ -144,7 +144,6 @@ render_config() {
         -e "s#state: ../var/state#state: $STATE#" \
         -e "s#file: ../var/log/unet-matting.log#file: $LOGS/unet-matting.log#" \
         -e "s#console: true #console: false#" \
-        -e "s#model: ../engine/weights/#model: $OPT/models/#" \
         -e "s#models_dir: ../var/models#models_dir: $OPT/models#" \
         "$HERE/etc/unet-matting.yaml"
 }

@@ -74,7 +74,8 @@ def test_files_and_config(installed: Path) -> None:
     cfg = yaml.safe_load((installed / "etc/unet-matting/unet-matting.yaml").read_text())
     assert cfg["paths"]["incoming"] == "/srv/unet-matting/incoming" and cfg["paths"]["state"] == "/var/lib/unet-matting"
     assert cfg["logging"] == {"file": "/var/log/unet-matting/unet-matting.log", "level": "info", "console": False}
-    assert cfg["engine"]["model"].startswith("/opt/unet-matting/models/")
+    assert cfg["engine"]["model"] == "auto" and cfg["engine"]["models_dir"] == "/opt/unet-matting/models"
+    assert (installed / "opt/unet-matting/models/u2netp-products.pth").is_file()  # the offline fallback
     assert (installed / "etc/unet-matting/profiles.yaml").read_text() == (REPO / "etc/profiles.yaml").read_text()
     unit = (installed / "etc/systemd/system/unet-matting.service").read_text()
     exec_start = "ExecStart=/opt/unet-matting/venv/bin/unet-matting watch --config /etc/unet-matting/unet-matting.yaml"
