@@ -86,6 +86,24 @@ def test_nested_directories_are_refused(tmp_path: Path, tiny_model: Path) -> Non
         load_config(write(tmp_path, data))
 
 
+@pytest.mark.parametrize("pair", [("output", "incoming"), ("state", "archive"), ("failed", "state")])
+def test_equal_paths_are_refused(tmp_path: Path, tiny_model: Path, pair: tuple[str, str]) -> None:
+    """Two of the five paths naming one directory (output == incoming would eat its own results) is an error."""
+    data = config_dict(tmp_path, tiny_model)
+    data["paths"][pair[0]] = data["paths"][pair[1]]
+    with pytest.raises(ConfigError, match=f"paths.{pair[1]} and paths.{pair[0]} are the same directory|"
+                                          f"paths.{pair[0]} and paths.{pair[1]} are the same directory"):
+        load_config(write(tmp_path, data))
+
+
+def test_state_inside_another_path_is_refused(tmp_path: Path, tiny_model: Path) -> None:
+    """paths.state nested in incoming (its files would look like uploads) is refused too."""
+    data = config_dict(tmp_path, tiny_model)
+    data["paths"]["state"] = str(tmp_path / "incoming" / ".state")
+    with pytest.raises(ConfigError, match=r"paths.state .* lies inside paths.incoming"):
+        load_config(write(tmp_path, data))
+
+
 def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
     """Unparseable YAML and an absent file are configuration errors with the path."""
     bad = tmp_path / "bad.yaml"

@@ -161,12 +161,16 @@ def _patterns(v: list) -> str | None:
 def _parse_paths(s: _Section) -> PathsConfig:
     cfg = PathsConfig(*(s.take(k, Path) for k in ("incoming", "output", "archive", "failed", "state")))
     s.done()
-    roots = [cfg.incoming, cfg.output, cfg.archive, cfg.failed]
-    for a in roots:
-        for b in roots:
-            if a != b and (a == b or a in b.parents):
-                raise ConfigError(f"paths: {b} lies inside {a}; keep incoming, output, archive "
-                                  "and failed apart")
+    named = [(name, getattr(cfg, name)) for name in ("incoming", "output", "archive", "failed", "state")]
+    for i, (name_a, a) in enumerate(named):
+        for name_b, b in named[i + 1:]:
+            if a == b:
+                raise ConfigError(f"paths.{name_a} and paths.{name_b} are the same directory ({a}); "
+                                  "each of the five paths needs its own")
+            for outer, inner, outer_name, inner_name in ((a, b, name_a, name_b), (b, a, name_b, name_a)):
+                if outer in inner.parents:
+                    raise ConfigError(f"paths.{inner_name} ({inner}) lies inside paths.{outer_name} ({outer}); "
+                                      "keep the five paths apart")
     return cfg
 
 
