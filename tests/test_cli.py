@@ -63,7 +63,8 @@ def test_process_unknown_profile_is_a_config_error(make_config, tmp_path: Path) 
     """--profile with a bad name exits 2 and lists the valid profiles."""
     result = run("process", "--config", str(make_config()), "--profile", "fancy", "--out", str(tmp_path),
                  str(tmp_path))
-    assert result.returncode == 2 and "valid profiles: default, ecom_product, ecom_translucent, id_photo" in result.stderr
+    assert result.returncode == 2
+    assert "valid profiles: default, ecom_product, ecom_translucent, id_photo" in result.stderr
 
 
 def test_process_with_explicit_model(make_config, tmp_path: Path, tiny_model: Path) -> None:

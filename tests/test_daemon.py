@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -250,3 +252,17 @@ def test_worker_refuses_a_path_through_a_symlinked_directory(tmp_path: Path) -> 
     assert not inside(incoming, Job(incoming / "link" / "x.jpg", Path("link/x.jpg")))
     write(incoming / "sub" / "y.jpg", b"y")
     assert inside(incoming, Job(incoming / "sub" / "y.jpg", Path("sub/y.jpg")))
+
+
+def test_second_daemon_on_the_same_state_exits_at_once(daemon, make_config) -> None:
+    """A second watch on the same paths.state fails fast naming the holder's pid; kill -9 frees the lock."""
+    first = daemon()
+    second = subprocess.run([sys.executable, "-m", "watcher", "watch", "--config", str(first.config)],
+                            capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert f"another unet-matting daemon (pid {first.proc.pid}) is already running" in second.stderr
+    assert "Traceback" not in second.stderr
+    first.kill9()
+    again = daemon(first.config)
+    assert again.proc.poll() is None
+    assert again.stop() == 0

@@ -27,7 +27,7 @@ from watcher.models import ModelSwitcher, load_session
 from watcher.notify import Notifier, watchdog_interval_s
 from watcher.observer import HintHandler, OverflowHook, make_observer
 from watcher.output import remove_stale_temps
-from watcher.state import AttemptLog, StatusFile
+from watcher.state import AttemptLog, InstanceLock, StatusFile
 from watcher.threads import StoppableThread
 from watcher.worker import Engine, JobRunner, Stats
 
@@ -79,6 +79,9 @@ class Daemon:
 
     def start(self) -> None:
         cfg = self.config
+        cfg.paths.state.mkdir(parents=True, exist_ok=True)
+        self.instance = InstanceLock(cfg.paths.state)
+        self.instance.acquire()  # before touching any file, and before the model loads
         prepare_directories(cfg)
         self.models = self._switcher(cfg)
         session = load_session(cfg.engine, self.models.wanted())
@@ -222,4 +225,5 @@ class Daemon:
         self.models.join()  # a model still loading finishes (seconds) rather than dying mid-read
         logging.getLogger("watchdog.observers").removeHandler(self.overflow_hook)
         self.status_file.write(self.status_dict())
+        self.instance.release()
         log.info("daemon_stopped", **self.stats.outcomes)

@@ -8,10 +8,13 @@ Each write is atomic (temp file, fsync, rename), so the file is always old or ne
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import threading
 from pathlib import Path
 
+from engine.errors import UnetMattingError
 from watcher.output import atomic_write
 
 
@@ -61,3 +64,37 @@ class StatusFile:
 
     def write(self, status: dict) -> None:
         atomic_write(self.path, json.dumps(status, default=str, ensure_ascii=False).encode())
+
+
+class AlreadyRunning(UnetMattingError):
+    """Another daemon holds the instance lock of this ``paths.state``."""
+
+
+class InstanceLock:
+    """One daemon per state directory: an ``flock`` on ``daemon.lock``, which holds the pid.
+
+    The kernel drops the lock when its holder exits in any way (kill -9 included), so a lock is
+    never stale; a second daemon fails at once instead of processing every upload a second time.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "daemon.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise AlreadyRunning(f"another unet-matting daemon (pid {holder}) is already running on "
+                                 f"{self.path.parent}; stop it first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
