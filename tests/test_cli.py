@@ -27,6 +27,16 @@ def test_version_does_not_import_torch() -> None:
     assert version.startswith("unet-matting ") and imported == "False False"
 
 
+def test_operator_commands_without_a_model_do_not_import_torch(make_config) -> None:
+    """status and models list read state and configuration only: torch, numpy and scipy stay unloaded."""
+    config = make_config()
+    for argv in (["status", "--config", str(config)], ["models", "list", "--config", str(config)]):
+        code = ("import sys\nfrom watcher.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+                "    pass\nprint(sorted(m for m in ('torch', 'numpy', 'scipy') if m in sys.modules))")
+        out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO)
+        assert out.stdout.splitlines()[-1] == "[]", (argv, out.stdout, out.stderr)
+
+
 def test_process_writes_outputs_and_fails_after_the_rest(make_config, tmp_path: Path) -> None:
     """process handles files and directories, mirrors subfolders, and exits 1 if any failed."""
     config = make_config()

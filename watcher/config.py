@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from engine.errors import ConfigError
-from engine.postprocess import Profile
+from engine.profile import Profile
 from engine.settings import DEFAULTS
 
 DEFAULT_IGNORE = (".*", "*.filepart", "*.part", "*.partial", "*.tmp", "~*", "*.crdownload")

@@ -27,12 +27,11 @@ from watcher.models import ModelSwitcher, load_session
 from watcher.notify import Notifier, watchdog_interval_s
 from watcher.observer import HintHandler, OverflowHook, make_observer
 from watcher.output import remove_stale_temps
-from watcher.state import AttemptLog, InstanceLock, StatusFile
+from watcher.state import STATUS_INTERVAL_S, AttemptLog, InstanceLock, StatusFile
 from watcher.threads import StoppableThread
 from watcher.worker import Engine, JobRunner, Stats
 
 log = structlog.get_logger(__name__)
-STATUS_INTERVAL_S = 2.0
 
 
 def prepare_directories(cfg: Config) -> None:

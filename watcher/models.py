@@ -18,13 +18,16 @@ import dataclasses
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from engine.catalogue import SHIPPED_MODEL, Entry, catalogue
 from engine.errors import ModelError
-from engine.session import Session
 from engine.settings import EngineSettings
+
+if TYPE_CHECKING:  # the session (and torch) load only when a command runs a model
+    from engine.session import Session
 
 log = structlog.get_logger(__name__)
 CONTROL_FILE = "active_model"
@@ -74,6 +77,8 @@ def engine_settings(cfg, model: Path | None = None) -> EngineSettings:
 
 def load_session(cfg, model: Path | None = None, input_size: int | None = None) -> Session:
     """The one way a command builds its session: the active model (or ``model``), warmed up."""
+    from engine.session import Session
+
     settings = engine_settings(cfg, model)
     if input_size is not None:
         settings = dataclasses.replace(settings, input_size=input_size)

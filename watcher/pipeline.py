@@ -16,7 +16,8 @@ import numpy as np
 
 from engine.canvas import flatten
 from engine.errors import ImageError
-from engine.postprocess import Profile, cutout
+from engine.postprocess import cutout
+from engine.profile import Profile
 from engine.session import Session
 from watcher.completion import Signature
 from watcher.imageio import decode, encode_jpeg, encode_png

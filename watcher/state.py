@@ -17,6 +17,8 @@ from pathlib import Path
 from engine.errors import UnetMattingError
 from watcher.output import atomic_write
 
+STATUS_INTERVAL_S = 2.0  # the daemon rewrites status.json this often
+
 
 class AttemptLog:
     """Attempt counts keyed by a file's identity (relative path, size, mtime, inode)."""

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from watcher.config import load_config
-from watcher.daemon import STATUS_INTERVAL_S
+from watcher.state import STATUS_INTERVAL_S
 
 STALE_AFTER_S = 10 * STATUS_INTERVAL_S
 

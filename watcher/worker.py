@@ -19,7 +19,7 @@ from pathlib import Path
 import structlog
 
 from engine.errors import ImageError, ImageIncomplete, JobError
-from engine.postprocess import Profile
+from engine.profile import Profile
 from engine.session import Session
 from watcher.completion import Signature
 from watcher.config import Config
