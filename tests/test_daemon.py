@@ -266,3 +266,16 @@ def test_second_daemon_on_the_same_state_exits_at_once(daemon, make_config) -> N
     again = daemon(first.config)
     assert again.proc.poll() is None
     assert again.stop() == 0
+
+
+def test_non_images_are_quarantined_at_once_not_after_the_grace(daemon) -> None:
+    """A text file named .jpg and an empty file are refused within seconds, though decode_grace_s is 900."""
+    d: DaemonProcess = daemon(watcher={"decode_grace_s": 900.0})
+    write(d.path("incoming") / "notes.jpg", b"this is a text file, not a photo\n")
+    write(d.path("incoming") / "empty.png", b"")
+    wait_for(lambda: len(d.finished("quarantined")) == 2, timeout=20)
+    reasons = {e["file"]: e["error"] for e in d.finished("quarantined")}
+    assert reasons == {"notes.jpg": "not a JPEG, PNG, WebP or TIFF file (it starts with 74 68 69 73 20 69 73 20)",
+                       "empty.png": "empty file (0 bytes)"}
+    assert d.finished("waiting") == []
+    assert d.stop() == 0

@@ -17,9 +17,13 @@ from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 from engine.errors import ImageError, ImageIncomplete, ImageTooLarge
 
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "TIFF"})
+# How each accepted format starts: (offset, bytes). WebP is RIFF....WEBP; TIFF and BigTIFF both byte orders.
+SIGNATURES = (((0, b"\xff\xd8\xff"),), ((0, b"\x89PNG\r\n\x1a\n"),), ((0, b"RIFF"), (8, b"WEBP")),
+              ((0, b"II*\x00"),), ((0, b"MM\x00*"),), ((0, b"II+\x00"),), ((0, b"MM\x00+"),))
 Image.MAX_IMAGE_PIXELS = None  # our own limit, checked before load, replaces Pillow's warning
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 _SRGB = ImageCms.createProfile("sRGB")
+ACCEPTED = "accepted: JPEG, PNG, WebP, TIFF"
 
 
 @dataclass(frozen=True)
@@ -39,13 +43,15 @@ class Decoded:
 def decode(data: bytes, max_pixels: int) -> Decoded:
     """Decode a whole image from bytes into RGB (+ alpha); raises ``ImageError`` with a reason."""
     if not data:
-        raise ImageIncomplete("empty file (0 bytes)")
+        raise ImageError("empty file (0 bytes)")
+    if not could_be_image(data):
+        raise ImageError(_not_accepted(data))
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             im = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
-            raise ImageIncomplete("not a recognised image file") from None
+            raise ImageIncomplete("the header is incomplete") from None
         with im:
             _check_header(im, max_pixels)
             try:
@@ -55,9 +61,28 @@ def decode(data: bytes, max_pixels: int) -> Decoded:
             return _to_arrays(im)
 
 
+def could_be_image(data: bytes) -> bool:
+    """True when ``data`` starts like an accepted format, or is a prefix of such a start.
+
+    Whatever fails this can never become an image by more bytes arriving: it is refused at
+    once; a truncated image passes and waits for the rest (``decode_grace_s``).
+    """
+    return any(all(data[offset:offset + len(magic)] == magic[:max(0, len(data) - offset)]
+                   for offset, magic in signature) for signature in SIGNATURES)
+
+
+def _not_accepted(data: bytes) -> str:
+    """Why bytes that are no accepted image are refused: the format Pillow sees, or their start."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return f"unsupported format {im.format}; {ACCEPTED}"
+    except Exception:  # Pillow's many reasons all mean the same here: not an image it knows
+        return f"not a JPEG, PNG, WebP or TIFF file (it starts with {data[:8].hex(' ')})"
+
+
 def _check_header(im: Image.Image, max_pixels: int) -> None:
     if im.format not in ACCEPTED_FORMATS:
-        raise ImageError(f"unsupported format {im.format}; accepted: JPEG, PNG, WebP, TIFF")
+        raise ImageError(f"unsupported format {im.format}; {ACCEPTED}")
     width, height = im.size
     if width * height > max_pixels:
         raise ImageTooLarge(f"{width}x{height} = {width * height} pixels exceeds "
