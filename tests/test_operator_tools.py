@@ -82,3 +82,21 @@ def test_preview_with_a_canvas_profile(make_config, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     with Image.open(tmp_path / "sheet.png") as sheet:
         assert sheet.height == 184 and sheet.width == 240 + 3 * 180 + 3 * 4
+
+
+def test_evaluate_refuses_missing_folders_and_reports_bad_masks(make_config, tmp_path: Path) -> None:
+    """Missing --images/--masks folders are one sentence; a mask of the wrong size is a FAILED line, exit 1."""
+    config = str(make_config())
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    for missing, flag in ((images, "--images"), (masks, "--masks")):
+        result = run("evaluate", "--config", config, "--images", str(images), "--masks", str(masks))
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr.strip() == f"unet-matting: {flag} {missing} is not a directory"
+        missing.mkdir()
+    Image.fromarray(product_rgb(40, 30)).save(images / "a.png")
+    Image.fromarray(product_rgb(40, 30, seed=2)).save(images / "b.png")
+    Image.new("L", (40, 30)).save(masks / "a.png")
+    Image.new("L", (20, 20)).save(masks / "b.png")
+    result = run("evaluate", "--config", config, "--images", str(images), "--masks", str(masks))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "b.png: mask is 20x20, image is 40x30" in result.stdout and "MEAN (1 images)" in result.stdout

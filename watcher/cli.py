@@ -30,13 +30,14 @@ DEFAULT_CONFIG = default_config()
 
 
 def _command(sub: argparse._SubParsersAction, name: str, help_text: str,
-             engine: bool = False) -> argparse.ArgumentParser:
+             engine: bool = False, profile: str | None = None) -> argparse.ArgumentParser:
     """A subcommand with --config, and --profile/--model when it runs the engine on files."""
     cmd = sub.add_parser(name, help=help_text)
     cmd.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG),
                      help=f"config file (default: $UNET_MATTING_CONFIG, {SYSTEM_CONFIG} or the checkout's etc/)")
     if engine:
-        cmd.add_argument("--profile", help="post-processing profile (default: from the config)")
+        cmd.add_argument("--profile", default=profile,
+                         help=f"post-processing profile (default: {profile or 'the configured one, per folder'})")
         cmd.add_argument("--model", type=Path, help="weights file (default: the active model)")
     return cmd
 
@@ -54,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview = _command(sub, "preview", "contact sheet: original | alpha | on checkerboard | on white", engine=True)
     preview.add_argument("--out", type=Path, required=True, help="PNG to write")
     preview.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    evaluate = _command(sub, "evaluate", "score the model against reference masks", engine=True)
+    evaluate = _command(sub, "evaluate", "score the model against reference masks", engine=True,
+                        profile="default")  # scores the raw matte unless a profile is named
     evaluate.add_argument("--images", type=Path, required=True, help="directory of photos")
     evaluate.add_argument("--masks", type=Path, required=True, help="8-bit masks with the same base names")
     evaluate.add_argument("--input-size", type=int, help="network input side (default: engine.input_size)")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.errors import ImageError, UnetMattingError
 from engine.metrics import Scores, score
 from engine.postprocess import compose_rgba, refine_alpha
 from watcher import sheet
@@ -32,8 +33,12 @@ def load_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
 def run_evaluate(config_path: Path, images: Path, masks: Path, model: Path | None, profile: str | None,
                  sheet_path: Path | None, input_size: int | None) -> int:
     cfg = load_config(config_path)
-    session = load_session(cfg.engine, model, input_size)
+    for flag, folder in (("--images", images), ("--masks", masks)):
+        if not folder.is_dir():
+            raise UnetMattingError(f"{flag} {folder} is not a directory")
     chosen = cfg.get_profile(profile or "default")
+    session = load_session(cfg.engine, model, input_size)
+    failed = 0
     results: list[Scores] = []
     rows = []
     print(f"model {session.info.label} ({session.info.arch}), input {session.input_size}, profile {chosen.name}")
@@ -43,19 +48,27 @@ def run_evaluate(config_path: Path, images: Path, masks: Path, model: Path | Non
         if mask_path is None:
             print(f"{path.name:40s} skipped: no mask named {path.stem}.*")
             continue
-        image = decode(path.read_bytes(), cfg.engine.max_input_pixels)
+        try:
+            image = decode(path.read_bytes(), cfg.engine.max_input_pixels)
+            truth = load_mask(mask_path, image.size)
+        except (ImageError, ValueError, OSError) as e:
+            print(f"{path.name:40s} FAILED: {e}")
+            failed += 1
+            continue
         alpha = refine_alpha(session.predict_alpha(image.rgb), chosen)
-        s = score(alpha, load_mask(mask_path, image.size))
+        s = score(alpha, truth)
         results.append(s)
         print(f"{path.name:40s} {s.mae:7.4f} {s.iou:7.4f} {s.boundary_f:7.4f}")
         if sheet_path is not None:
             rows.append(sheet.row(image.rgb, compose_rgba(image.rgb, alpha), f"{path.name} IoU {s.iou:.2f}"))
     if not results:
-        print("no image had a mask")
+        print("no image had a usable mask")
         return 1
     mean = [float(np.mean([getattr(r, f) for r in results])) for f in ("mae", "iou", "boundary_f")]
     print(f"{'MEAN (' + str(len(results)) + ' images)':40s} {mean[0]:7.4f} {mean[1]:7.4f} {mean[2]:7.4f}")
     if sheet_path is not None:
         sheet.stack(rows).save(sheet_path)
         print(f"contact sheet: {sheet_path}")
-    return 0
+    if failed:
+        print(f"{failed} image(s) could not be scored (FAILED above)")
+    return 1 if failed else 0
