@@ -114,3 +114,14 @@ def test_watch_with_bad_config_exits_2(tmp_path: Path) -> None:
     bad = write(tmp_path / "c.yaml", b"paths: {}\n")
     result = run("watch", "--config", str(bad))
     assert result.returncode == 2 and "paths.incoming: required" in result.stderr
+
+
+def test_wording_for_operators(make_config, tmp_path: Path) -> None:
+    """Top-level help is a plain sentence; process refuses a file as --out once, not per input."""
+    helped = run("--help")
+    assert "Turns completed product-photo uploads into transparent PNG cut-outs." in helped.stdout
+    assert "``" not in helped.stdout and "prints and exits here" not in helped.stdout
+    src = write(tmp_path / "a.jpg", jpeg_bytes())
+    result = run("process", "--config", str(make_config()), "--out", str(src), str(src))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"unet-matting: --out {src} is a file; give a directory for the cut-outs"

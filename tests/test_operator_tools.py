@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import wait_for
+from tests.conftest import config_dict, wait_for
 from tests.images import jpeg_bytes, product_rgb, write
 from tests.test_cli import run
 from watcher.config import load_config
-from watcher.doctor import config_diff, disk_problems, inotify_problems
+from watcher.doctor import config_diff, directory_problems, disk_problems, inotify_problems
 
 
 def test_check_notes_device_model_and_tuned_settings(make_config) -> None:
@@ -22,7 +23,7 @@ def test_check_notes_device_model_and_tuned_settings(make_config) -> None:
     assert "note: device cpu" in lines
     assert any(line.startswith("note: model tiny-u2netp.pth@") for line in lines)
     assert "note: watcher.quiet_period_s = 0.3 (default 2.0)" in lines
-    assert "note: engine.input_size = 64 (default None)" in lines
+    assert "note: engine.input_size = 64 (default null)" in lines
 
 
 def test_config_diff_is_empty_for_defaults(tmp_path: Path, tiny_model: Path) -> None:
@@ -80,6 +81,7 @@ def test_preview_with_a_canvas_profile(make_config, tmp_path: Path) -> None:
     result = run("preview", "--config", str(make_config()), "--profile", "ecom_product",
                  "--out", str(tmp_path / "sheet.png"), str(good))
     assert result.returncode == 0, result.stderr
+    assert "(1 image, model" in result.stdout
     with Image.open(tmp_path / "sheet.png") as sheet:
         assert sheet.height == 184 and sheet.width == 240 + 3 * 180 + 3 * 4
 
@@ -100,3 +102,47 @@ def test_evaluate_refuses_missing_folders_and_reports_bad_masks(make_config, tmp
     result = run("evaluate", "--config", config, "--images", str(images), "--masks", str(masks))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "b.png: mask is 20x20, image is 40x30" in result.stdout and "MEAN (1 images)" in result.stdout
+
+
+def test_check_reports_a_directory_the_service_account_cannot_list(tiny_model: Path) -> None:
+    """Incoming at mode 0300 (writable, not listable) is a problem with owner and mode, checked as that account."""
+    import os
+    import pwd
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("switching to the nobody account needs root")
+    nobody = pwd.getpwnam("nobody")
+    root = Path(tempfile.mkdtemp(prefix="unet-matting-check-"))  # /tmp/pytest-of-root is 0700: nobody can't pass
+    root.chmod(0o755)
+    (root / "cfg.yaml").write_text(yaml.safe_dump(config_dict(root, tiny_model, logging={"file": None})))
+    cfg = load_config(root / "cfg.yaml")
+    for key in ("incoming", "output", "archive", "failed", "state"):
+        getattr(cfg.paths, key).mkdir(parents=True, exist_ok=True)
+        os.chown(getattr(cfg.paths, key), nobody.pw_uid, nobody.pw_gid)
+    os.chmod(cfg.paths.incoming, 0o300)
+    read, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child becomes the service account and runs the same checks
+        try:
+            os.close(read)
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            os.write(write_end, "\n".join(directory_problems(cfg)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read) as f:
+        problems = f.read().splitlines()
+    os.waitpid(pid, 0)
+    shutil.rmtree(root)
+    assert problems == [f"paths.incoming: {cfg.paths.incoming} (owner uid {nobody.pw_uid}, gid {nobody.pw_gid}, "
+                        f"mode d-wx------) cannot be listed by uid {nobody.pw_uid}"]
+
+
+def test_check_shows_settings_as_yaml_not_python() -> None:
+    """Differences print paths and unset values as written in YAML, never as Python reprs."""
+    from watcher.doctor import _shown
+
+    assert _shown(Path("/srv/models")) == "/srv/models" and _shown(None) == "null" and _shown(0.3) == "0.3"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import structlog
 
-from engine.errors import ImageError
+from engine.errors import ImageError, UnetMattingError
 from watcher import logs
 from watcher.completion import IgnoreRules
 from watcher.config import load_config
@@ -41,6 +41,8 @@ def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str |
     logs.configure("warning", None, console=True)
     if profile is not None:
         cfg.get_profile(profile)  # fail early, before the model loads, on an unknown name
+    if out.exists() and not out.is_dir():
+        raise UnetMattingError(f"--out {out} is a file; give a directory for the cut-outs")
     session = load_session(cfg.engine, model)
 
     def one(item: tuple[Path, Path]) -> tuple[bool, str]:

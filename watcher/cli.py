@@ -14,6 +14,7 @@ from pathlib import Path
 from engine.errors import ConfigError, UnetMattingError
 from watcher import __version__
 
+DESCRIPTION = "Turns completed product-photo uploads into transparent PNG cut-outs."
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 SYSTEM_CONFIG = Path("/etc/unet-matting/unet-matting.yaml")
 CHECKOUT_CONFIG = Path(__file__).resolve().parent.parent / "etc" / "unet-matting.yaml"
@@ -43,7 +44,7 @@ def _command(sub: argparse._SubParsersAction, name: str, help_text: str,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unet-matting", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="unet-matting", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"unet-matting {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _command(sub, "watch", "run the ingestion daemon in the foreground")

@@ -28,24 +28,44 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+# What the daemon does in each directory: list and read uploads and rename them away; write,
+# rename and read back its own files elsewhere.
+NEEDS = {"incoming": os.R_OK | os.W_OK | os.X_OK, "output": os.W_OK | os.X_OK, "archive": os.W_OK | os.X_OK,
+         "failed": os.W_OK | os.X_OK, "state": os.R_OK | os.W_OK | os.X_OK}
+_VERBS = ((os.R_OK, "listed"), (os.W_OK, "written"), (os.X_OK, "entered"))
+
+
+def access_problem(where: str, path: Path, needed: int) -> str | None:
+    """None when this process may do ``needed`` in ``path``; else what it may not, with owner and mode."""
+    missing = [verb for bit, verb in _VERBS if needed & bit and not os.access(path, bit)]
+    if not missing:
+        return None
+    st = path.stat()
+    return (f"{where}: {path} (owner uid {st.st_uid}, gid {st.st_gid}, mode {stat.filemode(st.st_mode)}) "
+            f"cannot be {' or '.join(missing)} by uid {os.geteuid()}")
+
+
 def directory_problems(cfg: Config) -> list[str]:
-    """A missing directory is fine if the daemon can create it; an unwritable one is not."""
+    """What the service could not do in its directories, checked as the account that runs check.
+
+    A missing directory is fine if the daemon can create it.
+    """
     problems = []
-    for key in ("incoming", "output", "archive", "failed", "state"):
+    for key, needed in NEEDS.items():
         path: Path = getattr(cfg.paths, key)
-        where = f"paths.{key}: {path}"
+        where = f"paths.{key}"
         if path.exists() and not path.is_dir():
-            problems.append(f"{where}: exists but is not a directory")
+            problems.append(f"{where}: {path} exists but is not a directory")
             continue
-        probe = _nearest_existing(path)
-        if not os.access(probe, os.W_OK | os.X_OK):
-            st = probe.stat()
-            problems.append(f"{where}: {probe} (owner uid {st.st_uid}, gid {st.st_gid}, mode "
-                            f"{stat.filemode(st.st_mode)}) is not writable by uid {os.getuid()}")
+        probe = path if path.exists() else _nearest_existing(path)
+        problem = access_problem(where, probe, needed if probe == path else os.W_OK | os.X_OK)
+        if problem:
+            problems.append(problem)
     if cfg.logging.file is not None:
         probe = _nearest_existing(cfg.logging.file)
-        if not os.access(probe, os.W_OK):
-            problems.append(f"logging.file: {cfg.logging.file}: {probe} is not writable")
+        problem = access_problem("logging.file", probe, os.W_OK if probe == cfg.logging.file else os.W_OK | os.X_OK)
+        if problem:
+            problems.append(problem)
     return problems
 
 
@@ -84,7 +104,7 @@ def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
         device = resolve_device(cfg.engine.device)
         notes.append(f"note: device {device.type}" + (f" ({_gpu_name()})" if device.type == "cuda" else ""))
     except ModelError as e:
-        problems.append(f"engine.device: {e}")
+        problems.append(str(e))
     try:
         path = active_model(cfg.engine.models_dir, cfg.engine.model)
         _, info, _ = open_model(path, cfg.engine.threads)
@@ -113,10 +133,21 @@ def config_diff(cfg: Config) -> list[str]:
         ours, theirs = dataclasses.asdict(getattr(cfg, section)), dataclasses.asdict(getattr(defaults, section))
         for key, value in ours.items():
             if key not in ("model", "file") and value != theirs[key]:
-                lines.append(f"note: {section}.{key} = {value!r} (default {theirs[key]!r})")
+                lines.append(f"note: {section}.{key} = {_shown(value)} (default {_shown(theirs[key])})")
     if cfg.profile != defaults.profile:
         lines.append(f"note: profile = {cfg.profile!r} (default {defaults.profile!r})")
     return lines
+
+
+def _shown(value: object) -> str:
+    """A setting as the operator writes it in YAML: paths and strings bare, unset as null."""
+    if value is None:
+        return "null"
+    if isinstance(value, Path | str):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return repr(value)
 
 
 def run_check(config_path: Path) -> int:

@@ -31,5 +31,6 @@ def run_preview(config_path: Path, files: list[Path], out: Path, profile: str | 
     if rows:
         out.parent.mkdir(parents=True, exist_ok=True)
         sheet.stack(rows).save(out)
-        print(f"contact sheet: {out} ({len(rows)} images, model {session.info.label}, profile {chosen.name})")
+        count = f"{len(rows)} image" + ("" if len(rows) == 1 else "s")
+        print(f"contact sheet: {out} ({count}, model {session.info.label}, profile {chosen.name})")
     return 1 if failed or not rows else 0
