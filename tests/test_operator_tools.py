@@ -146,3 +146,17 @@ def test_check_shows_settings_as_yaml_not_python() -> None:
     from watcher.doctor import _shown
 
     assert _shown(Path("/srv/models")) == "/srv/models" and _shown(None) == "null" and _shown(0.3) == "0.3"
+
+
+def test_status_counts_quarantined_files_newest_by_time(tmp_path: Path) -> None:
+    """Newest means last quarantined (not last in the alphabet); a report whose file went back is not counted."""
+    import os
+
+    from watcher.status import quarantined
+
+    for name, when in (("zebra.jpg", 100), ("apple.jpg", 300), ("moved-back.jpg", 200)):
+        write(tmp_path / name, b"x")
+        report = write(tmp_path / f"{name}.error.json", b"{}")
+        os.utime(report, ns=(when * 10**9, when * 10**9))
+    (tmp_path / "moved-back.jpg").unlink()
+    assert quarantined(tmp_path) == [tmp_path / "zebra.jpg", tmp_path / "apple.jpg"]

@@ -42,7 +42,24 @@ def run_status(config_path: Path) -> int:
     print("counts: " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none yet"))
     print(f"last file: {last.get('file') or '-'} ({last.get('outcome') or '-'})")
     print(f"model: {status.get('model')}, profile: {status.get('profile')}")
-    failed = sorted(cfg.paths.failed.rglob("*.error.json")) if cfg.paths.failed.is_dir() else []
+    failed = quarantined(cfg.paths.failed)
     print(f"quarantined files waiting for an operator: {len(failed)}"
           + (f" (newest: {failed[-1].relative_to(cfg.paths.failed)})" if failed else ""))
     return 0 if running else 1
+
+
+def quarantined(failed_dir: Path) -> list[Path]:
+    """Quarantined files that are still there (a report whose file was moved back is no longer one),
+    oldest first by the time they were quarantined."""
+    if not failed_dir.is_dir():
+        return []
+    files = []
+    for report in failed_dir.rglob("*.error.json"):
+        image = report.with_name(report.name.removesuffix(".error.json"))
+        if not (image.exists() or image.is_symlink()):
+            continue
+        try:
+            files.append((report.stat().st_mtime_ns, image))
+        except FileNotFoundError:  # moved back between the listing and now
+            continue
+    return [image for _, image in sorted(files)]
