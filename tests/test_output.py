@@ -16,6 +16,7 @@ from watcher.output import (
     quarantine,
     remove_stale_temps,
     unique_path,
+    write_outputs,
 )
 
 
@@ -96,3 +97,24 @@ def test_quarantine_writes_reason_beside_the_file(tmp_path: Path) -> None:
     assert target == tmp_path / "failed" / "sub" / "bad.jpg" and target.read_bytes() == b"junk"
     report = json.loads((tmp_path / "failed" / "sub" / "bad.jpg.error.json").read_text())
     assert report["reason"] == "not an image" and report["file"] == "sub/bad.jpg"
+
+
+def test_output_set_appears_whole_or_not_at_all_on_a_full_disk(tmp_path: Path) -> None:
+    """On a full tmpfs the white JPEG is not left without its PNG: nothing of the set appears, no temp stays."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    out = tmp_path / "out"
+    out.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(out)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        files = {".jpg": b"j" * 10_000, ".png": os.urandom(400_000)}
+        with pytest.raises(OSError, match="No space left"):
+            write_outputs(out, Path("shop/item.jpg"), files)
+        assert [p for p in out.rglob("*") if p.is_file()] == []
+        written = write_outputs(out, Path("shop/item.jpg"), {".jpg": b"j" * 10_000, ".png": b"p" * 10_000})
+        assert [p.name for p in written] == ["item.jpg", "item.png"]
+    finally:
+        subprocess.run(["umount", str(out)], check=True)

@@ -27,8 +27,8 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(target: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to a hidden temp file beside ``target``, fsync, rename, fsync the dir."""
+def stage(target: Path, data: bytes, mode: int = 0o644) -> Path:
+    """Write ``data`` to a hidden, fsynced temp file beside ``target``; nothing left on failure."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=target.parent)
     try:
@@ -37,9 +37,19 @@ def atomic_write(target: Path, data: bytes, mode: int = 0o644) -> None:
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
-        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def atomic_write(target: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to a hidden temp file beside ``target``, fsync, rename, fsync the dir."""
+    tmp = stage(target, data, mode)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
 
@@ -59,14 +69,26 @@ def output_path(output_root: Path, relative: Path, suffix: str = ".png") -> Path
 
 
 def write_outputs(output_root: Path, relative: Path, files: dict[str, bytes]) -> list[Path]:
-    """Write every output atomically; the PNG goes last, so its presence means 'all done'."""
+    """Write a job's output set whole or not at all; returns the targets, the PNG last.
+
+    Every file is first written in full to a temp file (where a full disk fails); only when all
+    are on disk are they renamed into place, the PNG last, so its presence means 'all done'.
+    """
     ordered = sorted(files.items(), key=lambda item: item[0] == ".png")
-    targets = []
-    for suffix, data in ordered:
-        target = output_path(output_root, relative, suffix)
-        atomic_write(target, data)
-        targets.append(target)
-    return targets
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for suffix, data in ordered:
+            target = output_path(output_root, relative, suffix)
+            staged.append((stage(target, data), target))
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, target in staged:
+        os.replace(tmp, target)
+    for directory in {target.parent for _, target in staged}:
+        fsync_dir(directory)
+    return [target for _, target in staged]
 
 
 def unique_path(target: Path) -> Path:
