@@ -125,3 +125,14 @@ def test_wording_for_operators(make_config, tmp_path: Path) -> None:
     result = run("process", "--config", str(make_config()), "--out", str(src), str(src))
     assert result.returncode == 1
     assert result.stderr.strip() == f"unet-matting: --out {src} is a file; give a directory for the cut-outs"
+
+
+def test_process_same_stem_later_input_wins_and_says_so(make_config, tmp_path: Path) -> None:
+    """process: of dup.jpg and dup.png the later input makes dup.png, and its line names the one it replaced."""
+    src = tmp_path / "src"
+    first = write(src / "a" / "dup.jpg", jpeg_bytes(product_rgb(120, 80)))
+    write(src / "a" / "dup.png", jpeg_bytes(product_rgb(90, 60)))  # a JPEG under .png decodes all the same
+    result = run("process", "--config", str(make_config()), "--out", str(tmp_path / "out"), str(src))
+    assert result.returncode == 0, result.stderr
+    assert f"replaces the cut-out of {first}" in result.stdout.splitlines()[-1]
+    assert Image.open(tmp_path / "out" / "a" / "dup.png").size == (90, 60)

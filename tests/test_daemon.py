@@ -279,3 +279,19 @@ def test_non_images_are_quarantined_at_once_not_after_the_grace(daemon) -> None:
                        "empty.png": "empty file (0 bytes)"}
     assert d.finished("waiting") == []
     assert d.stop() == 0
+
+
+def test_same_stem_later_upload_replaces_and_says_so(daemon) -> None:
+    """dup.jpg then dup.png share dup.png: the later wins, job_finished names the source it replaced, both archived."""
+    d: DaemonProcess = daemon()
+    write(d.path("incoming") / "dup.jpg", jpeg_bytes(product_rgb(120, 80, seed=1)))
+    wait_for(lambda: d.finished("done"))
+    write(d.path("incoming") / "dup.png", png16_rgb_bytes(product_rgb(90, 60, seed=2).astype(np.uint16) * 257))
+    wait_for(lambda: len(d.finished("done")) == 2)
+    second = d.finished("done")[1]
+    assert second["file"] == "dup.png" and second["replaced"] == "dup.jpg"
+    assert d.events("same_stem_replaced", file="dup.png", earlier_source="dup.jpg")
+    assert "replaced" not in d.finished("done")[0]
+    assert sorted(all_files(d.path("archive"))) == ["dup.jpg", "dup.png"]
+    assert Image.open(d.path("output") / "dup.png").size == (90, 60)
+    assert d.stop() == 0

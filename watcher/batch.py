@@ -16,7 +16,7 @@ from watcher.completion import IgnoreRules
 from watcher.config import load_config
 from watcher.models import load_session
 from watcher.observer import walk_files
-from watcher.output import write_outputs
+from watcher.output import output_path, write_outputs
 from watcher.pipeline import read_source, render
 
 log = structlog.get_logger(__name__)
@@ -34,6 +34,22 @@ def expand(inputs: list[Path], ignore: IgnoreRules) -> Iterator[tuple[Path, Path
             yield item, Path(item.name)
 
 
+def same_stem_last(items: list[tuple[Path, Path]]) -> list[list[tuple[Path, Path, Path | None]]]:
+    """Batches to run one after the other, so that of inputs sharing an output (``dup.jpg``,
+    ``dup.png``) the later one wins, as a later upload does in the daemon; each later one names
+    the input whose cut-out it replaces."""
+    batches: list[list[tuple[Path, Path, Path | None]]] = []
+    last: dict[Path, tuple[int, Path]] = {}  # output -> (batch index, source)
+    for path, rel in items:
+        key = output_path(Path(), rel)
+        index = last[key][0] + 1 if key in last else 0
+        if index == len(batches):
+            batches.append([])
+        batches[index].append((path, rel, last[key][1] if key in last else None))
+        last[key] = (index, path)
+    return batches
+
+
 def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str | None,
                 model: Path | None) -> int:
     """Process every input, carry on past failures, exit 1 if any failed."""
@@ -45,9 +61,9 @@ def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str |
         raise UnetMattingError(f"--out {out} is a file; give a directory for the cut-outs")
     session = load_session(cfg.engine, model)
 
-    def one(item: tuple[Path, Path]) -> tuple[bool, str]:
+    def one(item: tuple[Path, Path, Path | None]) -> tuple[bool, str]:
         """Render and write one input: (succeeded, its line)."""
-        path, rel = item
+        path, rel, replaces = item
         started = time.perf_counter()
         try:
             chosen = cfg.get_profile(profile) if profile else cfg.profile_for(rel)
@@ -57,14 +73,17 @@ def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str |
         except (ImageError, OSError) as e:
             return False, f"FAILED {path}: {e}"
         ms = (time.perf_counter() - started) * 1000
-        return True, f"ok {path} -> {target} ({rendered.width}x{rendered.height}, {ms:.0f} ms)"
+        note = f"; replaces the cut-out of {replaces}" if replaces else ""
+        return True, f"ok {path} -> {target} ({rendered.width}x{rendered.height}, {ms:.0f} ms{note})"
 
     # As many files in flight as the daemon has workers: one decodes/encodes while another's
-    # image is in the network (the session batches concurrent callers). Lines keep input order.
+    # image is in the network (the session batches concurrent callers). Lines keep input order
+    # within a batch; a later input of an already-seen stem comes in a later batch.
     failed = 0
     with ThreadPoolExecutor(cfg.watcher.workers, thread_name_prefix="process") as pool:
-        for ok, line in pool.map(one, expand(inputs, IgnoreRules(cfg.watcher.ignore_patterns))):
-            failed += not ok
-            print(line, file=sys.stdout if ok else sys.stderr)
+        for batch in same_stem_last(list(expand(inputs, IgnoreRules(cfg.watcher.ignore_patterns)))):
+            for ok, line in pool.map(one, batch):
+                failed += not ok
+                print(line, file=sys.stdout if ok else sys.stderr)
     print(f"{failed} failed" if failed else "all inputs processed", file=sys.stderr)
     return 1 if failed else 0

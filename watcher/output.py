@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -89,6 +90,24 @@ def write_outputs(output_root: Path, relative: Path, files: dict[str, bytes]) ->
     for directory in {target.parent for _, target in staged}:
         fsync_dir(directory)
     return [target for _, target in staged]
+
+
+def earlier_source(archive_root: Path, relative: Path) -> Path | None:
+    """The archived upload whose cut-out ``relative``'s output replaces, if one is there.
+
+    Uploads of one stem share an output (``dup.jpg`` and later ``dup.png`` both make
+    ``dup.png``): the later one is a new version of the same product. The earlier source is the
+    last archived file of that stem, under its own name or a dated one (``unique_path``).
+    """
+    folder = archive_root / relative.parent
+    if not folder.is_dir():
+        return None
+    pattern = re.compile(re.escape(relative.stem) + r"(\.\d{8}T\d{6}Z(-\d+)?)?\.[^.]+")
+    found = []
+    for p in folder.iterdir():
+        if pattern.fullmatch(p.name) and p.is_file():
+            found.append((p.stat().st_ctime_ns, p))
+    return max(found)[1].relative_to(archive_root) if found else None
 
 
 def unique_path(target: Path) -> Path:

@@ -24,7 +24,7 @@ from engine.session import Session
 from watcher.completion import Signature
 from watcher.config import Config
 from watcher.jobs import Job
-from watcher.output import move_durably, quarantine, write_outputs
+from watcher.output import earlier_source, move_durably, output_path, quarantine, write_outputs
 from watcher.pipeline import read_source, render
 from watcher.state import AttemptLog
 
@@ -110,6 +110,7 @@ class JobRunner:
             return self._quarantine(job, cfg, e, fields, key)
         fields.update(width=rendered.width, height=rendered.height, input_bytes=rendered.input_bytes,
                       output_bytes=rendered.output_bytes, stages_ms=rendered.timings_ms)
+        note_replacement(cfg, job, fields)
         targets = write_outputs(cfg.paths.output, job.relative, rendered.files)
         fields["output"] = str(targets[-1].relative_to(cfg.paths.output))
         outcome = self._archive(job, cfg, source.signature, fields)
@@ -154,6 +155,18 @@ class JobRunner:
     def _forget_failure(self, path: Path) -> None:
         with self._lock:
             self._first_failure.pop(path, None)
+
+
+def note_replacement(cfg: Config, job: Job, fields: dict) -> None:
+    """When the cut-out already exists, say which archived upload made it (``replaced``), and warn
+    when that was another file of the same stem (``dup.jpg`` then ``dup.png``)."""
+    if not output_path(cfg.paths.output, job.relative).exists():
+        return
+    earlier = earlier_source(cfg.paths.archive, job.relative)
+    fields["replaced"] = str(earlier) if earlier is not None else "an output of unknown source"
+    if earlier is not None and earlier.name != job.relative.name:
+        log.warning("same_stem_replaced", file=str(job.relative), earlier_source=str(earlier),
+                    output=str(output_path(Path(), job.relative)))
 
 
 def inside(incoming: Path, job: Job) -> bool:
