@@ -103,3 +103,43 @@ def test_sigint_exits_130(make_config) -> None:
     """Ctrl-C stops cleanly with the conventional exit code."""
     d = DaemonProcess(make_config()).start()
     assert d.stop(signal.SIGINT) == 130
+
+
+def test_reload_with_a_model_that_fails_to_load_changes_nothing(make_config, tmp_path: Path) -> None:
+    """A reload naming a broken model loads it off the main thread, fails, and keeps model and settings."""
+    config = make_config()
+    d = DaemonProcess(config).start()
+    before = d.events("model_loaded")[0]["model"]
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a checkpoint")
+    data = yaml.safe_load(config.read_text())
+    data["engine"].update(model=str(broken), input_size=96)
+    data["profile"] = "id_photo"
+    config.write_text(yaml.safe_dump(data))
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: d.events("reload_failed"))
+    assert "broken.pth" in d.events("reload_failed")[0]["error"]
+    assert d.events("reload_done")[0]["model_loading"] is True
+    write(d.path("incoming") / "after.jpg", jpeg_bytes())
+    wait_for(lambda: d.finished("done"))
+    done = d.finished("done")[0]
+    assert done["model"] == before and done["profile"] == "id_photo"  # the rest of the reload applied
+    assert d.stop() == 0
+
+
+def test_reload_with_a_new_model_switches_once_loaded(make_config, tiny_model: Path, tmp_path: Path) -> None:
+    """A reload naming another loadable model swaps to it after its background load."""
+    config = make_config()
+    d = DaemonProcess(config).start()
+    other = tmp_path / "other.pth"
+    other.write_bytes(tiny_model.read_bytes())  # the same weights under another name: another label
+    data = yaml.safe_load(config.read_text())
+    data["engine"]["model"] = str(other)
+    config.write_text(yaml.safe_dump(data))
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: d.events("model_switched", reason="reload"))
+    assert d.events("model_switched")[0]["model"].startswith("other.pth@")
+    write(d.path("incoming") / "after.jpg", jpeg_bytes())
+    wait_for(lambda: d.finished("done"))
+    assert d.finished("done")[0]["model"].startswith("other.pth@")
+    assert d.stop() == 0

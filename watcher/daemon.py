@@ -72,6 +72,7 @@ class Daemon:
         self._wake = threading.Event()
         self._signals: list[int] = []
         self._stopped = False
+        self._reloading: tuple[ModelSwitcher, Config] | None = None  # a reload's model, loading
 
     def _engine(self) -> Engine:
         return self._current
@@ -143,6 +144,9 @@ class Daemon:
                              lambda path: load_session(cfg.engine, path))
 
     def _switch_model(self) -> None:
+        if self._reloading is not None:
+            self._finish_reload(*self._reloading)
+            return
         current = self._current
         session = self.models.poll(current.session.path)
         if session is not None:
@@ -194,18 +198,38 @@ class Daemon:
         if new.paths != old.paths or new.watcher.observer != old.watcher.observer:
             log.warning("reload_needs_restart", keys="paths, watcher.observer", kept="old values")
         new = dataclasses.replace(new, **fixed)
-        session = self._current.session
-        if new.engine != old.engine:
-            switcher = self._switcher(new)
-            session = load_session(new.engine, switcher.wanted())  # raises before anything changed
-            self.models = switcher
+        if new.engine != old.engine:  # its model loads in the background; until then the old one runs
+            self._start_reload(self._switcher(new), new)
+            new = dataclasses.replace(new, engine=old.engine)
         logs.configure(new.logging.level, new.logging.file, new.logging.console)
         self.tracker.quiet_period_s = new.watcher.quiet_period_s
         self.intake.ignore = IgnoreRules(new.watcher.ignore_patterns)
         self.intake.rescan_interval_s = new.watcher.rescan_interval_s
         self.config = new
-        self._current = Engine(session, new)
-        log.info("reload_done", model=session.info.label, profile=new.profile)
+        self._current = Engine(self._current.session, new)
+        log.info("reload_done", model=self._current.session.info.label, profile=new.profile,
+                 model_loading=self._reloading is not None)
+
+    def _start_reload(self, switcher: ModelSwitcher, new: Config) -> None:
+        """Load the reloaded engine settings' model off the main thread (watchdog pings go on)."""
+        if self._reloading is not None:
+            self._reloading[0].join()
+        switcher.start(switcher.wanted())
+        self._reloading = (switcher, new)
+
+    def _finish_reload(self, switcher: ModelSwitcher, new: Config) -> None:
+        """Swap in the reloaded model and engine settings once loaded; a failed load changes nothing."""
+        if switcher.loading():
+            return
+        session = switcher.take_ready()
+        self._reloading = None
+        if session is None:
+            log.error("reload_failed", error=switcher.error, kept="previous engine settings and model")
+            return
+        self.models = switcher
+        self.config = dataclasses.replace(self.config, engine=new.engine)
+        self._current = Engine(session, self.config)
+        log.info("model_switched", model=session.info.label, reason="reload")
 
     def shutdown(self) -> None:
         """Stop intake, let workers finish the file in hand, tell systemd; safe to call twice."""
@@ -222,6 +246,8 @@ class Daemon:
         for thread in (self.intake, *self.workers):
             thread.join()
         self.models.join()  # a model still loading finishes (seconds) rather than dying mid-read
+        if self._reloading is not None:
+            self._reloading[0].join()
         logging.getLogger("watchdog.observers").removeHandler(self.overflow_hook)
         self.status_file.write(self.status_dict())
         self.instance.release()

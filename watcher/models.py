@@ -93,6 +93,7 @@ class ModelSwitcher:
         self._seen: tuple = ()
         self._thread: threading.Thread | None = None
         self._ready: Session | None = None
+        self.error: str | None = None  # why the last load failed
         self._lock = threading.Lock()
 
     def wanted(self) -> Path:
@@ -100,8 +101,7 @@ class ModelSwitcher:
 
     def poll(self, current: Path) -> Session | None:
         """Start loading if the wanted model changed; return a loaded session once, when ready."""
-        with self._lock:
-            ready, self._ready = self._ready, None
+        ready = self.take_ready()
         if ready is not None:
             return ready
         wanted = self.wanted()
@@ -111,10 +111,23 @@ class ModelSwitcher:
                 self._seen = key
             return None
         self._seen = key
-        self._thread = threading.Thread(target=self._load_in_background, args=(wanted,), name="model-loader",
+        self.start(wanted)
+        return None
+
+    def start(self, path: Path) -> None:
+        """Load ``path`` in the background; ``take_ready`` hands the session over once loaded."""
+        self.error = None
+        self._thread = threading.Thread(target=self._load_in_background, args=(path,), name="model-loader",
                                         daemon=True)
         self._thread.start()
-        return None
+
+    def take_ready(self) -> Session | None:
+        with self._lock:
+            ready, self._ready = self._ready, None
+        return ready
+
+    def loading(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def _load_in_background(self, path: Path) -> None:
         log.info("model_loading", model=str(path))
@@ -122,6 +135,7 @@ class ModelSwitcher:
             session = self._load(path)
         except ModelError as e:
             log.error("model_load_failed", model=str(path), error=str(e), kept="the active model")
+            self.error = str(e)
             return
         with self._lock:
             self._ready = session
