@@ -295,3 +295,17 @@ def test_same_stem_later_upload_replaces_and_says_so(daemon) -> None:
     assert sorted(all_files(d.path("archive"))) == ["dup.jpg", "dup.png"]
     assert Image.open(d.path("output") / "dup.png").size == (90, 60)
     assert d.stop() == 0
+
+
+def test_decode_grace_ends_on_time_not_at_the_next_rescan(daemon) -> None:
+    """With rescans a minute apart, a truncated upload is quarantined when its 3 s grace ends, and says so."""
+    d: DaemonProcess = daemon(watcher={"decode_grace_s": 3.0, "rescan_interval_s": 60.0})
+    data = jpeg_bytes(product_rgb(300, 200))
+    write(d.path("incoming") / "cut.jpg", data[: len(data) // 2])
+    wait_for(lambda: d.finished("waiting"))
+    started = time.monotonic()
+    wait_for(lambda: d.finished("quarantined"), timeout=15)
+    assert time.monotonic() - started < 10
+    note = json.loads((d.path("failed") / "cut.jpg.error.json").read_text())["note"]
+    assert note.startswith("still undecodable 3.") and note.endswith("(decode_grace_s = 3 s)")
+    assert d.stop() == 0

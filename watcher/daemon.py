@@ -90,7 +90,8 @@ class Daemon:
                  device=str(session.device), input_size=session.input_size, max_batch=session.max_batch)
         self.attempts = AttemptLog(cfg.paths.state)
         self.status_file = StatusFile(cfg.paths.state)
-        self.runner = JobRunner(self._engine, self.attempts, self.stats)
+        self.runner = JobRunner(self._engine, self.attempts, self.stats,
+                                recheck=lambda path, at: self.intake.recheck(path, at))
         hints: queue.SimpleQueue = queue.SimpleQueue()
         self.tracker = CompletionTracker(cfg.watcher.quiet_period_s, time.monotonic)
         self.intake = Intake(cfg.paths.incoming, hints, self.tracker, self.jobs,

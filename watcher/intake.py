@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 import queue
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +36,13 @@ class Intake(StoppableThread):
         self.rescan_interval_s = rescan_interval_s
         self._clock = clock
         self._next_rescan = clock() + rescan_interval_s
+        self._rechecks: list[tuple[float, str]] = []  # (monotonic due time, path), a heap
+        self._rechecks_lock = threading.Lock()
+
+    def recheck(self, path: Path, at: float) -> None:
+        """Thread-safe: submit ``path`` again at monotonic time ``at`` (a decode grace's end)."""
+        with self._rechecks_lock:
+            heapq.heappush(self._rechecks, (at, str(path)))
 
     def request_rescan(self, reason: str = "requested") -> None:
         """Thread-safe: ask for a full walk of incoming (start-up, overflow, operator)."""
@@ -47,10 +56,22 @@ class Intake(StoppableThread):
             self._next_rescan = self._clock() + self.rescan_interval_s
         for path in self.tracker.ready():
             self._submit(path)
+        for path in self._due_rechecks():
+            if os.path.lexists(path):
+                self._submit(path)
+
+    def _due_rechecks(self) -> list[str]:
+        now, due = self._clock(), []
+        with self._rechecks_lock:
+            while self._rechecks and self._rechecks[0][0] <= now:
+                due.append(heapq.heappop(self._rechecks)[1])
+        return due
 
     def _wait_s(self) -> float:
-        tracked = self.tracker.next_deadline()
-        deadline = self._next_rescan if tracked is None else min(tracked, self._next_rescan)
+        deadlines = [self._next_rescan, self.tracker.next_deadline()]
+        with self._rechecks_lock:
+            deadlines.append(self._rechecks[0][0] if self._rechecks else None)
+        deadline = min(d for d in deadlines if d is not None)
         return max(0.0, min(MAX_WAIT_S, deadline - self._clock()))
 
     def _take_hints(self, wait_s: float) -> None:

@@ -58,8 +58,10 @@ class JobRunner:
     """Carries out jobs; safe to share between worker threads."""
 
     def __init__(self, engine: Callable[[], Engine], attempts: AttemptLog, stats: Stats,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 recheck: Callable[[Path, float], None] | None = None) -> None:
         self._engine = engine
+        self._recheck = recheck  # asks for the file again at a given clock time
         self._attempts = attempts
         self._stats = stats
         self._clock = clock
@@ -133,13 +135,16 @@ class JobRunner:
         now = self._clock()
         with self._lock:
             first = self._first_failure.setdefault(job.path, now)
-        waited = now - first
+        waited, grace = now - first, cfg.watcher.decode_grace_s
         fields.update(error=str(error), waited_s=round(waited, 1))
-        if waited < cfg.watcher.decode_grace_s:
+        if waited < grace:
+            if self._recheck is not None:  # a resumed upload comes back by its own events before that
+                self._recheck(job.path, first + grace)
             return "waiting"
         self._forget_failure(job.path)
         return self._quarantine(job, cfg, error, fields,
-                                note=f"still undecodable after {waited:.0f} s (decode_grace_s)")
+                                note=f"still undecodable {waited:.1f} s after its first failed decode "
+                                     f"(decode_grace_s = {grace:g} s)")
 
     def _quarantine(self, job: Job, cfg: Config, error: BaseException, fields: dict,
                     key: str | None = None, note: str = "") -> str:
