@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 from watcher.completion import CompletionTracker, IgnoreRules
 
@@ -112,3 +112,33 @@ def test_ignore_rules_match_temp_names_in_any_component() -> None:
         assert rules.ignored(PurePath(name)), name
     for name in ["a.jpg", "sub dir/é.png", "part.jpg"]:
         assert not rules.ignored(PurePath(name)), name
+
+
+def test_a_file_held_open_is_not_ready_until_closed(tmp_path: Path) -> None:
+    """Stable stats are not enough while some process holds the file open; a close releases it."""
+    clock = FakeClock()
+    path = tmp_path / "a.jpg"
+    path.write_bytes(b"x")
+    tracker = CompletionTracker(1.0, clock)
+    tracker.opened(str(path), +1)
+    tracker.touch(str(path))
+    clock.now += 5
+    assert tracker.ready() == []
+    tracker.opened(str(path), -1)
+    clock.now += 1.1
+    assert tracker.ready() == [str(path)]
+
+
+def test_held_open_counts_recover_from_lost_events(tmp_path: Path) -> None:
+    """Closes of opens never seen do not go negative; an open whose close was lost stops holding after the cap."""
+    clock = FakeClock()
+    path = tmp_path / "a.jpg"
+    path.write_bytes(b"x")
+    tracker = CompletionTracker(1.0, clock, max_held_open_s=30)
+    tracker.opened(str(path), -1)
+    tracker.opened(str(path), +1)
+    tracker.touch(str(path))
+    clock.now += 2
+    assert tracker.ready() == []
+    clock.now += 31
+    assert tracker.ready() == [str(path)]

@@ -109,14 +109,15 @@ def test_bad_and_odd_inputs(daemon) -> None:
         "rotated.jpg": exif_rotated_jpeg(), "palette.png": palette_png_bytes(),
         "ünïcode name (1).JPG": jpeg_bytes(), "-leading-dash.jpg": jpeg_bytes(), "no-extension": jpeg_bytes(),
     }
-    bad = {"animated.webp": animated_bytes("WEBP"), "bomb.png": png_bomb_bytes(), "anim.gif": animated_bytes("GIF")}
-    slow = {"truncated.jpg": jpeg_bytes()[:2000], "empty.jpg": b"", "notes.txt": b"not an image\n"}
+    bad = {"animated.webp": animated_bytes("WEBP"), "bomb.png": png_bomb_bytes(), "anim.gif": animated_bytes("GIF"),
+           "empty.jpg": b"", "notes.txt": b"not an image\n"}  # refused at once: no image starts like these
+    slow = {"truncated.jpg": jpeg_bytes()[:2000]}
     for name, data in {**good, **bad, **slow}.items():
         write(incoming / name, data)
     os.symlink("/etc/passwd", incoming / "link.jpg")
     wait_for(lambda: len(d.finished("done")) == len(good) and len(d.finished("quarantined")) == len(bad) + 1)
     assert_png(d.path("output") / "rotated.png", (100, 200))
-    # undecodable files wait out decode_grace_s (3 s here) in place, then go to quarantine
+    # a truncated image waits out decode_grace_s (3 s here) in place, then goes to quarantine
     assert all((incoming / name).exists() for name in slow)
     wait_for(lambda: len(d.finished("quarantined")) == len(bad) + 1 + len(slow), timeout=30)
     failed = d.path("failed")
@@ -308,4 +309,24 @@ def test_decode_grace_ends_on_time_not_at_the_next_rescan(daemon) -> None:
     assert time.monotonic() - started < 10
     note = json.loads((d.path("failed") / "cut.jpg.error.json").read_text())["note"]
     assert note.startswith("still undecodable 3.") and note.endswith("(decode_grace_s = 3 s)")
+    assert d.stop() == 0
+
+
+def test_stalled_writer_with_the_file_open_is_not_processed_mid_upload(daemon) -> None:
+    """A writer that sends a whole JPEG, pauses 3 s with the file open, then appends 50 KB (as phones
+    do): processed once, after the close, from the whole file."""
+    d: DaemonProcess = daemon()
+    data = jpeg_bytes(product_rgb(300, 200))
+    target = d.path("incoming") / "phone.jpg"
+    with open(target, "wb") as f:
+        f.write(data)
+        f.flush()
+        time.sleep(3.0)  # 10 quiet periods with stable stats, the file still open
+        assert d.finished() == [], "processed while the writer still held the file open"
+        f.write(os.urandom(50_000))
+    wait_for(lambda: d.finished("done"))
+    time.sleep(1.0)
+    assert len(d.finished("done")) == 1
+    assert d.finished("done")[0]["input_bytes"] == len(data) + 50_000
+    assert (d.path("archive") / "phone.jpg").stat().st_size == len(data) + 50_000
     assert d.stop() == 0

@@ -92,14 +92,16 @@ def test_directory_moved_in_is_scanned(tmp_path: Path) -> None:
     assert sorted(drain(jobs)) == ["batch/a.jpg", "batch/deeper/b.jpg"]
 
 
-def test_handler_ignores_reads_and_deletions() -> None:
-    """Our own reads (opened, closed without write) and deletions produce no hints."""
+def test_handler_counts_opens_without_touching_and_ignores_deletions() -> None:
+    """Opens and closes only count handles (a read restarts no quiet period); a close after writing
+    also touches; deletions produce nothing."""
     from watchdog.events import FileClosedEvent, FileClosedNoWriteEvent, FileDeletedEvent, FileOpenedEvent
 
     hints: queue.SimpleQueue = queue.SimpleQueue()
     handler = HintHandler(hints)
-    for event in (FileOpenedEvent("/i/a"), FileClosedNoWriteEvent("/i/a"), FileDeletedEvent("/i/a")):
+    for event in (FileOpenedEvent("/i/a"), FileClosedNoWriteEvent("/i/a"), FileDeletedEvent("/i/a"),
+                  FileClosedEvent("/i/a")):
         handler.dispatch(event)
+    got = [hints.get_nowait() for _ in range(3)]
     assert hints.empty()
-    handler.dispatch(FileClosedEvent("/i/a"))
-    assert hints.get_nowait() == Hint("/i/a")
+    assert got == [Hint("/i/a", touch=False, opens=1), Hint("/i/a", touch=False, opens=-1), Hint("/i/a", opens=-1)]

@@ -38,6 +38,9 @@ class _Pending:
     signature: Signature | None
 
 
+MAX_HELD_OPEN_S = 3600.0  # after this, a file counted as open is judged by its stats alone
+
+
 class IgnoreRules:
     """Temp-name patterns matched against every component of a path below incoming."""
 
@@ -56,11 +59,38 @@ class CompletionTracker:
     """
 
     def __init__(self, quiet_period_s: float, clock: Callable[[], float],
-                 stat: StatFn = os.lstat) -> None:
+                 stat: StatFn = os.lstat, max_held_open_s: float = MAX_HELD_OPEN_S) -> None:
         self.quiet_period_s = quiet_period_s
+        self.max_held_open_s = max_held_open_s
         self._clock = clock
         self._stat = stat
         self._pending: dict[str, _Pending] = {}
+        self._opens: dict[str, tuple[int, float]] = {}  # path -> (handles open, since when)
+
+    def opened(self, path: str, delta: int) -> None:
+        """Open (+1) or close (-1) of ``path`` by anyone; a file held open is not complete.
+
+        Opens from before the daemon started are unknown, so counts never go below zero.
+        """
+        count, since = self._opens.get(path, (0, self._clock()))
+        count = max(0, count + delta)
+        if count:
+            self._opens[path] = (count, since)
+        else:
+            self._opens.pop(path, None)
+
+    def forget_opens(self) -> None:
+        """After lost events (inotify overflow) the counts cannot be trusted: drop them."""
+        self._opens.clear()
+
+    def held_open(self, path: str, now: float) -> bool:
+        entry = self._opens.get(path)
+        if entry is None:
+            return False
+        if now - entry[1] > self.max_held_open_s:  # a lost close event must not hold a file forever
+            del self._opens[path]
+            return False
+        return True
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -88,7 +118,7 @@ class CompletionTracker:
             current = self._signature(path)
             if current is None:
                 del self._pending[path]  # deleted or renamed away: nothing to do
-            elif current == pending.signature:
+            elif current == pending.signature and not self.held_open(path, now):
                 del self._pending[path]
                 done.append(path)
             else:

@@ -96,7 +96,7 @@ class Daemon:
         self.tracker = CompletionTracker(cfg.watcher.quiet_period_s, time.monotonic)
         self.intake = Intake(cfg.paths.incoming, hints, self.tracker, self.jobs,
                              IgnoreRules(cfg.watcher.ignore_patterns), cfg.watcher.rescan_interval_s)
-        self.overflow_hook = OverflowHook(lambda: self.intake.request_rescan("inotify_overflow"))
+        self.overflow_hook = OverflowHook(lambda: self.intake.request_rescan("inotify_overflow", events_lost=True))
         logging.getLogger("watchdog.observers").addHandler(self.overflow_hook)
         self.observer = make_observer(cfg.watcher.observer, cfg.paths.incoming, HintHandler(hints),
                                       cfg.watcher.polling_interval_s)

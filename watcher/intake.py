@@ -44,10 +44,10 @@ class Intake(StoppableThread):
         with self._rechecks_lock:
             heapq.heappush(self._rechecks, (at, str(path)))
 
-    def request_rescan(self, reason: str = "requested") -> None:
+    def request_rescan(self, reason: str = "requested", events_lost: bool = False) -> None:
         """Thread-safe: ask for a full walk of incoming (start-up, overflow, operator)."""
         log.info("rescan_requested", reason=reason)
-        self.hints.put(Hint(str(self.incoming), scan=True))
+        self.hints.put(Hint(str(self.incoming), scan=True, forget_opens=events_lost))
 
     def run_once(self) -> None:
         self._take_hints(self._wait_s())
@@ -80,7 +80,7 @@ class Intake(StoppableThread):
         except queue.Empty:
             return
         while True:
-            self._scan(Path(hint.path)) if hint.scan else self._touch(hint.path)
+            self._scan(Path(hint.path), hint.forget_opens) if hint.scan else self._hint(hint)
             try:
                 hint = self.hints.get_nowait()
             except queue.Empty:
@@ -94,11 +94,17 @@ class Intake(StoppableThread):
             return None
         return None if not rel.parts or self.ignore.ignored(rel) else rel
 
-    def _touch(self, path: str) -> None:
-        if self.relative(path) is not None:
-            self.tracker.touch(path)
+    def _hint(self, hint: Hint) -> None:
+        if self.relative(hint.path) is None:
+            return
+        if hint.opens:
+            self.tracker.opened(hint.path, hint.opens)
+        if hint.touch:
+            self.tracker.touch(hint.path)
 
-    def _scan(self, directory: Path) -> None:
+    def _scan(self, directory: Path, forget_opens: bool = False) -> None:
+        if forget_opens:
+            self.tracker.forget_opens()
         found = 0
         for path in walk_files(directory):
             text = os.fsdecode(path)

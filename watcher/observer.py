@@ -1,7 +1,8 @@
 """watchdog side: an observer whose handler only translates events into hints on a queue.
 
-The handler never stats, decodes or calls the engine. Reads of our own (opened, closed without
-writing) and removals are dropped; anything that may mean "new bytes or a new name" is a hint.
+The handler never stats, decodes or calls the engine. Anything that may mean "new bytes or a new
+name" is a hint; opens and closes also count a file's open handles (inotify only), so a writer
+that pauses with the file still open is not taken for finished. Removals are dropped.
 A directory created or moved in becomes a scan request, since files moved in with it send no
 events of their own. watchdog's "Inotify queue overflowed" warning becomes a rescan request.
 """
@@ -20,9 +21,11 @@ from watchdog.events import (
     DirMovedEvent,
     FileAttribEvent,
     FileClosedEvent,
+    FileClosedNoWriteEvent,
     FileCreatedEvent,
     FileModifiedEvent,
     FileMovedEvent,
+    FileOpenedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
@@ -30,15 +33,19 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserverVFS
 
-FILE_HINTS = (FileCreatedEvent, FileClosedEvent, FileModifiedEvent, FileAttribEvent)
+FILE_HINTS = (FileCreatedEvent, FileModifiedEvent, FileAttribEvent)
 
 
 @dataclass(frozen=True)
 class Hint:
-    """A path that may have changed; ``scan`` asks for a walk of a directory instead."""
+    """A path that may have changed (``touch``), whose open handles changed by ``opens``; or, with
+    ``scan``, a directory to walk (``forget_opens``: after lost events, open counts are unknown)."""
 
     path: str
     scan: bool = False
+    touch: bool = True
+    opens: int = 0
+    forget_opens: bool = False
 
 
 class HintHandler(FileSystemEventHandler):
@@ -50,6 +57,12 @@ class HintHandler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if isinstance(event, FileMovedEvent):
             self.hints.put(Hint(os.fsdecode(event.dest_path)))
+        elif isinstance(event, FileOpenedEvent):
+            self.hints.put(Hint(os.fsdecode(event.src_path), touch=False, opens=1))
+        elif isinstance(event, FileClosedNoWriteEvent):
+            self.hints.put(Hint(os.fsdecode(event.src_path), touch=False, opens=-1))
+        elif isinstance(event, FileClosedEvent):  # closed after writing: new bytes, one handle fewer
+            self.hints.put(Hint(os.fsdecode(event.src_path), opens=-1))
         elif isinstance(event, FILE_HINTS):
             self.hints.put(Hint(os.fsdecode(event.src_path)))
         elif isinstance(event, DirMovedEvent):
