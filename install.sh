@@ -3,7 +3,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"   # CPU build; a GPU host sets e.g. TORCH_SPEC=torch==2.13.0+cu128
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+SYSTEM_PYTHON="${SYSTEM_PYTHON:-/usr/bin/python3}"  # the service's venv is built on Debian's Python   # CPU build; a GPU host sets e.g. TORCH_SPEC=torch==2.13.0+cu128
 APT_DEV=(python3-venv python3-dev gcc pkg-config libsystemd-dev openssh-server openssh-client rsync logrotate systemd
          libgs-common)  # libgs-common: real Adobe RGB ICC profiles for the colour tests
 
@@ -173,10 +174,17 @@ source_stamp() {
 install_venv() {
     local venv="$ROOT$OPT/venv" stamp
     stamp="$(source_stamp)"
+    # Debian's python3, not the first one on PATH: a pyenv/conda interpreter under root's home
+    # (mode 0700) would leave a venv the service account cannot execute.
+    [ -x "$SYSTEM_PYTHON" ] || die "$SYSTEM_PYTHON is missing: apt-get install python3 python3-venv"
+    if [ -f "$venv/pyvenv.cfg" ] && ! grep -q "^home = $(dirname "$SYSTEM_PYTHON")\$" "$venv/pyvenv.cfg"; then
+        say "rebuilding $venv on $SYSTEM_PYTHON (it was made from another Python)"
+        rm -rf "$venv" "$ROOT$OPT/.installed"
+    fi
     if [ -f "$ROOT$OPT/.installed" ] && [ "$(cat "$ROOT$OPT/.installed")" = "$stamp" ]; then
         return 0
     fi
-    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    [ -x "$venv/bin/python" ] || "$SYSTEM_PYTHON" -m venv "$venv"
     "$venv/bin/python" -m pip install -q --upgrade pip
     "$venv/bin/python" -m pip install -q "$TORCH_SPEC"
     "$venv/bin/python" -m pip install -q --no-cache-dir "$HERE"

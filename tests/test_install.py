@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,37 @@ def test_second_run_changes_nothing_and_keeps_edited_config(installed: Path) -> 
     assert "kept your /etc/unet-matting/unet-matting.yaml" in result.stdout
 
 
+def test_the_service_account_can_run_the_installed_venv(installed: Path, tmp_path: Path) -> None:
+    """The venv is built on Debian's /usr/bin/python3, so an unprivileged account runs the daemon's
+    check with the shipped model (a venv on root's pyenv Python gave 'Permission denied')."""
+    import pwd
+
+    cfg = (installed / "opt/unet-matting/venv/pyvenv.cfg").read_text()
+    assert "home = /usr/bin" in cfg
+    nobody = pwd.getpwnam("nobody")
+    for parent in [installed, *installed.parents]:  # let the account reach the throwaway root
+        if parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o001)
+    work = Path(tempfile.mkdtemp(prefix="unet-matting-svc-"))
+    work.chmod(0o777)
+    config = work / "cfg.yaml"
+    config.write_text(yaml.safe_dump({
+        "paths": {k: str(work / k) for k in ("incoming", "output", "archive", "failed", "state")},
+        "logging": {"file": None, "console": True},
+        "engine": {"model": str(installed / "opt/unet-matting/models/u2netp-products.pth"), "device": "cpu"},
+        "profiles_file": str(installed / "etc/unet-matting/profiles.yaml"),
+    }))
+    config.chmod(0o644)
+    python = installed / "opt/unet-matting/venv/bin/python"
+    result = subprocess.run(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+                             str(python), "-m", "watcher", "check", "--config", str(config)],
+                            capture_output=True, text=True, timeout=300, cwd="/")
+    shutil.rmtree(work)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"ok: {config}" in result.stdout and "note: model u2netp-products.pth@" in result.stdout
+
+
 def test_uninstall_keeps_data_and_config(installed: Path) -> None:
     """--uninstall removes code, unit and logrotate file; data, config and logs stay."""
     (installed / "srv/unet-matting/archive/keep.jpg").write_bytes(b"original")
@@ -111,3 +144,4 @@ def test_uninstall_keeps_data_and_config(installed: Path) -> None:
     assert not (installed / "etc/logrotate.d/unet-matting").exists()
     assert (installed / "srv/unet-matting/archive/keep.jpg").read_bytes() == b"original"
     assert (installed / "etc/unet-matting/unet-matting.yaml").exists()
+
