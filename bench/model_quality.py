@@ -40,7 +40,7 @@ from engine.training.data import (
     load_textures,
 )
 from engine.training.train import HOLDOUT_SEED
-from watcher.evaluate import find_mask, load_mask
+from watcher.commands.evaluate import find_mask, load_mask
 from watcher.imageio import decode
 from watcher.models import installed
 

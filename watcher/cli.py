@@ -84,9 +84,11 @@ def _models_parser(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     """Dispatch to the command's module, imported only now (torch stays out of --version)."""
     if args.command == "watch":
-        return _watch(args)
+        from watcher.commands.watch import run_watch
+
+        return run_watch(args.config)
     if args.command == "process":
-        from watcher.batch import run_process
+        from watcher.commands.process import run_process
 
         return run_process(args.config, args.inputs, args.out, args.profile, args.model)
     if args.command == "models":
@@ -94,19 +96,19 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_models(args)
     if args.command == "status":
-        from watcher.status import run_status
+        from watcher.commands.status import run_status
 
         return run_status(args.config)
     if args.command == "preview":
-        from watcher.preview import run_preview
+        from watcher.commands.preview import run_preview
 
         return run_preview(args.config, args.files, args.out, args.profile, args.model)
     if args.command == "evaluate":
-        from watcher.evaluate import run_evaluate
+        from watcher.commands.evaluate import run_evaluate
 
         return run_evaluate(args.config, args.images, args.masks, args.model, args.profile, args.sheet,
                             args.input_size)
-    from watcher.doctor import run_check
+    from watcher.commands.check import run_check
 
     return run_check(args.config)
 
@@ -124,12 +126,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 
-
-def _watch(args: argparse.Namespace) -> int:
-    from watcher import logs
-    from watcher.config import load_config
-    from watcher.daemon import Daemon
-
-    config = load_config(args.config)
-    logs.configure(config.logging.level, config.logging.file, config.logging.console)
-    return Daemon(args.config, config).run()

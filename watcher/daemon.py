@@ -28,8 +28,7 @@ from watcher.notify import Notifier, watchdog_interval_s
 from watcher.observer import HintHandler, OverflowHook, make_observer
 from watcher.output import remove_stale_temps
 from watcher.state import STATUS_INTERVAL_S, AttemptLog, InstanceLock, StatusFile
-from watcher.threads import StoppableThread
-from watcher.worker import Engine, JobRunner, Stats
+from watcher.worker import JobContext, JobRunner, Stats, Worker
 
 log = structlog.get_logger(__name__)
 
@@ -42,22 +41,6 @@ def prepare_directories(cfg: Config) -> None:
     for directory in (p.output, p.archive, p.failed, p.state):
         if removed := remove_stale_temps(directory):
             log.info("stale_temp_files_removed", directory=str(directory), count=removed)
-
-
-class Worker(StoppableThread):
-    """Takes jobs until stopped; a stop lets the job in hand finish first."""
-
-    def __init__(self, index: int, jobs: JobQueue, runner: JobRunner) -> None:
-        super().__init__(f"worker-{index}")
-        self.jobs, self.runner = jobs, runner
-
-    def run_once(self) -> None:
-        job = self.jobs.get(timeout=0.5)
-        if job is not None:
-            try:
-                self.runner.run(job)
-            finally:
-                self.jobs.done(job)
 
 
 class Daemon:
@@ -74,7 +57,7 @@ class Daemon:
         self._stopped = False
         self._reloading: tuple[ModelSwitcher, Config] | None = None  # a reload's model, loading
 
-    def _engine(self) -> Engine:
+    def _engine(self) -> JobContext:
         return self._current
 
     def start(self) -> None:
@@ -85,7 +68,7 @@ class Daemon:
         prepare_directories(cfg)
         self.models = self._switcher(cfg)
         session = load_session(cfg.engine, self.models.wanted())
-        self._current = Engine(session, cfg)
+        self._current = JobContext(session, cfg)
         log.info("model_loaded", model=session.info.label, arch=session.info.arch,
                  device=str(session.device), input_size=session.input_size, max_batch=session.max_batch)
         self.attempts = AttemptLog(cfg.paths.state)
@@ -151,7 +134,7 @@ class Daemon:
         current = self._current
         session = self.models.poll(current.session.path)
         if session is not None:
-            self._current = Engine(session, current.config)
+            self._current = JobContext(session, current.config)
             log.info("model_switched", model=session.info.label, previous=current.session.info.label)
 
     def _tick(self, heartbeat: bool) -> None:
@@ -207,7 +190,7 @@ class Daemon:
         self.intake.ignore = IgnoreRules(new.watcher.ignore_patterns)
         self.intake.rescan_interval_s = new.watcher.rescan_interval_s
         self.config = new
-        self._current = Engine(self._current.session, new)
+        self._current = JobContext(self._current.session, new)
         log.info("reload_done", model=self._current.session.info.label, profile=new.profile,
                  model_loading=self._reloading is not None)
 
@@ -229,7 +212,7 @@ class Daemon:
             return
         self.models = switcher
         self.config = dataclasses.replace(self.config, engine=new.engine)
-        self._current = Engine(session, self.config)
+        self._current = JobContext(session, self.config)
         log.info("model_switched", model=session.info.label, reason="reload")
 
     def shutdown(self) -> None:

@@ -1,4 +1,5 @@
-"""Running one job to its end: output and archive, wait for more bytes, or quarantine.
+"""Running jobs: the worker threads, and one job to its end: output and archive, wait for more
+bytes, or quarantine.
 
 Every job ends in exactly one summary line, ``job_finished``, whose ``outcome`` is one of
 ``done``, ``waiting`` (cannot be decoded yet; retried until ``decode_grace_s``), ``quarantined``,
@@ -23,16 +24,17 @@ from engine.profile import Profile
 from engine.session import Session
 from watcher.completion import Signature
 from watcher.config import Config
-from watcher.jobs import Job
+from watcher.jobs import Job, JobQueue
 from watcher.output import earlier_source, move_durably, output_path, quarantine, write_outputs
 from watcher.pipeline import read_source, render
 from watcher.state import AttemptLog
+from watcher.threads import StoppableThread
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class Engine:
+class JobContext:
     """What a job runs with, swapped as a whole on reload: never half one model, half another."""
 
     session: Session
@@ -57,7 +59,7 @@ class Stats:
 class JobRunner:
     """Carries out jobs; safe to share between worker threads."""
 
-    def __init__(self, engine: Callable[[], Engine], attempts: AttemptLog, stats: Stats,
+    def __init__(self, engine: Callable[[], JobContext], attempts: AttemptLog, stats: Stats,
                  clock: Callable[[], float] = time.monotonic,
                  recheck: Callable[[Path, float], None] | None = None) -> None:
         self._engine = engine
@@ -86,7 +88,7 @@ class JobRunner:
         self._stats.record(job.relative, outcome)
         return outcome
 
-    def _run(self, job: Job, engine: Engine, profile: Profile, fields: dict) -> str:
+    def _run(self, job: Job, engine: JobContext, profile: Profile, fields: dict) -> str:
         cfg = engine.config
         if not inside(cfg.paths.incoming, job):
             fields["error"] = "a directory on the path is a symbolic link; refusing to read or move anything"
@@ -186,3 +188,19 @@ def inside(incoming: Path, job: Job) -> bool:
 def attempt_key(relative: Path, sig: Signature) -> str:
     """A file's identity across restarts: a new upload under the same name is a new key."""
     return f"{relative}\0{sig.size}\0{sig.mtime_ns}\0{sig.inode}"
+
+
+class Worker(StoppableThread):
+    """Takes jobs until stopped; a stop lets the job in hand finish first."""
+
+    def __init__(self, index: int, jobs: JobQueue, runner: JobRunner) -> None:
+        super().__init__(f"worker-{index}")
+        self.jobs, self.runner = jobs, runner
+
+    def run_once(self) -> None:
+        job = self.jobs.get(timeout=0.5)
+        if job is not None:
+            try:
+                self.runner.run(job)
+            finally:
+                self.jobs.done(job)

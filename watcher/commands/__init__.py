@@ -1,1 +1,1 @@
-"""One module per CLI command that has grown its own room (see watcher/cli.py)."""
+"""One module per CLI command, named as the command (``unet-matting check`` -> ``check.py``)."""
