@@ -12,8 +12,9 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from watcher.logs import PREFIX
+
 REPO = Path(__file__).resolve().parent.parent
-PREFIX = "[UNET-MATTING] "
 SIZES = {"2mp": (1224, 1632), "6mp": (2000, 3000), "12mp": (3000, 4000)}
 
 

@@ -8,7 +8,7 @@ image (1224x1632: resize, network, resize back; median of 3, after a warm-up).
 
 Sets: the golden product shots (tests/data/golden, exact masks), every set under
 ../shared/data/eval/ (real photos; see its SOURCES.md for what the masks are) and, when the
-training sources are installed (engine/training/fetch_data.sh), two synthetic holdouts drawn from
+training sources are installed (training/fetch_data.sh), two synthetic holdouts drawn from
 seeds no training run uses (HOLDOUT_SEED): the plain composites (`synthetic-holdout`) and the scenes
 (`synthetic-scenes`: products on tables among distractors; drawn without the optional Blender
 renders, so the set is the same on every machine). Scores are of the raw
@@ -29,7 +29,7 @@ from PIL import Image
 from engine.catalogue import SHIPPED_MODEL
 from engine.metrics import score
 from engine.session import EngineSettings, Session
-from engine.training.data import (
+from training.data import (
     CUTOUTS,
     OXYGEN,
     PHOTOS,
@@ -39,7 +39,7 @@ from engine.training.data import (
     load_photos,
     load_textures,
 )
-from engine.training.train import HOLDOUT_SEED
+from training.train import HOLDOUT_SEED
 from watcher.commands.evaluate import find_mask, load_mask
 from watcher.imageio import decode
 from watcher.models import installed

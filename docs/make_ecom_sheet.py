@@ -14,8 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
+from engine.canvas import flatten
 from engine.postprocess import cutout
 from watcher import sheet
 from watcher.config import load_config
@@ -40,7 +39,7 @@ def main() -> None:
         tiles = [image.rgb]
         for name in ("ecom_translucent", "ecom_product"):
             rgba = cutout(alpha, image.rgb, cfg.get_profile(name), image.alpha)
-            tiles.append(sheet.on_background(rgba, np.broadcast_to(np.array(BLUE, np.uint8), rgba[..., :3].shape)))
+            tiles.append(flatten(rgba, BLUE))
         rows.append(sheet.strip(tiles, f"{photo.name}: before | ecom_product"))
     out = REPO / "docs" / "ecom-sheet.png"
     sheet.stack(rows).save(out, optimize=True)

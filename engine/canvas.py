@@ -47,8 +47,9 @@ def cap_size(rgba: np.ndarray, max_size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgba, "RGBA").resize(size, Image.LANCZOS))  # premultiplied inside
 
 
-def flatten(rgba: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    """The cut-out composited over a solid colour (for marketplaces that forbid transparency)."""
+def flatten(rgba: np.ndarray, background: tuple[int, int, int] | np.ndarray) -> np.ndarray:
+    """The cut-out composited over a solid colour (marketplaces that forbid transparency) or over
+    an RGB image of the same size (contact sheets)."""
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-    background = np.asarray(colour, np.float32)
+    background = np.asarray(background, np.float32)
     return np.rint(rgba[..., :3] * alpha + background * (1 - alpha)).astype(np.uint8)

@@ -7,10 +7,6 @@ class UnetMattingError(Exception):
     """Base class of every error this project raises on purpose."""
 
 
-class ConfigError(UnetMattingError):
-    """The configuration is invalid; the message names the key path."""
-
-
 class ModelError(UnetMattingError):
     """Weights cannot be loaded or do not fit the architecture."""
 

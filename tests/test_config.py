@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.errors import ConfigError
 from tests.conftest import REPO, config_dict
 from watcher.config import load_config
+from watcher.errors import ConfigError
 
 
 def write(tmp_path: Path, data: dict) -> Path:

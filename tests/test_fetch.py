@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from engine.catalogue import Entry, Source, lookup
-from watcher.fetch import FetchError, partial_path, pull
+from watcher.errors import FetchError
+from watcher.fetch import partial_path, pull
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 123)
 

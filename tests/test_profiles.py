@@ -12,11 +12,11 @@ import yaml
 from PIL import Image, ImageCms
 
 from engine.canvas import flatten, layout
-from engine.errors import ConfigError
 from engine.foreground import estimate_foreground
 from engine.postprocess import Profile, cutout
 from tests.conftest import REPO, config_dict
 from watcher.config import load_config
+from watcher.errors import ConfigError
 from watcher.imageio import decode
 
 ADOBE_RGB = Path("/usr/share/color/icc/ghostscript/a98.icc")

@@ -1,4 +1,4 @@
-"""The training-sample generator (engine/training/data.py), on small in-memory sources.
+"""The training-sample generator (training/data.py), on small in-memory sources.
 
 Needs none of the Debian packages the real training draws from. Each sample is drawn twice from
 the same seed, once with a red and once with a blue cut-out: the random draws do not depend on
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from engine.training.data import SampleMaker
+from training.data import SampleMaker
 
 
 def cutout(colour: tuple[int, int, int]) -> Image.Image:

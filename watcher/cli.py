@@ -11,8 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from engine.errors import ConfigError, UnetMattingError
+from engine.errors import UnetMattingError
 from watcher import __version__
+from watcher.errors import ConfigError
 
 DESCRIPTION = "Turns completed product-photo uploads into transparent PNG cut-outs."
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130

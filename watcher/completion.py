@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import stat as stat_mod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -130,7 +129,3 @@ class CompletionTracker:
             return Signature.of(self._stat(path))
         except OSError:  # gone, or unreadable: the next event or rescan brings it back
             return None
-
-
-def is_regular(st: os.stat_result) -> bool:
-    return stat_mod.S_ISREG(st.st_mode)

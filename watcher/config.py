@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from engine.errors import ConfigError
 from engine.profile import Profile
 from engine.settings import DEFAULTS
+from watcher.errors import ConfigError
 
 DEFAULT_IGNORE = (".*", "*.filepart", "*.part", "*.partial", "*.tmp", "~*", "*.crdownload")
 LOG_LEVELS = ("debug", "info", "warning", "error")

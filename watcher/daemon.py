@@ -17,10 +17,11 @@ from pathlib import Path
 
 import structlog
 
-from engine.errors import ConfigError, ModelError
+from engine.errors import ModelError
 from watcher import __version__, logs
 from watcher.completion import CompletionTracker, IgnoreRules
 from watcher.config import Config, load_config
+from watcher.errors import ConfigError
 from watcher.intake import Intake
 from watcher.jobs import JobQueue
 from watcher.models import ModelSwitcher, load_session

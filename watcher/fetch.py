@@ -24,14 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.catalogue import Entry, Source
-from engine.errors import UnetMattingError
+from watcher.errors import FetchError
 
 CHUNK = 1 << 20
 Progress = Callable[[int, int | None], None]
-
-
-class FetchError(UnetMattingError):
-    """A model could not be fetched or did not verify; the message says why."""
 
 
 def partial_path(models_dir: Path, entry: Entry) -> Path:

@@ -44,10 +44,6 @@ class Rendered:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
-    def png(self) -> bytes:
-        return self.files[".png"]
-
-    @property
     def output_bytes(self) -> int:
         return sum(len(b) for b in self.files.values())
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
+from engine.canvas import flatten
+
 TILE_HEIGHT = 180
 
 
@@ -12,11 +14,6 @@ def checkerboard(height: int, width: int, square: int = 12) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width]
     light = ((yy // square + xx // square) % 2 == 0)
     return np.where(light[..., None], 235, 190).astype(np.uint8).repeat(3, axis=2)
-
-
-def on_background(rgba: np.ndarray, background: np.ndarray) -> np.ndarray:
-    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-    return (rgba[..., :3] * alpha + background * (1 - alpha)).round().astype(np.uint8)
 
 
 def _tile(rgb: np.ndarray) -> Image.Image:
@@ -31,9 +28,9 @@ def row(rgb: np.ndarray, rgba: np.ndarray, label: str = "", white: bool = False)
     ``rgba`` may have another canvas than ``rgb`` (a profile that trims, pads or squares).
     """
     alpha = np.repeat(rgba[..., 3:4], 3, axis=2)
-    tiles = [rgb, alpha, on_background(rgba, checkerboard(*rgba.shape[:2]))]
+    tiles = [rgb, alpha, flatten(rgba, checkerboard(*rgba.shape[:2]))]
     if white:
-        tiles.append(on_background(rgba, np.full_like(rgba[..., :3], 255)))
+        tiles.append(flatten(rgba, (255, 255, 255)))
     return strip(tiles, label)
 
 

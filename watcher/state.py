@@ -14,9 +14,10 @@ import os
 import threading
 from pathlib import Path
 
-from engine.errors import UnetMattingError
+from watcher.errors import AlreadyRunning
 from watcher.output import atomic_write
 
+STATUS_FILE = "status.json"
 STATUS_INTERVAL_S = 2.0  # the daemon rewrites status.json this often
 
 
@@ -53,23 +54,15 @@ class AttemptLog:
             if self._counts.pop(key, None) is not None:
                 self._write()
 
-    def count(self, key: str) -> int:
-        with self._lock:
-            return self._counts.get(key, 0)
-
 
 class StatusFile:
     """``status.json``: what the daemon is doing, rewritten atomically for operators."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "status.json"
+        self.path = state_dir / STATUS_FILE
 
     def write(self, status: dict) -> None:
         atomic_write(self.path, json.dumps(status, default=str, ensure_ascii=False).encode())
-
-
-class AlreadyRunning(UnetMattingError):
-    """Another daemon holds the instance lock of this ``paths.state``."""
 
 
 class InstanceLock:

@@ -11,7 +11,8 @@ from pathlib import Path
 from engine.catalogue import Entry, catalogue, entry_for_file, lookup
 from engine.errors import ModelError
 from watcher.config import Config, load_config
-from watcher.fetch import FetchError, ProgressBar, checksum_problem, pull
+from watcher.errors import FetchError
+from watcher.fetch import ProgressBar, checksum_problem, pull
 from watcher.models import CONTROL_FILE, active_model, installed
 
 

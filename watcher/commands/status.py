@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from watcher.config import load_config
-from watcher.state import STATUS_INTERVAL_S
+from watcher.state import STATUS_FILE, STATUS_INTERVAL_S
 
 STALE_AFTER_S = 10 * STATUS_INTERVAL_S
 
@@ -26,7 +26,7 @@ def _alive(pid: int) -> bool:
 def run_status(config_path: Path) -> int:
     """Print the daemon's state; exit 1 if it is not running or its status is stale."""
     cfg = load_config(config_path)
-    path = cfg.paths.state / "status.json"
+    path = cfg.paths.state / STATUS_FILE
     try:
         status = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

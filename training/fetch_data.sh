@@ -26,6 +26,6 @@ done
 O=/usr/share/icons/oxygen/base/256x256
 cat <<PATHS
 foregrounds: $O/devices $O/apps $O/places $O/mimetypes /usr/share/tuxpaint/stamps
-             runs/renders (engine/training/render_furniture.py, from /usr/share/sweethome3d/furniture)
+             runs/renders (training/render_furniture.py, from /usr/share/sweethome3d/furniture)
 backgrounds: /usr/share/backgrounds
 PATHS

@@ -1,9 +1,9 @@
 """Train the default U²-Net-P product-cutout model on synthetic composites (CPU or CUDA).
 
-    python -m engine.training.train --fg DIR... --bg DIR... --out runs/ckpt.pt --minutes 60
-    python -m engine.training.train ... --resume runs/ckpt.pt        # continue a run
-    python -m engine.training.train ... --init W.pth --start-step N  # continue from exported weights
-    python -m engine.training.train --export runs/ckpt.pt engine/weights/u2netp-products.pth
+    python -m training.train --fg DIR... --bg DIR... --out runs/ckpt.pt --minutes 60
+    python -m training.train ... --resume runs/ckpt.pt        # continue a run
+    python -m training.train ... --init W.pth --start-step N  # continue from exported weights
+    python -m training.train --export runs/ckpt.pt engine/weights/u2netp-products.pth
 
 Deep supervision as in the U²-Net paper: BCE on the fused map and the six side outputs, plus a
 soft IoU term on the fused map. The checkpoint holds model, optimiser and step, so a run can be
@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from engine.catalogue import IMAGENET_MEAN, IMAGENET_STD
-from engine.training.data import (
+from engine.u2net import build
+from training.data import (
     CUTOUTS,
     PEOPLE,
     PHOTOS,
@@ -35,7 +36,6 @@ from engine.training.data import (
     load_photos,
     load_textures,
 )
-from engine.u2net import build
 
 # Holdout samples use seeds HOLDOUT_SEED..+127. Run --seed k trains on seeds from 2k x HOLDOUT_SEED,
 # fewer than HOLDOUT_SEED of them, so no --seed ever trains on the holdout.

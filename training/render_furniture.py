@@ -1,6 +1,6 @@
 """Render the textured products of Debian's sweethome3d-furniture to RGBA cut-outs (Blender).
 
-    blender -b --factory-startup -P engine/training/render_furniture.py -- OUT_DIR \
+    blender -b --factory-startup -P training/render_furniture.py -- OUT_DIR \
         [--views 3] [--res 256] [--samples 24] [--shard 0 --shards 2] [--seed 0]
 
 Runs inside Blender's Python (Debian's `blender`, Cycles on the CPU). Every model listed in the
@@ -8,7 +8,7 @@ catalogues of /usr/share/sweethome3d/furniture/*.sh3f (zip archives of OBJ/MTL/t
 `PluginFurnitureCatalog.properties` index) is stood upright with its catalogue rotation and
 rendered from ``--views`` random viewpoints under random studio lighting on a transparent film,
 so the PNG's alpha is the exact (anti-aliased) coverage of the product. The PNGs are foregrounds
-for engine.training.data (``--fg OUT_DIR``). Catalogue licences: CC0 and CC-BY-3.0 (see each
+for training.data (``--fg OUT_DIR``). Catalogue licences: CC0 and CC-BY-3.0 (see each
 archive's LICENSE.TXT). Deterministic per (seed, model, view). Never imported by the daemon.
 """
 

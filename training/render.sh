@@ -3,17 +3,17 @@
 # core, ~0.5 s a view on this CPU). Blender segfaults on a few models: each shard is restarted
 # and skips the model it died on (render_furniture.py leaves a marker). Safe to re-run: finished
 # renders are kept.
-#   engine/training/render.sh [extra render_furniture.py args, e.g. --views 3]
+#   training/render.sh [extra render_furniture.py args, e.g. --views 3]
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/renders}
 SHARDS=${SHARDS:-$(nproc)}
-[ -d /usr/share/sweethome3d/furniture ] && command -v blender >/dev/null || engine/training/fetch_data.sh
+[ -d /usr/share/sweethome3d/furniture ] && command -v blender >/dev/null || training/fetch_data.sh
 mkdir -p "$OUT"
 for ((i = 0; i < SHARDS; i++)); do
     (
         for attempt in $(seq 200); do  # each crash costs one model, so this bounds the crashing models
-            if blender -b --factory-startup --python-exit-code 1 -P engine/training/render_furniture.py -- "$OUT" \
+            if blender -b --factory-startup --python-exit-code 1 -P training/render_furniture.py -- "$OUT" \
                 --shard "$i" --shards "$SHARDS" "$@" >> "$OUT/shard$i.log" 2>&1; then
                 exit 0
             fi

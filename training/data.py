@@ -33,7 +33,7 @@ OXYGEN = Path("/usr/share/icons/oxygen/base/256x256")
 CUTOUTS = [OXYGEN / d for d in ("devices", "apps", "places", "mimetypes")] + [Path("/usr/share/tuxpaint/stamps")]
 PHOTOS = [Path("/usr/share/backgrounds")]
 TEXTURES = [Path("/usr/share/sweethome3d/furniture")]
-PROPS = [Path("runs/renders")]  # engine/training/render.sh, relative to the repository
+PROPS = [Path("runs/renders")]  # training/render.sh, relative to the repository
 PEOPLE = "Reallusion_*"  # the renders of the catalogue's people
 
 
