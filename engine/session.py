@@ -100,6 +100,8 @@ class Session:
         """Load weights, pick the device, set torch threads, and run one warm-up inference."""
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
+        if settings.model is None:
+            raise ModelError("no model file chosen (engine.model: auto resolves to one before loading)")
         net, info, preprocessing = open_model(settings.model, settings.threads)
         device = resolve_device(settings.device)
         if device.type == "cuda" and settings.gpu_memory_fraction < 1.0:

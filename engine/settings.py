@@ -11,7 +11,7 @@ from pathlib import Path
 class EngineSettings:
     """How to build a session: weights file, device choice, threads, network input size."""
 
-    model: Path
+    model: Path | None = None  # the weights file; None until the caller has chosen one (engine.model: auto)
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # 0: leave torch's default
     input_size: int | None = None  # None: the model's own size (catalogue, or its architecture's default)
@@ -20,4 +20,4 @@ class EngineSettings:
     flip_tta: bool = False  # also run the mirrored image and average: 2x the network time
 
 
-DEFAULTS = EngineSettings(model=Path())
+DEFAULTS = EngineSettings()

@@ -24,7 +24,7 @@ def test_shipped_default_resolves_under_var() -> None:
     assert cfg.paths.incoming == REPO / "var" / "incoming"
     assert cfg.logging.file == REPO / "var" / "log" / "unet-matting.log"
     assert cfg.profile == "ecom_product" and set(cfg.profiles) >= {"default", "id_photo", "ecom_product"}
-    assert cfg.engine.model is None  # auto: the best installed model
+    assert cfg.engine.settings.model is None  # auto: the best installed model
     assert cfg.engine.models_dir == REPO / "var" / "models"
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from engine.profile import Profile
-from engine.settings import DEFAULTS
+from engine.settings import DEFAULTS, EngineSettings
 from watcher.errors import ConfigError
 
 DEFAULT_IGNORE = (".*", "*.filepart", "*.part", "*.partial", "*.tmp", "~*", "*.crdownload")
@@ -54,15 +54,12 @@ class WatcherConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    model: Path | None  # None: "auto", the best installed model (watcher.models.best_installed)
+    """``engine:``: the engine's own settings as parsed (model None: ``auto``, the best installed
+    model, see ``watcher.models``), and what only the daemon uses."""
+
+    settings: EngineSettings
     models_dir: Path | None
-    device: str
-    threads: int
     max_input_pixels: int
-    input_size: int | None
-    gpu_memory_fraction: float
-    max_batch: int
-    flip_tta: bool
 
 
 @dataclass(frozen=True)
@@ -203,12 +200,10 @@ def _model(s: _Section) -> Path | None:
 
 
 def _parse_engine(s: _Section) -> EngineConfig:
-    cfg = EngineConfig(
+    settings = EngineSettings(
         model=_model(s),
-        models_dir=s.take("models_dir", Path, None),
         device=s.take("device", str, DEFAULTS.device, _one_of("auto", "cpu", "cuda")),
         threads=s.take("threads", int, DEFAULTS.threads, _at_least(0)),
-        max_input_pixels=s.take("max_input_pixels", int, 64_000_000, _at_least(1)),
         input_size=s.take("input_size", int, DEFAULTS.input_size,
                           lambda v: None if v >= 32 and v % 32 == 0 else "must be a multiple of 32"),
         gpu_memory_fraction=s.take("gpu_memory_fraction", float, DEFAULTS.gpu_memory_fraction,
@@ -216,6 +211,8 @@ def _parse_engine(s: _Section) -> EngineConfig:
         max_batch=s.take("max_batch", int, DEFAULTS.max_batch, _at_least(1)),
         flip_tta=s.take("flip_tta", bool, DEFAULTS.flip_tta),
     )
+    cfg = EngineConfig(settings, models_dir=s.take("models_dir", Path, None),
+                       max_input_pixels=s.take("max_input_pixels", int, 64_000_000, _at_least(1)))
     s.done()
     return cfg
 

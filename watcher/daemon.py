@@ -125,7 +125,7 @@ class Daemon:
         self._wake.set()
 
     def _switcher(self, cfg: Config) -> ModelSwitcher:
-        return ModelSwitcher(cfg.engine.models_dir, cfg.engine.model,
+        return ModelSwitcher(cfg.engine.models_dir, cfg.engine.settings.model,
                              lambda path: load_session(cfg.engine, path))
 
     def _switch_model(self) -> None:

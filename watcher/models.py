@@ -69,10 +69,8 @@ def active_model(models_dir: Path | None, configured: Path | None) -> Path:
 
 def engine_settings(cfg, model: Path | None = None) -> EngineSettings:
     """The engine's settings for ``cfg`` (an ``EngineConfig``) and the active model, or ``model``."""
-    chosen = model.resolve() if model is not None else active_model(cfg.models_dir, cfg.model)
-    return EngineSettings(model=chosen, device=cfg.device, threads=cfg.threads, input_size=cfg.input_size,
-                          gpu_memory_fraction=cfg.gpu_memory_fraction, max_batch=cfg.max_batch,
-                          flip_tta=cfg.flip_tta)
+    chosen = model.resolve() if model is not None else active_model(cfg.models_dir, cfg.settings.model)
+    return dataclasses.replace(cfg.settings, model=chosen)
 
 
 def load_session(cfg, model: Path | None = None, input_size: int | None = None) -> Session:

@@ -101,13 +101,13 @@ def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
 
     problems, notes = [], []
     try:
-        device = resolve_device(cfg.engine.device)
+        device = resolve_device(cfg.engine.settings.device)
         notes.append(f"note: device {device.type}" + (f" ({_gpu_name()})" if device.type == "cuda" else ""))
     except ModelError as e:
         problems.append(str(e))
     try:
-        path = active_model(cfg.engine.models_dir, cfg.engine.model)
-        _, info, _ = open_model(path, cfg.engine.threads)
+        path = active_model(cfg.engine.models_dir, cfg.engine.settings.model)
+        _, info, _ = open_model(path, cfg.engine.settings.threads)
         notes.append(f"note: model {info.label} ({info.arch})")
         if path.resolve() == SHIPPED_MODEL.resolve():
             notes.append("warning: only the small fallback model is installed; cut-outs of real photos "
@@ -125,18 +125,25 @@ def _gpu_name() -> str:
 
 def config_diff(cfg: Config) -> list[str]:
     """Settings that differ from the built-in defaults (paths, log file and model excluded)."""
-    minimal = {"paths": dataclasses.asdict(cfg.paths), "engine": {"model": str(cfg.engine.model or "auto")},
+    minimal = {"paths": dataclasses.asdict(cfg.paths), "engine": {"model": str(cfg.engine.settings.model or "auto")},
                "profiles_file": str(cfg.source.parent / "unused"), "logging": {"file": None}}
     defaults = load_config_data(minimal, cfg.source, profiles=cfg.profiles)
     lines = []
     for section in ("watcher", "engine", "output", "logging"):
-        ours, theirs = dataclasses.asdict(getattr(cfg, section)), dataclasses.asdict(getattr(defaults, section))
+        ours, theirs = _settings(getattr(cfg, section)), _settings(getattr(defaults, section))
         for key, value in ours.items():
             if key not in ("model", "file") and value != theirs[key]:
                 lines.append(f"note: {section}.{key} = {_shown(value)} (default {_shown(theirs[key])})")
     if cfg.profile != defaults.profile:
         lines.append(f"note: profile = {cfg.profile!r} (default {defaults.profile!r})")
     return lines
+
+
+def _settings(section: object) -> dict:
+    """A config section as key -> value, the engine's own settings flattened into ``engine.*``."""
+    values = dataclasses.asdict(section)
+    values.update(values.pop("settings", {}))
+    return values
 
 
 def _shown(value: object) -> str:
@@ -158,7 +165,7 @@ def run_check(config_path: Path) -> int:
     for line in problems + notes + config_diff(cfg):
         print(line)
     if not problems:
-        active = active_model(cfg.engine.models_dir, cfg.engine.model)
+        active = active_model(cfg.engine.models_dir, cfg.engine.settings.model)
         print(f"ok: {cfg.source} (model {active.name}, profile {cfg.profile}, "
               f"observer {cfg.watcher.observer})")
     return 1 if problems else 0

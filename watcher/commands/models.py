@@ -30,7 +30,7 @@ def run_list(config_path: Path) -> int:
     cfg = load_config(config_path)
     models_dir = cfg.engine.models_dir
     have = {e.name for e in installed(models_dir)}
-    active = active_model(models_dir, cfg.engine.model).name
+    active = active_model(models_dir, cfg.engine.settings.model).name
     print(f"{'':2s}{'name':26s} {'installed':9s} {'rank':>4s} {'size':>7s}  {'quality (IoU coco / ref)':24s} licence")
     for entry in catalogue().values():
         mark = "*" if entry.file == active else " "
@@ -39,7 +39,7 @@ def run_list(config_path: Path) -> int:
         quality = " / ".join(f"{entry.quality[s][0]:.2f}" if s in entry.quality else "?"
                              for s in ("coco-ccby", "u2net-reference"))
         print(f"{mark} {entry.name:26s} {state:9s} {entry.rank:4d} {_size(entry):>7s}  {quality:24s} {entry.licence}")
-    print(f"active: {active} (* above; engine.model: {cfg.engine.model or 'auto'})")
+    print(f"active: {active} (* above; engine.model: {cfg.engine.settings.model or 'auto'})")
     return 0
 
 
