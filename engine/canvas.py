@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from PIL import Image
+
+from engine.profile import Profile
 
 
 def bounding_box(alpha: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -14,27 +18,37 @@ def bounding_box(alpha: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def layout(rgba: np.ndarray, trim: bool, padding: float, padding_unit: str, aspect: tuple[int, int] | None,
-           align: str, max_size: int) -> np.ndarray:
-    """Apply the canvas steps in order; an image with no opaque pixel is left untrimmed."""
-    box = bounding_box(rgba[..., 3]) if trim else None
+def canvas_extent(height: int, width: int, profile: Profile, snap: Callable[[float], float] = float,
+                  ) -> tuple[float, float, float]:
+    """(padding, canvas width, canvas height) around a ``height`` x ``width`` product.
+
+    ``snap=round`` gives the pixel sizes ``layout`` draws; the default gives the exact sizes the
+    output scale is computed from, before the product is shrunk.
+    """
+    pad = snap(max(height, width) * profile.padding / 100 if profile.padding_unit == "percent" else profile.padding)
+    canvas_w, canvas_h = width + 2 * pad, height + 2 * pad
+    if profile.aspect is not None:
+        ratio = profile.aspect[0] / profile.aspect[1]
+        if canvas_w / canvas_h < ratio:
+            canvas_w = snap(canvas_h * ratio)
+        else:
+            canvas_h = snap(canvas_w / ratio)
+    return pad, canvas_w, canvas_h
+
+
+def layout(rgba: np.ndarray, profile: Profile) -> np.ndarray:
+    """Apply the profile's canvas steps in order; an image with no opaque pixel is left untrimmed."""
+    box = bounding_box(rgba[..., 3]) if profile.trim else None
     if box is not None:
         top, bottom, left, right = box
         rgba = rgba[top:bottom, left:right]
     h, w = rgba.shape[:2]
-    pad = round(max(h, w) * padding / 100) if padding_unit == "percent" else round(padding)
-    canvas_w, canvas_h = w + 2 * pad, h + 2 * pad
-    if aspect is not None:
-        ratio = aspect[0] / aspect[1]
-        if canvas_w / canvas_h < ratio:
-            canvas_w = round(canvas_h * ratio)
-        else:
-            canvas_h = round(canvas_w / ratio)
+    pad, canvas_w, canvas_h = (int(v) for v in canvas_extent(h, w, profile, round))
     out = np.zeros((canvas_h, canvas_w, 4), np.uint8)
     x = (canvas_w - w) // 2
-    y = canvas_h - pad - h if align == "bottom" else (canvas_h - h) // 2
+    y = canvas_h - pad - h if profile.align == "bottom" else (canvas_h - h) // 2
     out[y:y + h, x:x + w] = rgba
-    return cap_size(out, max_size)
+    return cap_size(out, profile.max_size)
 
 
 def cap_size(rgba: np.ndarray, max_size: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from engine.canvas import bounding_box, layout
+from engine.canvas import bounding_box, canvas_extent, layout
 from engine.foreground import estimate_foreground
 from engine.opacity import drop_ghosts, levels, solid_body
 from engine.profile import Profile
@@ -107,8 +107,7 @@ def cutout(predicted: np.ndarray, rgb: np.ndarray, profile: Profile,
     if profile.decontaminate:
         rgb = estimate_foreground(rgb, alpha)
     rgba = compose_rgba(rgb, alpha, profile.clear_transparent)
-    return layout(rgba, profile.trim, profile.padding, profile.padding_unit, profile.aspect, profile.align,
-                  profile.max_size)
+    return layout(rgba, profile)
 
 
 def prescale(rgb: np.ndarray, alpha: np.ndarray, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
@@ -134,9 +133,5 @@ def output_scale(height: int, width: int, profile: Profile) -> float:
     """Factor that brings the product's canvas down to ``max_size`` (1.0: no shrinking)."""
     if profile.max_size <= 0:
         return 1.0
-    pad = max(height, width) * profile.padding / 100 if profile.padding_unit == "percent" else profile.padding
-    canvas_w, canvas_h = width + 2 * pad, height + 2 * pad
-    if profile.aspect is not None:
-        ratio = profile.aspect[0] / profile.aspect[1]
-        canvas_w, canvas_h = max(canvas_w, canvas_h * ratio), max(canvas_h, canvas_w / ratio)
+    _, canvas_w, canvas_h = canvas_extent(height, width, profile)
     return min(1.0, profile.max_size / max(canvas_w, canvas_h))

@@ -62,7 +62,7 @@ def rgba_with_box(h: int, w: int, top: int, bottom: int, left: int, right: int) 
 
 def test_trim_pad_square_center() -> None:
     """A 20x40 product, 10 % padding (4 px) on a square canvas, centred: 48x48 canvas."""
-    out = layout(rgba_with_box(100, 100, 30, 50, 10, 50), True, 10, "percent", (1, 1), "center", 0)
+    out = layout(rgba_with_box(100, 100, 30, 50, 10, 50), Profile("p", trim=True, padding=10, aspect=(1, 1)))
     assert out.shape == (48, 48, 4)
     rows, cols = np.nonzero(out[..., 3])
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (14, 33, 4, 43)
@@ -70,7 +70,8 @@ def test_trim_pad_square_center() -> None:
 
 def test_bottom_alignment_and_pixel_padding() -> None:
     """A tall 4:5 canvas with the product on the bottom padding line."""
-    out = layout(rgba_with_box(50, 50, 10, 20, 5, 45), True, 2, "px", (4, 5), "bottom", 0)
+    out = layout(rgba_with_box(50, 50, 10, 20, 5, 45),
+                 Profile("p", trim=True, padding=2, padding_unit="px", aspect=(4, 5), align="bottom"))
     assert out.shape == (55, 44, 4)
     rows = np.nonzero(out[..., 3])[0]
     assert rows.max() == 55 - 2 - 1 and rows.min() == 55 - 2 - 10
@@ -78,11 +79,11 @@ def test_bottom_alignment_and_pixel_padding() -> None:
 
 def test_max_size_only_downscales_and_empty_matte_is_kept() -> None:
     """max_size caps the long side; an all-transparent result is not trimmed to nothing."""
-    big = layout(rgba_with_box(300, 200, 0, 300, 0, 200), False, 0, "px", None, "center", 150)
+    big = layout(rgba_with_box(300, 200, 0, 300, 0, 200), Profile("p", max_size=150))
     assert big.shape == (150, 100, 4)
-    small = layout(rgba_with_box(30, 20, 0, 30, 0, 20), False, 0, "px", None, "center", 150)
+    small = layout(rgba_with_box(30, 20, 0, 30, 0, 20), Profile("p", max_size=150))
     assert small.shape == (30, 20, 4)
-    empty = layout(np.zeros((10, 12, 4), np.uint8), True, 0, "px", None, "center", 0)
+    empty = layout(np.zeros((10, 12, 4), np.uint8), Profile("p", trim=True))
     assert empty.shape == (10, 12, 4)
 
 

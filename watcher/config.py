@@ -6,6 +6,7 @@ to a default silently. Relative paths resolve against the directory of the file 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -240,32 +241,29 @@ def _colour(text: str) -> tuple[int, int, int]:
         raise ValueError(f"flat_background must be a colour like '#ffffff', got {text!r}") from None
 
 
+def _levels(value: list) -> tuple[float, float]:
+    if not (len(value) == 2 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
+        raise ValueError(f"levels must be two numbers like [0.05, 0.9], got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+# Profile keys written in YAML in another form than the dataclass holds: (YAML type, parser).
+_PROFILE_PARSED = {"aspect": (str, _aspect), "flat_background": (str, _colour), "levels": (list, _levels)}
+
+
 def _profile(name: str, s: _Section) -> Profile:
-    aspect, colour = s.take("aspect", str, None), s.take("flat_background", str, None)
-    low_high = s.take("levels", list, None)
-    if low_high is not None and not (len(low_high) == 2 and all(isinstance(v, int | float) for v in low_high)):
-        raise ValueError(f"levels must be two numbers like [0.05, 0.9], got {low_high!r}")
-    return Profile(
-        name=name,
-        drop_ghosts=s.take("drop_ghosts", bool, False),
-        alpha_threshold=s.take("alpha_threshold", float, 0.0),
-        levels=None if low_high is None else (float(low_high[0]), float(low_high[1])),
-        solid_interior=s.take("solid_interior", bool, False),
-        edge_band_px=s.take("edge_band_px", int, 3),
-        erosion_kernel=s.take("erosion_kernel", int, 0),
-        edge_feathering=s.take("edge_feathering", float, 0.0),
-        decontaminate=s.take("decontaminate", bool, False),
-        clear_transparent=s.take("clear_transparent", bool, True),
-        trim=s.take("trim", bool, False),
-        padding=s.take("padding", float, 0.0),
-        padding_unit=s.take("padding_unit", str, "percent"),
-        aspect=None if aspect is None else _aspect(aspect),
-        align=s.take("align", str, "center"),
-        max_size=s.take("max_size", int, 0),
-        flat_background=None if colour is None else _colour(colour),
-        flat_quality=s.take("flat_quality", int, 90),
-        write_mask=s.take("write_mask", bool, False),
-    )
+    """A profile from YAML; every key and default comes from ``engine.profile.Profile`` itself."""
+    values: dict[str, Any] = {"name": name}
+    for f in dataclasses.fields(Profile):
+        if f.name == "name":
+            continue
+        if f.name in _PROFILE_PARSED:
+            kind, parse = _PROFILE_PARSED[f.name]
+            raw = s.take(f.name, kind, None)
+            values[f.name] = None if raw is None else parse(raw)
+        else:
+            values[f.name] = s.take(f.name, type(f.default), f.default)
+    return Profile(**values)
 
 
 def parse_profiles(raw: Any, where: str) -> Mapping[str, Profile]:
