@@ -58,7 +58,7 @@ class Daemon:
         self._stopped = False
         self._reloading: tuple[ModelSwitcher, Config] | None = None  # a reload's model, loading
 
-    def _engine(self) -> JobContext:
+    def _context(self) -> JobContext:
         return self._current
 
     def start(self) -> None:
@@ -74,7 +74,7 @@ class Daemon:
                  device=str(session.device), input_size=session.input_size, max_batch=session.max_batch)
         self.attempts = AttemptLog(cfg.paths.state)
         self.status_file = StatusFile(cfg.paths.state)
-        self.runner = JobRunner(self._engine, self.attempts, self.stats,
+        self.runner = JobRunner(self._context, self.attempts, self.stats,
                                 recheck=lambda path, at: self.intake.recheck(path, at))
         hints: queue.SimpleQueue = queue.SimpleQueue()
         self.tracker = CompletionTracker(cfg.watcher.quiet_period_s, time.monotonic)

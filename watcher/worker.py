@@ -13,9 +13,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -56,13 +57,34 @@ class Stats:
             self.last_file, self.last_outcome = str(relative), outcome
 
 
-class JobRunner:
-    """Carries out jobs; safe to share between worker threads."""
+QUIET_OUTCOMES = ("done", "waiting", "changed", "gone")  # the rest are logged as warnings
 
-    def __init__(self, engine: Callable[[], JobContext], attempts: AttemptLog, stats: Stats,
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended (``name``) and what its ``job_finished`` line says about it (``fields``)."""
+
+    name: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def adding(self, **more: Any) -> Outcome:
+        return Outcome(self.name, {**more, **self.fields})
+
+    @property
+    def level(self) -> str:
+        return "info" if self.name in QUIET_OUTCOMES else "warning"
+
+
+class JobRunner:
+    """Carries out jobs; safe to share between worker threads.
+
+    Each step returns an ``Outcome``; ``run`` alone logs it (one ``job_finished`` line) and counts it.
+    """
+
+    def __init__(self, context: Callable[[], JobContext], attempts: AttemptLog, stats: Stats,
                  clock: Callable[[], float] = time.monotonic,
                  recheck: Callable[[Path, float], None] | None = None) -> None:
-        self._engine = engine
+        self._context = context
         self._recheck = recheck  # asks for the file again at a given clock time
         self._attempts = attempts
         self._stats = stats
@@ -71,109 +93,102 @@ class JobRunner:
         self._lock = threading.Lock()
 
     def run(self, job: Job) -> str:
-        engine = self._engine()
+        ctx = self._context()
         started = time.perf_counter()
         log.debug("job_started", file=str(job.relative))
-        profile = engine.config.profile_for(job.relative)
-        fields: dict = {"model": engine.session.info.label, "profile": profile.name}
+        profile = ctx.config.profile_for(job.relative)
         try:
-            outcome = self._run(job, engine, profile, fields)
+            outcome = self._run(job, ctx, profile)
         except Exception as e:
-            outcome = "error"
-            fields.update(error=f"{e.__class__.__name__}: {e}")
+            outcome = Outcome("error", {"error": f"{e.__class__.__name__}: {e}"})
             log.exception("job_error", file=str(job.relative))
-        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
-        level = "info" if outcome in ("done", "waiting", "changed", "gone") else "warning"
-        getattr(log, level)("job_finished", file=str(job.relative), outcome=outcome, **fields)
-        self._stats.record(job.relative, outcome)
-        return outcome
+        getattr(log, outcome.level)("job_finished", file=str(job.relative), outcome=outcome.name,
+                                    model=ctx.session.info.label, profile=profile.name, **outcome.fields,
+                                    duration_ms=round((time.perf_counter() - started) * 1000, 1))
+        self._stats.record(job.relative, outcome.name)
+        return outcome.name
 
-    def _run(self, job: Job, engine: JobContext, profile: Profile, fields: dict) -> str:
-        cfg = engine.config
+    def _run(self, job: Job, ctx: JobContext, profile: Profile) -> Outcome:
+        cfg = ctx.config
         if not inside(cfg.paths.incoming, job):
-            fields["error"] = "a directory on the path is a symbolic link; refusing to read or move anything"
-            return "refused"
+            return Outcome("refused", {"error": "a directory on the path is a symbolic link; "
+                                                "refusing to read or move anything"})
         try:
             source = read_source(job.path)
         except FileNotFoundError:
-            return "gone"
+            return Outcome("gone")
         except ImageError as e:
-            return self._quarantine(job, cfg, e, fields)
+            return self._quarantine(job, ctx, profile, e)
         key = attempt_key(job.relative, source.signature)
         previous = self._attempts.begin(key)
         if previous >= cfg.watcher.max_attempts:
             reason = f"the daemon stopped {previous} times while processing this file"
-            return self._quarantine(job, cfg, JobError(reason), fields, key)
+            return self._quarantine(job, ctx, profile, JobError(reason), key)
         try:
-            rendered = render(source.data, engine.session, profile,
+            rendered = render(source.data, ctx.session, profile,
                               cfg.engine.max_input_pixels, cfg.output.png_compress_level)
         except ImageIncomplete as e:
             self._attempts.end(key)
-            return self._incomplete(job, cfg, e, fields)
+            return self._incomplete(job, ctx, profile, e)
         except ImageError as e:
-            return self._quarantine(job, cfg, e, fields, key)
-        fields.update(width=rendered.width, height=rendered.height, input_bytes=rendered.input_bytes,
-                      output_bytes=rendered.output_bytes, stages_ms=rendered.timings_ms)
-        note_replacement(cfg, job, fields)
+            return self._quarantine(job, ctx, profile, e, key)
+        replaced = replacement(cfg, job)
         targets = write_outputs(cfg.paths.output, job.relative, rendered.files)
-        fields["output"] = str(targets[-1].relative_to(cfg.paths.output))
-        outcome = self._archive(job, cfg, source.signature, fields)
+        outcome = self._archive(job, cfg, source.signature)
         self._attempts.end(key)
         self._forget_failure(job.path)
-        return outcome
+        return outcome.adding(width=rendered.width, height=rendered.height, input_bytes=rendered.input_bytes,
+                              output_bytes=rendered.output_bytes, stages_ms=rendered.timings_ms, **replaced,
+                              output=str(targets[-1].relative_to(cfg.paths.output)))
 
-    def _archive(self, job: Job, cfg: Config, decoded: Signature, fields: dict) -> str:
+    def _archive(self, job: Job, cfg: Config, decoded: Signature) -> Outcome:
         try:
             now = Signature.of(job.path.lstat())
         except FileNotFoundError:
-            return "gone"
+            return Outcome("gone")
         if now != decoded:
-            return "changed"  # a new version is arriving under this name; leave it in place
+            return Outcome("changed")  # a new version is arriving under this name; leave it in place
         archived = move_durably(job.path, cfg.paths.archive, job.relative)
-        fields["archived_as"] = str(archived.relative_to(cfg.paths.archive))
-        return "done"
+        return Outcome("done", {"archived_as": str(archived.relative_to(cfg.paths.archive))})
 
-    def _incomplete(self, job: Job, cfg: Config, error: ImageError, fields: dict) -> str:
+    def _incomplete(self, job: Job, ctx: JobContext, profile: Profile, error: ImageError) -> Outcome:
         now = self._clock()
         with self._lock:
             first = self._first_failure.setdefault(job.path, now)
-        waited, grace = now - first, cfg.watcher.decode_grace_s
-        fields.update(error=str(error), waited_s=round(waited, 1))
+        waited, grace = now - first, ctx.config.watcher.decode_grace_s
         if waited < grace:
             if self._recheck is not None:  # a resumed upload comes back by its own events before that
                 self._recheck(job.path, first + grace)
-            return "waiting"
+            return Outcome("waiting", {"error": str(error), "waited_s": round(waited, 1)})
         self._forget_failure(job.path)
-        return self._quarantine(job, cfg, error, fields,
-                                note=f"still undecodable {waited:.1f} s after its first failed decode "
-                                     f"(decode_grace_s = {grace:g} s)")
+        note = f"still undecodable {waited:.1f} s after its first failed decode (decode_grace_s = {grace:g} s)"
+        return self._quarantine(job, ctx, profile, error, note=note).adding(waited_s=round(waited, 1))
 
-    def _quarantine(self, job: Job, cfg: Config, error: BaseException, fields: dict,
-                    key: str | None = None, note: str = "") -> str:
-        reason = {"error": error.__class__.__name__, "reason": str(error),
-                  **({"note": note} if note else {}),
-                  "model": fields.get("model"), "profile": fields.get("profile")}
-        target = quarantine(job.path, cfg.paths.failed, job.relative, reason)
-        fields.update(error=str(error), quarantined_as=str(target.relative_to(cfg.paths.failed)))
+    def _quarantine(self, job: Job, ctx: JobContext, profile: Profile, error: BaseException,
+                    key: str | None = None, note: str = "") -> Outcome:
+        reason = {"error": error.__class__.__name__, "reason": str(error), **({"note": note} if note else {}),
+                  "model": ctx.session.info.label, "profile": profile.name}
+        target = quarantine(job.path, ctx.config.paths.failed, job.relative, reason)
         if key is not None:
             self._attempts.end(key)
-        return "quarantined"
+        return Outcome("quarantined", {"error": str(error),
+                                       "quarantined_as": str(target.relative_to(ctx.config.paths.failed))})
 
     def _forget_failure(self, path: Path) -> None:
         with self._lock:
             self._first_failure.pop(path, None)
 
 
-def note_replacement(cfg: Config, job: Job, fields: dict) -> None:
-    """When the cut-out already exists, say which archived upload made it (``replaced``), and warn
-    when that was another file of the same stem (``dup.jpg`` then ``dup.png``)."""
+def replacement(cfg: Config, job: Job) -> dict[str, str]:
+    """When the cut-out already exists: ``replaced``, the archived upload that made it; and a
+    warning when that was another file of the same stem (``dup.jpg`` then ``dup.png``)."""
     if not output_path(cfg.paths.output, job.relative).exists():
-        return
+        return {}
     earlier = earlier_source(cfg.paths.archive, job.relative)
-    fields["replaced"] = str(earlier) if earlier is not None else "an output of unknown source"
     if earlier is not None and earlier.name != job.relative.name:
         log.warning("same_stem_replaced", file=str(job.relative), earlier_source=str(earlier),
                     output=str(output_path(Path(), job.relative)))
+    return {"replaced": str(earlier) if earlier is not None else "an output of unknown source"}
 
 
 def inside(incoming: Path, job: Job) -> bool:
