@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.images import write
 from watcher.completion import CompletionTracker, IgnoreRules
-from watcher.intake import Intake
+from watcher.intake import Intake, IntakeSettings
 from watcher.jobs import Job, JobQueue
 from watcher.observer import Hint, HintHandler, OverflowHook
 
@@ -24,7 +24,8 @@ class Clock:
 def make(tmp_path: Path) -> tuple[Intake, Clock, JobQueue]:
     clock, jobs = Clock(), JobQueue()
     tracker = CompletionTracker(1.0, clock)
-    intake = Intake(tmp_path, queue.SimpleQueue(), tracker, jobs, IgnoreRules([".*", "*.part"]), 60.0, clock)
+    settings = IntakeSettings(IgnoreRules([".*", "*.part"]), 60.0, tracker.quiet_period_s)
+    intake = Intake(tmp_path, queue.SimpleQueue(), tracker, jobs, lambda: settings, clock)
     return intake, clock, jobs
 
 
@@ -105,3 +106,16 @@ def test_handler_counts_opens_without_touching_and_ignores_deletions() -> None:
     got = [hints.get_nowait() for _ in range(3)]
     assert hints.empty()
     assert got == [Hint("/i/a", touch=False, opens=1), Hint("/i/a", touch=False, opens=-1), Hint("/i/a", opens=-1)]
+
+
+def test_new_settings_apply_at_the_next_pass(tmp_path: Path) -> None:
+    """A reload publishes new IntakeSettings; the intake thread takes them whole on its next pass."""
+    clock = Clock()
+    tracker = CompletionTracker(1.0, clock)
+    current = [IntakeSettings(IgnoreRules([".*"]), 60.0, 1.0)]
+    intake = Intake(tmp_path, queue.SimpleQueue(), tracker, JobQueue(), lambda: current[0], clock)
+    assert intake.relative(str(tmp_path / "a.part")) is not None
+    current[0] = IntakeSettings(IgnoreRules(["*.part"]), 60.0, 5.0)
+    assert intake.relative(str(tmp_path / "a.part")) is not None  # not before the next pass
+    intake.run_once()
+    assert intake.relative(str(tmp_path / "a.part")) is None and tracker.quiet_period_s == 5.0

@@ -22,7 +22,7 @@ from watcher import __version__, logs
 from watcher.completion import CompletionTracker, IgnoreRules
 from watcher.config import Config, load_config
 from watcher.errors import ConfigError
-from watcher.intake import Intake
+from watcher.intake import Intake, IntakeSettings
 from watcher.jobs import JobQueue
 from watcher.models import ModelSwitcher, load_session
 from watcher.notify import Notifier, watchdog_interval_s
@@ -32,6 +32,11 @@ from watcher.state import STATUS_INTERVAL_S, AttemptLog, InstanceLock, StatusFil
 from watcher.worker import JobContext, JobRunner, Stats, Worker
 
 log = structlog.get_logger(__name__)
+
+
+def intake_settings(cfg: Config) -> IntakeSettings:
+    w = cfg.watcher
+    return IntakeSettings(IgnoreRules(w.ignore_patterns), w.rescan_interval_s, w.quiet_period_s)
 
 
 def prepare_directories(cfg: Config) -> None:
@@ -78,8 +83,8 @@ class Daemon:
                                 recheck=lambda path, at: self.intake.recheck(path, at))
         hints: queue.SimpleQueue = queue.SimpleQueue()
         self.tracker = CompletionTracker(cfg.watcher.quiet_period_s, time.monotonic)
-        self.intake = Intake(cfg.paths.incoming, hints, self.tracker, self.jobs,
-                             IgnoreRules(cfg.watcher.ignore_patterns), cfg.watcher.rescan_interval_s)
+        self._intake_settings = intake_settings(cfg)
+        self.intake = Intake(cfg.paths.incoming, hints, self.tracker, self.jobs, lambda: self._intake_settings)
         self.overflow_hook = OverflowHook(lambda: self.intake.request_rescan("inotify_overflow", events_lost=True))
         logging.getLogger("watchdog.observers").addHandler(self.overflow_hook)
         self.observer = make_observer(cfg.watcher.observer, cfg.paths.incoming, HintHandler(hints),
@@ -154,15 +159,14 @@ class Daemon:
         return [t.name for t in threads if not t.is_alive()]
 
     def status_dict(self) -> dict:
-        with self.stats.lock:
-            outcomes = dict(self.stats.outcomes)
-            last = {"file": self.stats.last_file, "outcome": self.stats.last_outcome}
+        counts = self.stats.snapshot()
         return {"pid": os.getpid(), "time": time.time(), "queued": self.jobs.depth(),
-                "in_hand": self.jobs.in_hand(), "tracked": len(self.tracker), "outcomes": outcomes,
-                "last": last, "model": self._current.session.info.label, "profile": self._current.config.profile}
+                "in_hand": self.jobs.in_hand(), "tracked": len(self.tracker), "outcomes": dict(counts.outcomes),
+                "last": {"file": counts.last_file, "outcome": counts.last_outcome},
+                "model": self._current.session.info.label, "profile": self._current.config.profile}
 
     def status_text(self) -> str:
-        s = self.stats.outcomes
+        s = self.stats.snapshot().outcomes
         return (f"queued={self.jobs.depth()} in_hand={self.jobs.in_hand()} tracked={len(self.tracker)} "
                 f"done={s['done']} quarantined={s['quarantined']} waiting={s['waiting']} errors={s['error']}")
 
@@ -187,9 +191,7 @@ class Daemon:
             self._start_reload(self._switcher(new), new)
             new = dataclasses.replace(new, engine=old.engine)
         logs.configure(new.logging.level, new.logging.file, new.logging.console)
-        self.tracker.quiet_period_s = new.watcher.quiet_period_s
-        self.intake.ignore = IgnoreRules(new.watcher.ignore_patterns)
-        self.intake.rescan_interval_s = new.watcher.rescan_interval_s
+        self._intake_settings = intake_settings(new)
         self.config = new
         self._current = JobContext(self._current.session, new)
         log.info("reload_done", model=self._current.session.info.label, profile=new.profile,
@@ -236,4 +238,4 @@ class Daemon:
         logging.getLogger("watchdog.observers").removeHandler(self.overflow_hook)
         self.status_file.write(self.status_dict())
         self.instance.release()
-        log.info("daemon_stopped", **self.stats.outcomes)
+        log.info("daemon_stopped", **self.stats.snapshot().outcomes)

@@ -8,6 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -21,21 +22,34 @@ log = structlog.get_logger(__name__)
 MAX_WAIT_S = 0.5  # upper bound on how long a stop request can go unnoticed
 
 
+@dataclass(frozen=True)
+class IntakeSettings:
+    """The intake's live settings, published whole by a reload and read once per pass."""
+
+    ignore: IgnoreRules
+    rescan_interval_s: float
+    quiet_period_s: float
+
+
 class Intake(StoppableThread):
-    """Feeds the completion tracker from hints and scans, and queues what it reports ready."""
+    """Feeds the completion tracker from hints and scans, and queues what it reports ready.
+
+    ``settings`` returns the current ``IntakeSettings``; the thread takes a snapshot at the start
+    of every pass (a reload swaps the snapshot; nobody pokes this thread's attributes).
+    """
 
     def __init__(self, incoming: Path, hints: queue.SimpleQueue[Hint], tracker: CompletionTracker,
-                 jobs: JobQueue, ignore: IgnoreRules, rescan_interval_s: float,
+                 jobs: JobQueue, settings: Callable[[], IntakeSettings],
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__("intake")
         self.incoming = incoming
         self.hints = hints
         self.tracker = tracker
         self.jobs = jobs
-        self.ignore = ignore
-        self.rescan_interval_s = rescan_interval_s
+        self._settings = settings
+        self._now = settings()
         self._clock = clock
-        self._next_rescan = clock() + rescan_interval_s
+        self._next_rescan = clock() + self._now.rescan_interval_s
         self._rechecks: list[tuple[float, str]] = []  # (monotonic due time, path), a heap
         self._rechecks_lock = threading.Lock()
 
@@ -50,10 +64,12 @@ class Intake(StoppableThread):
         self.hints.put(Hint(str(self.incoming), scan=True, forget_opens=events_lost))
 
     def run_once(self) -> None:
+        self._now = self._settings()
+        self.tracker.quiet_period_s = self._now.quiet_period_s  # the tracker is this thread's own
         self._take_hints(self._wait_s())
         if self._clock() >= self._next_rescan:
             self._scan(self.incoming)
-            self._next_rescan = self._clock() + self.rescan_interval_s
+            self._next_rescan = self._clock() + self._now.rescan_interval_s
         for path in self.tracker.ready():
             self._submit(path)
         for path in self._due_rechecks():
@@ -92,7 +108,7 @@ class Intake(StoppableThread):
             rel = Path(path).relative_to(self.incoming)
         except ValueError:
             return None
-        return None if not rel.parts or self.ignore.ignored(rel) else rel
+        return None if not rel.parts or self._now.ignore.ignored(rel) else rel
 
     def _hint(self, hint: Hint) -> None:
         if self.relative(hint.path) is None:

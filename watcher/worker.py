@@ -56,6 +56,18 @@ class Stats:
             self.outcomes[outcome] += 1
             self.last_file, self.last_outcome = str(relative), outcome
 
+    def snapshot(self) -> StatsSnapshot:
+        """A consistent copy for readers on other threads (status line, status.json)."""
+        with self.lock:
+            return StatsSnapshot(Counter(self.outcomes), self.last_file, self.last_outcome)
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    outcomes: Counter
+    last_file: str
+    last_outcome: str
+
 
 QUIET_OUTCOMES = ("done", "waiting", "changed", "gone")  # the rest are logged as warnings
 
