@@ -69,6 +69,16 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """``http:``: the API inside ``watch`` (off unless ``listen`` is set)."""
+
+    listen: tuple[str, int] | None = None
+    token_file: Path | None = None
+    max_body_bytes: int = 50_000_000
+    max_pending: int = 16
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     paths: PathsConfig
@@ -79,6 +89,7 @@ class Config:
     profile: str
     profiles: Mapping[str, Profile]
     profiles_by_folder: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     def get_profile(self, name: str | None = None) -> Profile:
         """The named profile (default: the configured one); unknown names list the valid ones."""
@@ -224,6 +235,26 @@ def _parse_output(s: _Section) -> OutputConfig:
     return OutputConfig(level)
 
 
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError
+    return host.strip("[]"), int(port)
+
+
+def _parse_http(s: _Section) -> HttpConfig:
+    listen = s.take("listen", str, None)
+    try:
+        address = None if listen is None else _listen(listen)
+    except ValueError:
+        raise ConfigError(f"http.listen: must look like 127.0.0.1:8081, got {listen!r}") from None
+    cfg = HttpConfig(address, s.take("token_file", Path, None),
+                     s.take("max_body_bytes", int, HttpConfig.max_body_bytes, _at_least(1)),
+                     s.take("max_pending", int, HttpConfig.max_pending, _at_least(1)))
+    s.done()
+    return cfg
+
+
 def _aspect(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.split(":"))
@@ -307,6 +338,7 @@ def load_config_data(raw: Any, path: Path, profiles: Mapping[str, Profile] | Non
     watcher = _parse_watcher(top.section("watcher"))
     engine = _parse_engine(top.section("engine"))
     output = _parse_output(top.section("output"))
+    http = _parse_http(top.section("http"))
     profiles_file = top.take("profiles_file", Path, str(path.parent / "profiles.yaml"))
     profile = top.take("profile", str, "ecom_product")
     by_folder = top.take("profiles_by_folder", dict, {})
@@ -319,4 +351,4 @@ def load_config_data(raw: Any, path: Path, profiles: Mapping[str, Profile] | Non
         except ConfigError as e:
             raise ConfigError(f"{key}: {e}") from None
     by_folder = MappingProxyType({str(k): str(v) for k, v in by_folder.items()})
-    return Config(path, paths, logging_cfg, watcher, engine, output, profile, profiles, by_folder)
+    return Config(path, paths, logging_cfg, watcher, engine, output, profile, profiles, by_folder, http)

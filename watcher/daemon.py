@@ -17,13 +17,16 @@ from pathlib import Path
 
 import structlog
 
-from engine.errors import ModelError
+from engine.errors import JobError, ModelError
+from engine.session import Session
 from watcher import __version__, logs
 from watcher.completion import CompletionTracker, IgnoreRules
 from watcher.config import Config, load_config
 from watcher.errors import ConfigError
+from watcher.http_api import Health, HttpServer, build_app, read_token
 from watcher.intake import Intake, IntakeSettings
 from watcher.jobs import JobQueue
+from watcher.metrics import Metrics
 from watcher.models import ModelSwitcher, load_session
 from watcher.notify import Notifier, watchdog_interval_s
 from watcher.observer import HintHandler, OverflowHook, make_observer
@@ -62,9 +65,39 @@ class Daemon:
         self._signals: list[int] = []
         self._stopped = False
         self._reloading: tuple[ModelSwitcher, Config] | None = None  # a reload's model, loading
+        self._current: JobContext | None = None  # None until the first model loaded
+        self._ready_at: float | None = None
+        self.http: HttpServer | None = None
+        self.metrics = Metrics(queue_depth=lambda: self.jobs.depth(), in_flight=self._in_flight)
 
-    def _context(self) -> JobContext:
+    def _context(self) -> JobContext | None:
         return self._current
+
+    def _in_flight(self) -> int:
+        return self.jobs.in_hand() + (self.http.gate.busy if self.http is not None else 0)
+
+    def health(self) -> Health:
+        """``/health``: ok once the model is loaded and every thread of the watcher is alive."""
+        ctx = self._current
+        if ctx is None or self._ready_at is None:
+            return Health(False, "starting: the model is loading", {})
+        details = {"model": ctx.session.info.label, "device": str(ctx.session.device),
+                   "queue_depth": self.jobs.depth(), "uptime_s": round(time.monotonic() - self._ready_at, 1)}
+        dead = self.dead_threads()
+        return Health(not dead, f"threads not running: {', '.join(dead)}" if dead else "", details)
+
+    def _start_http(self, cfg: Config) -> None:
+        """The HTTP side, before the model loads, so /health can say it is loading."""
+        token = read_token(cfg.http.token_file) if cfg.http.token_file else None
+        app = build_app(self._context, self.health, self.metrics, token, cfg.http.max_body_bytes,
+                        cfg.http.max_pending)
+        self.http = HttpServer(app, *cfg.http.listen)
+        self.http.gate = app.state.gate
+        self.http.start()
+        if not self.http.wait_started():
+            raise JobError(f"the HTTP server could not listen on {cfg.http.listen[0]}:{cfg.http.listen[1]} "
+                           "(address in use, or not allowed)")
+        log.info("http_listening", host=cfg.http.listen[0], port=cfg.http.listen[1], token=token is not None)
 
     def start(self) -> None:
         cfg = self.config
@@ -72,15 +105,16 @@ class Daemon:
         self.instance = InstanceLock(cfg.paths.state)
         self.instance.acquire()  # before touching any file, and before the model loads
         prepare_directories(cfg)
+        if cfg.http.listen is not None:
+            self._start_http(cfg)
         self.models = self._switcher(cfg)
         session = load_session(cfg.engine, self.models.wanted())
         self._current = JobContext(session, cfg)
-        log.info("model_loaded", model=session.info.label, arch=session.info.arch,
-                 device=str(session.device), input_size=session.input_size, max_batch=session.max_batch)
+        self._model_loaded(session)
         self.attempts = AttemptLog(cfg.paths.state)
         self.status_file = StatusFile(cfg.paths.state)
         self.runner = JobRunner(self._context, self.attempts, self.stats,
-                                recheck=lambda path, at: self.intake.recheck(path, at))
+                                recheck=lambda path, at: self.intake.recheck(path, at), metrics=self.metrics)
         hints: queue.SimpleQueue = queue.SimpleQueue()
         self.tracker = CompletionTracker(cfg.watcher.quiet_period_s, time.monotonic)
         self._intake_settings = intake_settings(cfg)
@@ -98,7 +132,13 @@ class Daemon:
         log.info("daemon_ready", version=__version__, incoming=str(cfg.paths.incoming),
                  observer=cfg.watcher.observer, workers=len(self.workers), profile=cfg.profile)
         self.status_file.write(self.status_dict())
+        self._ready_at = time.monotonic()
         self.notifier.ready(self.status_text())
+
+    def _model_loaded(self, session: Session) -> None:
+        log.info("model_loaded", model=session.info.label, arch=session.info.arch,
+                 device=str(session.device), input_size=session.input_size, max_batch=session.max_batch)
+        self.metrics.model_loaded(session)
 
     def run(self) -> int:
         """Start, then serve signals until asked to stop; returns the process exit code."""
@@ -142,6 +182,7 @@ class Daemon:
         if session is not None:
             self._current = JobContext(session, current.config)
             log.info("model_switched", model=session.info.label, previous=current.session.info.label)
+            self.metrics.model_loaded(session)
 
     def _tick(self, heartbeat: bool) -> None:
         self._switch_model()
@@ -217,6 +258,7 @@ class Daemon:
         self.config = dataclasses.replace(self.config, engine=new.engine)
         self._current = JobContext(session, self.config)
         log.info("model_switched", model=session.info.label, reason="reload")
+        self.metrics.model_loaded(session)
 
     def shutdown(self) -> None:
         """Stop intake, let workers finish the file in hand, tell systemd; safe to call twice."""
@@ -225,6 +267,9 @@ class Daemon:
         self._stopped = True
         self.notifier.stopping()
         log.info("daemon_stopping", queued=self.jobs.depth(), in_hand=self.jobs.in_hand())
+        if self.http is not None:  # no new requests; those in progress finish (uvicorn's grace)
+            self.http.stop()
+            self.http.join()
         self.observer.stop()
         self.intake.stop()
         for worker in self.workers:

@@ -26,6 +26,7 @@ from engine.session import Session
 from watcher.completion import Signature
 from watcher.config import Config
 from watcher.jobs import Job, JobQueue
+from watcher.metrics import Metrics
 from watcher.output import earlier_source, move_durably, output_path, quarantine, write_outputs
 from watcher.pipeline import read_source, render
 from watcher.state import AttemptLog
@@ -95,8 +96,9 @@ class JobRunner:
 
     def __init__(self, context: Callable[[], JobContext], attempts: AttemptLog, stats: Stats,
                  clock: Callable[[], float] = time.monotonic,
-                 recheck: Callable[[Path, float], None] | None = None) -> None:
+                 recheck: Callable[[Path, float], None] | None = None, metrics: Metrics | None = None) -> None:
         self._context = context
+        self._metrics = metrics
         self._recheck = recheck  # asks for the file again at a given clock time
         self._attempts = attempts
         self._stats = stats
@@ -114,9 +116,12 @@ class JobRunner:
         except Exception as e:
             outcome = Outcome("error", {"error": f"{e.__class__.__name__}: {e}"})
             log.exception("job_error", file=str(job.relative))
+        seconds = time.perf_counter() - started
         getattr(log, outcome.level)("job_finished", file=str(job.relative), outcome=outcome.name,
                                     model=ctx.session.info.label, profile=profile.name, **outcome.fields,
-                                    duration_ms=round((time.perf_counter() - started) * 1000, 1))
+                                    duration_ms=round(seconds * 1000, 1))
+        if self._metrics is not None:
+            self._metrics.finished(outcome.name, "upload", seconds, outcome.fields.get("stages_ms"), time.time())
         self._stats.record(job.relative, outcome.name)
         return outcome.name
 

@@ -157,11 +157,27 @@ def _shown(value: object) -> str:
     return repr(value)
 
 
+def token_problems(cfg: Config) -> list[str]:
+    """The HTTP bearer token file must be readable by the service and by nobody else."""
+    path = cfg.http.token_file
+    if path is None:
+        return []
+    try:
+        st = path.stat()
+    except OSError as e:
+        return [f"http.token_file: cannot read {path}: {e.strerror or e}"]
+    if st.st_mode & 0o077:
+        return [f"http.token_file: {path} (mode {stat.filemode(st.st_mode)}) is readable by others; "
+                f"chmod 600 it"]
+    return [] if os.access(path, os.R_OK) else [f"http.token_file: {path} is not readable by uid {os.geteuid()}"]
+
+
 def run_check(config_path: Path) -> int:
     """Exit 0 when all is well, 1 with one printed line per problem (config errors raise: 2)."""
     cfg = load_config(config_path)
     engine_problems, notes = engine_findings(cfg)
-    problems = directory_problems(cfg) + disk_problems(cfg) + inotify_problems(cfg) + engine_problems
+    problems = (directory_problems(cfg) + disk_problems(cfg) + inotify_problems(cfg) + token_problems(cfg)
+                + engine_problems)
     for line in problems + notes + config_diff(cfg):
         print(line)
     if not problems:

@@ -1,0 +1,160 @@
+"""The HTTP side of watch, on a real uvicorn on 127.0.0.1 with real clients (curl, urllib)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import DaemonProcess, wait_for
+from tests.images import jpeg_bytes, png_bomb_bytes, product_rgb, write
+from watcher.http_api import Gate, Health, HttpError, HttpServer, build_app
+from watcher.metrics import Metrics
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes, dict]:
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+@pytest.fixture
+def api(daemon):
+    """A daemon with the HTTP side on a free loopback port; returns (daemon, base URL)."""
+    port = free_port()
+    d: DaemonProcess = daemon(http={"listen": f"127.0.0.1:{port}", "max_body_bytes": 2_000_000})
+    return d, f"http://127.0.0.1:{port}"
+
+
+def test_the_guides_curl_command_returns_a_png(api, tmp_path: Path) -> None:
+    """curl -X POST .../api/matting/single -F image=@input.jpg -o result.png works as written."""
+    _, url = api
+    photo = write(tmp_path / "input.jpg", jpeg_bytes(product_rgb(160, 120)))
+    subprocess.run(["curl", "-sS", "-f", "-X", "POST", f"{url}/api/matting/single", "-F", f"image=@{photo}",
+                    "-o", str(tmp_path / "result.png")], check=True, timeout=60)
+    with Image.open(tmp_path / "result.png") as im:
+        assert im.format == "PNG" and im.mode == "RGBA" and im.size == (160, 120)
+
+
+def test_base64_json_raw_body_and_the_white_jpeg(api) -> None:
+    """The webhook form answers JSON with the PNG in base64; a raw body works; output=jpg gives the JPEG."""
+    _, url = api
+    photo = jpeg_bytes(product_rgb(100, 80))
+    status, body, _ = request(f"{url}/api/matting/single", json.dumps(
+        {"image_base64": base64.b64encode(photo).decode()}).encode(), {"Content-Type": "application/json"})
+    assert status == 200
+    reply = json.loads(body)
+    assert Image.open(io.BytesIO(base64.b64decode(reply["png_base64"]))).size == (100, 80)
+    assert reply["profile"] == "default" and reply["model"].startswith("tiny-u2netp.pth@")
+    status, body, headers = request(f"{url}/api/matting/single?scenario=ecom_product&output=jpg", photo,
+                                    {"Content-Type": "image/jpeg"})
+    assert status == 200 and headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(body)).format == "JPEG"
+
+
+@pytest.mark.parametrize(("body", "headers", "query", "status", "message"), [
+    (b"", {"Content-Type": "image/jpeg"}, "", 400, "no image"),
+    (b"hello, not a photo", {"Content-Type": "image/jpeg"}, "", 415, "not a JPEG, PNG, WebP or TIFF"),
+    (png_bomb_bytes(), {"Content-Type": "image/png"}, "", 413, "exceeds engine.max_input_pixels"),
+    (b"x" * 2_000_001, {"Content-Type": "image/jpeg"}, "", 413, "http.max_body_bytes"),
+    (jpeg_bytes(), {"Content-Type": "image/jpeg"}, "?profile=fancy", 400, "unknown profile 'fancy'"),
+    (b'{"image": 1}', {"Content-Type": "application/json"}, "", 400, "image_base64"),
+])
+def test_errors_are_json_with_the_right_status(api, body: bytes, headers: dict, query: str, status: int,
+                                               message: str) -> None:
+    """Each bad request gets its status and a JSON error sentence."""
+    _, url = api
+    got, reply, _ = request(f"{url}/api/matting/single{query}", body, headers)
+    assert got == status
+    assert message in json.loads(reply)["error"]
+
+
+def test_health_and_metrics_follow_uploads_and_requests(api) -> None:
+    """/health is 200 with the model; /metrics parses and counts HTTP and upload jobs apart."""
+    d, url = api
+    status, body, _ = request(f"{url}/health")
+    health = json.loads(body)
+    assert status == 200 and health["status"] == "ok" and health["model"].startswith("tiny-u2netp.pth@")
+    request(f"{url}/api/matting/single", jpeg_bytes(), {"Content-Type": "image/jpeg"})
+    write(d.path("incoming") / "up.jpg", jpeg_bytes())
+    wait_for(lambda: d.finished("done"))
+    _, text, _ = request(f"{url}/metrics")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text.decode()) for s in family.samples}
+    assert samples[("unet_matting_jobs_total", (("outcome", "done"), ("source", "http")))] == 1
+    assert samples[("unet_matting_jobs_total", (("outcome", "done"), ("source", "upload")))] == 1
+    assert samples[("unet_matting_last_success_timestamp_seconds", ())] > 0
+    assert any(name == "unet_matting_model_info" for name, _ in samples)
+    assert d.stop() == 0
+
+
+def test_bearer_token(daemon, tmp_path: Path) -> None:
+    """With http.token_file, /api and /metrics need the bearer token (401 without); /health stays open."""
+    port = free_port()
+    token = write(tmp_path / "token", b"s3cret\n")
+    daemon(http={"listen": f"127.0.0.1:{port}", "token_file": str(token)})
+    url = f"http://127.0.0.1:{port}"
+    assert request(f"{url}/metrics")[0] == 401
+    assert request(f"{url}/api/matting/single", jpeg_bytes(), {"Authorization": "Bearer nope"})[0] == 401
+    assert request(f"{url}/api/matting/single", jpeg_bytes(), {"Authorization": "Bearer s3cret"})[0] == 200
+    assert request(f"{url}/health")[0] == 200
+
+
+def test_health_is_503_with_the_reason_while_not_ready() -> None:
+    """A daemon whose model is still loading (or whose threads died) answers 503 and says why."""
+    port = free_port()
+    app = build_app(lambda: None, lambda: Health(False, "starting: the model is loading", {}),
+                    Metrics(lambda: 0, lambda: 0), None, 1000, 1)
+    server = HttpServer(app, "127.0.0.1", port)
+    server.start()
+    try:
+        assert server.wait_started()
+        status, body, _ = request(f"http://127.0.0.1:{port}/health")
+        assert status == 503 and json.loads(body) == {"status": "unavailable",
+                                                      "reason": "starting: the model is loading"}
+        status, body, _ = request(f"http://127.0.0.1:{port}/api/matting/single", jpeg_bytes())
+        assert status == 503
+    finally:
+        server.stop()
+        server.join()
+
+
+def test_a_full_gate_answers_429() -> None:
+    """Requests beyond http.max_pending are refused at once instead of queueing without bound."""
+    gate = Gate(1)
+    with gate, pytest.raises(HttpError) as info, gate:
+        pass
+    assert info.value.status == 429
+    with gate:
+        assert gate.busy == 1
+
+
+def test_check_refuses_a_token_file_others_can_read(make_config, tmp_path: Path) -> None:
+    """check reports a token file with group/other permissions, and passes it at mode 0600."""
+    from tests.test_cli import run
+
+    token = write(tmp_path / "token", b"s3cret\n")
+    token.chmod(0o644)
+    config = make_config(http={"listen": "127.0.0.1:8081", "token_file": str(token)})
+    result = run("check", "--config", str(config))
+    assert result.returncode == 1
+    assert f"http.token_file: {token} (mode -rw-r--r--) is readable by others" in result.stdout
+    token.chmod(0o600)
+    assert run("check", "--config", str(config)).returncode == 0
