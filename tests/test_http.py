@@ -158,3 +158,64 @@ def test_check_refuses_a_token_file_others_can_read(make_config, tmp_path: Path)
     assert f"http.token_file: {token} (mode -rw-r--r--) is readable by others" in result.stdout
     token.chmod(0o600)
     assert run("check", "--config", str(config)).returncode == 0
+
+
+def post_json(url: str, payload: dict) -> tuple[int, dict]:
+    status, body, _ = request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+    return status, json.loads(body)
+
+
+def task_state(url: str, task: str) -> str | None:
+    try:
+        return json.loads(request(f"{url}/api/matting/task/{task}")[1]).get("status")
+    except OSError:  # the daemon is restarting
+        return None
+
+
+def test_batch_through_a_restart_ends_with_every_output_once(make_config, tmp_path: Path) -> None:
+    """A batch of 30 survives kill -9 mid-task: after the restart it finishes with 30 outputs, none redone
+    but the one in hand, and its ZIP holds them all."""
+    import zipfile
+
+    root = tmp_path / "shop"
+    for i in range(30):
+        write(root / "in" / f"p{i:02d}.jpg", jpeg_bytes(product_rgb(900, 700, seed=i)))
+    port = free_port()
+    config = make_config(http={"listen": f"127.0.0.1:{port}", "batch_roots": [str(root)]})
+    url = f"http://127.0.0.1:{port}"
+    d = DaemonProcess(config).start()
+    status, reply = post_json(f"{url}/api/matting/batch", {"input_dir": str(root / "in"),
+                                                            "output_dir": str(root / "out")})
+    assert status == 202 and reply["status"] == "submitted"
+    task = reply["task_id"]
+    wait_for(lambda: len(d.events("batch_file_done")) >= 5, timeout=60, interval=0.02)
+    d.kill9()
+    assert len(d.events("batch_file_done")) < 30, "the batch finished before the kill: nothing to resume"
+    d.start()
+    wait_for(lambda: task_state(url, task) == "finished", timeout=120)
+    final = json.loads(request(f"{url}/api/matting/task/{task}")[1])
+    assert final["done"] == 30 and final["failed"] == 0 and final["result_url"] == f"/download/{task}.zip"
+    done = [e["file"] for e in d.events("batch_file_done")]
+    assert sorted(set(done)) == [f"p{i:02d}.jpg" for i in range(30)] and len(done) <= 31
+    assert sorted(p.name for p in (root / "out").iterdir()) == [f"p{i:02d}.png" for i in range(30)]
+    status, body, headers = request(f"{url}{final['result_url']}")
+    assert status == 200 and headers["content-type"] == "application/zip"
+    assert sorted(zipfile.ZipFile(io.BytesIO(body)).namelist()) == [f"p{i:02d}.png" for i in range(30)]
+    assert d.stop() == 0
+
+
+def test_batch_refuses_folders_outside_the_roots(daemon, tmp_path: Path) -> None:
+    """Outside http.batch_roots, '..' and a symlink leading out are 403; an unknown task is 404."""
+    root = tmp_path / "shop"
+    (root / "in").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "escape").symlink_to(tmp_path / "elsewhere")
+    port = free_port()
+    daemon(http={"listen": f"127.0.0.1:{port}", "batch_roots": [str(root)]})
+    url = f"http://127.0.0.1:{port}/api/matting/batch"
+    for src in (str(tmp_path / "elsewhere"), f"{root}/in/../../elsewhere", str(root / "escape")):
+        status, reply = post_json(url, {"input_dir": src, "output_dir": str(root / "out")})
+        assert status == 403, (src, reply)
+    status, reply = post_json(url, {"input_dir": str(root / "in"), "output_dir": "/etc/unet-out"})
+    assert status == 403 and "http.batch_roots" in reply["error"]
+    assert request(f"http://127.0.0.1:{port}/api/matting/task/0123abcd")[0] == 404

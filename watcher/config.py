@@ -76,6 +76,7 @@ class HttpConfig:
     token_file: Path | None = None
     max_body_bytes: int = 50_000_000
     max_pending: int = 16
+    batch_roots: tuple[Path, ...] = ()  # folders batch requests may read from and write to
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,8 @@ def _parse_http(s: _Section) -> HttpConfig:
         raise ConfigError(f"http.listen: must look like 127.0.0.1:8081, got {listen!r}") from None
     cfg = HttpConfig(address, s.take("token_file", Path, None),
                      s.take("max_body_bytes", int, HttpConfig.max_body_bytes, _at_least(1)),
-                     s.take("max_pending", int, HttpConfig.max_pending, _at_least(1)))
+                     s.take("max_pending", int, HttpConfig.max_pending, _at_least(1)),
+                     tuple((s.base / Path(p)).resolve() for p in s.take("batch_roots", list, [], _patterns)))
     s.done()
     return cfg
 

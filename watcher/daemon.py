@@ -20,6 +20,7 @@ import structlog
 from engine.errors import JobError, ModelError
 from engine.session import Session
 from watcher import __version__, logs
+from watcher.batch_tasks import BatchTasks
 from watcher.completion import CompletionTracker, IgnoreRules
 from watcher.config import Config, load_config
 from watcher.errors import ConfigError
@@ -89,8 +90,9 @@ class Daemon:
     def _start_http(self, cfg: Config) -> None:
         """The HTTP side, before the model loads, so /health can say it is loading."""
         token = read_token(cfg.http.token_file) if cfg.http.token_file else None
+        self.batch = BatchTasks(cfg.paths.state, self._context, IgnoreRules(cfg.watcher.ignore_patterns))
         app = build_app(self._context, self.health, self.metrics, token, cfg.http.max_body_bytes,
-                        cfg.http.max_pending)
+                        cfg.http.max_pending, self.batch, cfg.http.batch_roots)
         self.http = HttpServer(app, *cfg.http.listen)
         self.http.gate = app.state.gate
         self.http.start()
@@ -128,6 +130,8 @@ class Daemon:
         self.intake.start()
         for worker in self.workers:
             worker.start()
+        if self.http is not None:
+            self.batch.start()  # after the model loaded: unfinished tasks resume here
         self.intake.request_rescan("startup")
         log.info("daemon_ready", version=__version__, incoming=str(cfg.paths.incoming),
                  observer=cfg.watcher.observer, workers=len(self.workers), profile=cfg.profile)
@@ -196,7 +200,7 @@ class Daemon:
         self.status_file.write(self.status_dict())
 
     def dead_threads(self) -> list[str]:
-        threads = [self.observer, self.intake, *self.workers]
+        threads = [self.observer, self.intake, *self.workers, *([self.batch] if self.http is not None else [])]
         return [t.name for t in threads if not t.is_alive()]
 
     def status_dict(self) -> dict:
@@ -270,6 +274,8 @@ class Daemon:
         if self.http is not None:  # no new requests; those in progress finish (uvicorn's grace)
             self.http.stop()
             self.http.join()
+            self.batch.stop()  # the file in hand finishes; the task resumes at the next start
+            self.batch.join()
         self.observer.stop()
         self.intake.stop()
         for worker in self.workers:

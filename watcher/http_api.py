@@ -20,9 +20,10 @@ from typing import Any
 import structlog
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from engine.errors import ImageError, ImageTooLarge
+from watcher.batch_tasks import FINISHED, BatchRefused, BatchTasks, allowed_dir
 from watcher.errors import ConfigError
 from watcher.metrics import Metrics
 from watcher.pipeline import Rendered, render
@@ -66,7 +67,8 @@ class Gate:
 
 
 def build_app(context: Callable[[], JobContext | None], health: Callable[[], Health], metrics: Metrics,
-              token: str | None, max_body_bytes: int, max_pending: int) -> FastAPI:
+              token: str | None, max_body_bytes: int, max_pending: int, batch: BatchTasks | None = None,
+              batch_roots: tuple[Path, ...] = ()) -> FastAPI:
     """The API; ``context`` is the daemon's current model + config (None while the model loads)."""
     app = FastAPI(title="unet-matting", docs_url=None, redoc_url=None, openapi_url=None)
     gate = Gate(max_pending)
@@ -116,6 +118,49 @@ def build_app(context: Callable[[], JobContext | None], health: Callable[[], Hea
             metrics.finished(outcome, "http", time.perf_counter() - started,
                              rendered.timings_ms if rendered else None, time.time())
         return _reply(rendered, ctx, profile.name, as_json, request.query_params.get("output", "png"))
+
+    @app.post("/api/matting/batch")
+    async def submit_batch(request: Request) -> JSONResponse:
+        authorised(request)
+        ctx = context()
+        if batch is None or ctx is None:
+            raise HttpError(503, "batches are not available yet; retry shortly")
+        try:
+            payload = await request.json()
+        except ValueError:
+            raise HttpError(400, "the body must be JSON with input_dir and output_dir") from None
+        if not isinstance(payload, dict):
+            raise HttpError(400, "the body must be a JSON object with input_dir and output_dir")
+        try:
+            src = allowed_dir(payload.get("input_dir"), batch_roots, "input_dir", must_exist=True)
+            out = allowed_dir(payload.get("output_dir"), batch_roots, "output_dir", must_exist=False)
+        except BatchRefused as e:
+            raise HttpError(e.status, str(e)) from None
+        profile = payload.get("profile") or ctx.config.profile
+        try:
+            ctx.config.get_profile(profile)
+        except ConfigError as e:
+            raise HttpError(400, str(e)) from None
+        task = batch.submit(src, out, profile)
+        return JSONResponse({"task_id": task["id"], "status": "submitted"}, status_code=202)
+
+    @app.get("/api/matting/task/{task_id}")
+    def task_status(task_id: str, request: Request) -> JSONResponse:
+        authorised(request)
+        task = batch.get(task_id) if batch is not None else None
+        if task is None:
+            raise HttpError(404, f"no task {task_id}")
+        return JSONResponse(batch.status(task))
+
+    @app.get("/download/{task_id}.zip")
+    def download(task_id: str, request: Request) -> FileResponse:
+        authorised(request)
+        task = batch.get(task_id) if batch is not None else None
+        if task is None:
+            raise HttpError(404, f"no task {task_id}")
+        if task["status"] not in FINISHED:
+            raise HttpError(409, f"task {task_id} is {task['status']}; its ZIP is ready when it finished")
+        return FileResponse(batch.zip_path(task), media_type="application/zip", filename=f"{task_id}.zip")
 
     app.state.gate = gate
     return app
