@@ -219,3 +219,39 @@ def test_batch_refuses_folders_outside_the_roots(daemon, tmp_path: Path) -> None
     status, reply = post_json(url, {"input_dir": str(root / "in"), "output_dir": "/etc/unet-out"})
     assert status == 403 and "http.batch_roots" in reply["error"]
     assert request(f"http://127.0.0.1:{port}/api/matting/task/0123abcd")[0] == 404
+
+
+def test_100_concurrent_requests_and_uploads_at_the_same_time(daemon) -> None:
+    """100 clients at once (those over max_pending get 429 and retry) all get their PNG while uploads
+    are processed too; the daemon's peak RSS stays bounded."""
+    import threading
+    import time
+
+    port = free_port()
+    d: DaemonProcess = daemon(http={"listen": f"127.0.0.1:{port}", "max_pending": 8})
+    url = f"http://127.0.0.1:{port}/api/matting/single"
+    photo = jpeg_bytes(product_rgb(300, 200))
+    results: list[tuple[int, int]] = []
+
+    def client() -> None:
+        for refused in range(400):
+            status, _, _ = request(url, photo, {"Content-Type": "image/jpeg"})
+            if status != 429:
+                results.append((status, refused))
+                return
+            time.sleep(0.05)
+
+    clients = [threading.Thread(target=client) for _ in range(100)]
+    for t in clients:
+        t.start()
+    for i in range(5):
+        write(d.path("incoming") / f"u{i}.jpg", jpeg_bytes(product_rgb(200, 150, seed=i)))
+    for t in clients:
+        t.join(120)
+    wait_for(lambda: len(d.finished("done")) == 5)
+    assert sorted(s for s, _ in results) == [200] * 100
+    assert sum(r for _, r in results) > 0, "max_pending 8 never refused anyone: the gate was not exercised"
+    peak_kb = int(next(line for line in Path(f"/proc/{d.proc.pid}/status").read_text().splitlines()
+                       if line.startswith("VmHWM")).split()[1])
+    assert peak_kb < 1_500_000, f"peak RSS {peak_kb / 1024:.0f} MB"
+    assert d.stop() == 0
