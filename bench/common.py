@@ -30,8 +30,8 @@ def product_jpeg(path: Path, width: int, height: int, seed: int) -> None:
 
 
 def write_config(root: Path, model: Path, profile: str = "ecom_product", engine: dict | None = None,
-                 **watcher: float) -> Path:
-    """The shipped config on a temporary tree, with ``watcher.*`` and ``engine.*`` overrides."""
+                 http: dict | None = None, **watcher: float) -> Path:
+    """The shipped config on a temporary tree, with ``watcher.*``, ``engine.*`` and ``http.*`` overrides."""
     cfg = yaml.safe_load((REPO / "etc/unet-matting.yaml").read_text())
     cfg["paths"] = {k: str(root / k) for k in ("incoming", "output", "archive", "failed", "state")}
     cfg["logging"] = {"file": str(root / "daemon.log"), "level": "info", "console": False}
@@ -39,6 +39,7 @@ def write_config(root: Path, model: Path, profile: str = "ecom_product", engine:
     cfg["engine"]["model"] = str(model.resolve())
     cfg["engine"]["models_dir"] = None
     cfg["engine"].update(engine or {})
+    cfg["http"].update(http or {})
     cfg["profiles_file"] = str(REPO / "etc/profiles.yaml")
     cfg["profile"], cfg["profiles_by_folder"] = profile, {}
     root.mkdir(parents=True, exist_ok=True)
