@@ -36,14 +36,17 @@ def post(url: str, data: bytes, content_type: str) -> float:
     return time.perf_counter() - started
 
 
-def multipart(field: str, data: bytes) -> tuple[bytes, str]:
+def multipart(field: str, data: bytes, extra: dict[str, str] | None = None) -> tuple[bytes, str]:
+    """A multipart/form-data body: the photo in ``field`` and plain ``extra`` fields."""
     boundary = "bench-boundary-7d1c"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"p.jpg\"\r\n"
-            f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
+    parts = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n".encode()
+             for k, v in (extra or {}).items()]
+    parts.append((f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"p.jpg\"\r\n"
+                  f"Content-Type: image/jpeg\r\n\r\n").encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def throughput(url: str, photos: list[bytes], clients: int, field: str) -> float:
+def throughput(url: str, photos: list[bytes], clients: int, field: str, extra: dict[str, str] | None = None) -> float:
     queue = list(photos)
     lock = threading.Lock()
 
@@ -53,7 +56,7 @@ def throughput(url: str, photos: list[bytes], clients: int, field: str) -> float
                 if not queue:
                     return
                 data = queue.pop()
-            post(url, *multipart(field, data))
+            post(url, *multipart(field, data, extra))
 
     started = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(clients)]
@@ -113,11 +116,9 @@ def bench_rembg(root: Path, model: Path, photos: list[bytes], clients: int, remb
     url = f"http://127.0.0.1:{port}/api/remove"
     try:
         wait_listening(port, proc)
-        body, kind = multipart("file", photos[0])
-        body = body.replace(b"--bench-boundary-7d1c--", b"--bench-boundary-7d1c\r\nContent-Disposition: form-data; "
-                            b"name=\"model\"\r\n\r\nisnet-general-use\r\n--bench-boundary-7d1c--")
-        post(url, body, kind)  # warm-up: loads the session
-        return throughput(url, photos, clients, "file")
+        model_field = {"model": "isnet-general-use"}
+        post(url, *multipart("file", photos[0], model_field))  # warm-up: loads the session
+        return throughput(url, photos, clients, "file", model_field)
     finally:
         proc.terminate()
         proc.wait(60)

@@ -84,6 +84,8 @@ class Daemon:
             return Health(False, "starting: the model is loading", {})
         details = {"model": ctx.session.info.label, "device": str(ctx.session.device),
                    "queue_depth": self.jobs.depth(), "uptime_s": round(time.monotonic() - self._ready_at, 1)}
+        if self.models.error:  # a switch failed; the model above still serves, so this is no outage
+            details["last_model_error"] = self.models.error
         dead = self.dead_threads()
         return Health(not dead, f"threads not running: {', '.join(dead)}" if dead else "", details)
 
