@@ -5,7 +5,7 @@
 Default photos: the red box of the golden test images (tests/data/golden, drawn by
 tests/data/make_golden.py: a studio shot with a cast shadow) and the desk lamp from the U²-Net demo
 images (../shared/data/eval/u2net-reference, Apache-2.0, github.com/xuebinqin/U-2-Net), a real
-photo on which the shipped model is visibly weak. Rows: original | alpha | on checkerboard | on white.
+photo (the fallback model is visibly weak on it; the default IS-Net is not). Rows: original | alpha | on checkerboard | on white.
 """
 
 from __future__ import annotations
