@@ -103,15 +103,15 @@ def build_app(context: Callable[[], JobContext | None], health: Callable[[], Hea
         ctx = context()
         if ctx is None:
             raise HttpError(503, "the model is still loading; retry shortly")
-        profile = _profile(ctx, request)
-        data, as_json = await _image_bytes(request, max_body_bytes)
         started = time.perf_counter()
         outcome, rendered = "error", None
         try:
+            profile = _profile(ctx, request)
+            data, as_json = await _image_bytes(request, max_body_bytes)
             with gate:
                 rendered = await _render(ctx, profile, data)
             outcome = "done"
-        except HttpError as e:
+        except HttpError as e:  # counted like the watcher's outcomes: busy or refused
             outcome = "rejected" if e.status == 429 else "refused"
             raise
         finally:
