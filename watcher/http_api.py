@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from engine.errors import ImageError, ImageTooLarge
+from engine.profile import Profile
 from watcher.batch_tasks import FINISHED, BatchRefused, BatchTasks, allowed_dir
 from watcher.errors import ConfigError
 from watcher.metrics import Metrics
@@ -166,7 +167,7 @@ def build_app(context: Callable[[], JobContext | None], health: Callable[[], Hea
     return app
 
 
-def _profile(ctx: JobContext, request: Request):
+def _profile(ctx: JobContext, request: Request) -> Profile:
     name = request.query_params.get("profile") or request.query_params.get("scenario")
     try:
         return ctx.config.get_profile(name)
@@ -205,7 +206,7 @@ def _from_json(payload: Any) -> bytes:
         raise HttpError(400, "image_base64 is not valid base64") from None
 
 
-async def _render(ctx: JobContext, profile, data: bytes) -> Rendered:
+async def _render(ctx: JobContext, profile: Profile, data: bytes) -> Rendered:
     from starlette.concurrency import run_in_threadpool
 
     cfg = ctx.config
