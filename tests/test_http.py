@@ -255,3 +255,27 @@ def test_100_concurrent_requests_and_uploads_at_the_same_time(daemon) -> None:
                        if line.startswith("VmHWM")).split()[1])
     assert peak_kb < 1_500_000, f"peak RSS {peak_kb / 1024:.0f} MB"
     assert d.stop() == 0
+
+
+def test_a_batch_file_that_breaks_the_pipeline_is_recorded_not_retried(tmp_path: Path) -> None:
+    """An unexpected error on one file (here the model raising) marks that file failed; the task ends."""
+    from types import SimpleNamespace
+
+    from engine.profile import Profile
+    from watcher.batch_tasks import BatchTasks
+    from watcher.completion import IgnoreRules
+
+    class Broken:
+        def predict_alpha(self, rgb):
+            raise RuntimeError("CUDA error: device lost")
+
+    config = SimpleNamespace(get_profile=Profile,
+                             engine=SimpleNamespace(max_input_pixels=10**8),
+                             output=SimpleNamespace(png_compress_level=1))
+    tasks = BatchTasks(tmp_path / "state", lambda: SimpleNamespace(config=config, session=Broken()),
+                       IgnoreRules([]))
+    write(tmp_path / "in" / "a.jpg", jpeg_bytes())
+    task = tasks.submit(tmp_path / "in", tmp_path / "out", "default")
+    tasks.run_once()
+    done = tasks.get(task["id"])
+    assert done["status"] == "failed" and done["errors"] == {"a.jpg": "RuntimeError: CUDA error: device lost"}

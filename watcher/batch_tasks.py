@@ -131,6 +131,9 @@ class BatchTasks(StoppableThread):
             log.info("batch_file_done", task=task["id"], file=str(rel))
         except (ImageError, OSError) as e:
             task["errors"][str(rel)] = str(e)
+        except Exception as e:  # a model or pipeline failure: recorded for this file, never retried forever
+            log.exception("batch_file_error", task=task["id"], file=str(rel))
+            task["errors"][str(rel)] = f"{e.__class__.__name__}: {e}"
 
     def status(self, task: dict) -> dict:
         end = task["finished_at"] or time.time()
