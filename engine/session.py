@@ -155,7 +155,7 @@ class Session:
 
     def _preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         if not rgb.flags.writeable or not rgb.flags.c_contiguous:  # torch.from_numpy: writable, positive strides
-            rgb = np.ascontiguousarray(rgb).copy() if not rgb.flags.writeable else np.ascontiguousarray(rgb)
+            rgb = np.array(rgb, order="C")  # a writable, contiguous copy
         x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
         size = (self.input_size, self.input_size)
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)

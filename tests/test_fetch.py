@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import os
-import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.catalogue import Entry, Source, lookup
+from tests.conftest import small_tmpfs
 from watcher.errors import FetchError
 from watcher.fetch import partial_path, pull
 
@@ -119,18 +119,10 @@ def test_truncated_download_resumes_where_it_stopped(server: Server, tmp_path: P
 
 def test_no_space_left_says_so_and_leaves_nothing(server: Server, tmp_path: Path) -> None:
     """On a full disk (a 1 MB tmpfs) the pull says so and removes what it wrote."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)]).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with small_tmpfs(tmp_path / "small", "1m") as small:
         with pytest.raises(FetchError, match="no space left on the device"):
             pull(entry(f"{server.url}/model.bin", hashlib.sha256(PAYLOAD).hexdigest()), small)
         assert left_in(small) == []
-    finally:
-        subprocess.run(["umount", str(small)], check=True)
 
 
 def fake_npm(tmp_path: Path, chunks: list[bytes], corrupt: bool = False) -> Path:

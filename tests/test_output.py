@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import small_tmpfs
 from watcher import output
 from watcher.output import (
     atomic_write,
@@ -101,20 +102,10 @@ def test_quarantine_writes_reason_beside_the_file(tmp_path: Path) -> None:
 
 def test_output_set_appears_whole_or_not_at_all_on_a_full_disk(tmp_path: Path) -> None:
     """On a full tmpfs the white JPEG is not left without its PNG: nothing of the set appears, no temp stays."""
-    import subprocess
-
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    out = tmp_path / "out"
-    out.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(out)]).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with small_tmpfs(tmp_path / "out", "256k") as out:
         files = {".jpg": b"j" * 10_000, ".png": os.urandom(400_000)}
         with pytest.raises(OSError, match="No space left"):
             write_outputs(out, Path("shop/item.jpg"), files)
         assert [p for p in out.rglob("*") if p.is_file()] == []
         written = write_outputs(out, Path("shop/item.jpg"), {".jpg": b"j" * 10_000, ".png": b"p" * 10_000})
         assert [p.name for p in written] == ["item.jpg", "item.png"]
-    finally:
-        subprocess.run(["umount", str(out)], check=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from engine.catalogue import Entry, Source
 from watcher.errors import FetchError
+from watcher.output import fsync_dir
 
 CHUNK = 1 << 20
 Progress = Callable[[int, int | None], None]
@@ -52,17 +53,6 @@ def checksum_problem(path: Path, entry: Entry) -> str | None:
     if entry.md5 and md5 != entry.md5:
         return f"md5 is {md5}, the catalogue expects {entry.md5}"
     return None
-
-
-def _fsync_rename(part: Path, target: Path) -> None:
-    with part.open("rb") as f:
-        os.fsync(f.fileno())
-    os.replace(part, target)
-    fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _no_space(e: OSError, where: Path) -> FetchError | None:
@@ -184,7 +174,10 @@ def pull(entry: Entry, models_dir: Path, timeout: float = 10.0, progress: Progre
             part.unlink(missing_ok=True)
             problems.append(f"{source.describe()}: {problem}; the download was deleted")
             continue
-        _fsync_rename(part, target)
+        with part.open("rb") as f:  # the bytes on disk before the name says "verified model"
+            os.fsync(f.fileno())
+        os.replace(part, target)
+        fsync_dir(models_dir)
         return target
     raise FetchError(f"could not pull {entry.name}: " + "; ".join(problems))
 

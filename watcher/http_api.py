@@ -107,7 +107,7 @@ def build_app(context: Callable[[], JobContext | None], health: Callable[[], Hea
         started = time.perf_counter()
         outcome, rendered = "error", None
         try:
-            profile = _profile(ctx, request)
+            profile = _profile(ctx, request.query_params.get("profile") or request.query_params.get("scenario"))
             data, as_json = await _image_bytes(request, max_body_bytes)
             with gate:
                 rendered = await _render(ctx, profile, data)
@@ -137,28 +137,23 @@ def build_app(context: Callable[[], JobContext | None], health: Callable[[], Hea
             out = allowed_dir(payload.get("output_dir"), batch_roots, "output_dir", must_exist=False)
         except BatchRefused as e:
             raise HttpError(e.status, str(e)) from None
-        profile = payload.get("profile") or ctx.config.profile
-        try:
-            ctx.config.get_profile(profile)
-        except ConfigError as e:
-            raise HttpError(400, str(e)) from None
-        task = batch.submit(src, out, profile)
+        task = batch.submit(src, out, _profile(ctx, payload.get("profile")).name)
         return JSONResponse({"task_id": task["id"], "status": "submitted"}, status_code=202)
+
+    def known_task(task_id: str, request: Request) -> dict:
+        authorised(request)
+        task = batch.get(task_id) if batch is not None else None
+        if task is None:
+            raise HttpError(404, f"no task {task_id}")
+        return task
 
     @app.get("/api/matting/task/{task_id}")
     def task_status(task_id: str, request: Request) -> JSONResponse:
-        authorised(request)
-        task = batch.get(task_id) if batch is not None else None
-        if task is None:
-            raise HttpError(404, f"no task {task_id}")
-        return JSONResponse(batch.status(task))
+        return JSONResponse(batch.status(known_task(task_id, request)))
 
     @app.get("/download/{task_id}.zip")
     def download(task_id: str, request: Request) -> FileResponse:
-        authorised(request)
-        task = batch.get(task_id) if batch is not None else None
-        if task is None:
-            raise HttpError(404, f"no task {task_id}")
+        task = known_task(task_id, request)
         if task["status"] not in FINISHED:
             raise HttpError(409, f"task {task_id} is {task['status']}; its ZIP is ready when it finished")
         return FileResponse(batch.zip_path(task), media_type="application/zip", filename=f"{task_id}.zip")
@@ -167,8 +162,8 @@ def build_app(context: Callable[[], JobContext | None], health: Callable[[], Hea
     return app
 
 
-def _profile(ctx: JobContext, request: Request) -> Profile:
-    name = request.query_params.get("profile") or request.query_params.get("scenario")
+def _profile(ctx: JobContext, name: str | None) -> Profile:
+    """The named profile (default: the configured one); an unknown name is a 400 listing the valid ones."""
     try:
         return ctx.config.get_profile(name)
     except ConfigError as e:

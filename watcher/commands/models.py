@@ -14,6 +14,7 @@ from watcher.config import Config, load_config
 from watcher.errors import FetchError
 from watcher.fetch import ProgressBar, checksum_problem, pull
 from watcher.models import CONTROL_FILE, active_model, installed
+from watcher.output import atomic_write
 
 
 def _models_dir(cfg: Config) -> Path:
@@ -51,15 +52,6 @@ def run_pull(config_path: Path, name: str, timeout: float) -> int:
     return 0
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def run_use(config_path: Path, name: str) -> int:
     cfg = load_config(config_path)
     models_dir = _models_dir(cfg)
@@ -68,7 +60,7 @@ def run_use(config_path: Path, name: str) -> int:
         hint = f"; run: unet-matting models pull {name}" if name in catalogue() else ""
         raise ModelError(f"{file} is not installed in {models_dir}{hint}")
     models_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(models_dir / CONTROL_FILE, file + "\n")
+    atomic_write(models_dir / CONTROL_FILE, f"{file}\n".encode())
     print(f"active model: {file} (a running daemon switches to it within seconds)")
     return 0
 
