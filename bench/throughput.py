@@ -24,9 +24,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import REPO, SIZES, log_events, product_jpeg, start_daemon, write_config
+from watcher.state import STATUS_INTERVAL_S
 
 
 def run_measured(argv: list[str], env: dict | None = None) -> tuple[float, float]:
@@ -49,8 +52,12 @@ def proc_stats(pid: int) -> tuple[float, float]:
 
 
 def bench_daemon(root: Path, src: Path, model: Path, profile: str, workers: int | None,
-                 input_size: int | None) -> dict:
-    engine = {"input_size": input_size} if input_size else {}
+                 engine: dict | None = None, during: Callable[[subprocess.Popen], None] | None = None) -> dict:
+    """Drop every file of ``src`` into a fresh daemon at once; images/s, latencies, stages.
+
+    ``engine`` overrides ``engine.*``; ``during(daemon)`` runs right after the drop (a model
+    switch under load); the result's ``status`` is the daemon's status.json at the end.
+    """
     watcher = {"workers": workers} if workers else {}
     config = write_config(root / "daemon", model, profile, engine, quiet_period_s=0.5, **watcher)
     daemon = start_daemon(config)
@@ -64,6 +71,8 @@ def bench_daemon(root: Path, src: Path, model: Path, profile: str, workers: int 
         dropped = time.perf_counter()
         for name in names:
             os.rename(incoming / f".{name}.tmp", incoming / name)
+        if during is not None:
+            during(daemon)
         seen: dict[str, float] = {}
         while len(seen) < len(names):
             for p in output.glob("*.png"):
@@ -72,15 +81,19 @@ def bench_daemon(root: Path, src: Path, model: Path, profile: str, workers: int 
         wall = max(seen.values()) - dropped
         cpu1, peak = proc_stats(daemon.pid)
         latencies = sorted(t - dropped for t in seen.values())
+        time.sleep(STATUS_INTERVAL_S + 0.3)  # one status tick after the last output
+        status = json.loads((root / "daemon/state/status.json").read_text())
     finally:
         daemon.terminate()
         daemon.wait(60)
     jobs = log_events(root / "daemon/daemon.log", "job_finished")
-    stages = {k: statistics.median(j["stages_ms"][k] for j in jobs) for k in jobs[0]["stages_ms"]}
-    stages["write+archive"] = statistics.median(j["duration_ms"] - sum(j["stages_ms"].values()) for j in jobs)
+    done = [j for j in jobs if j["outcome"] == "done"]
+    stages = {k: statistics.median(j["stages_ms"][k] for j in done) for k in done[0]["stages_ms"]}
+    stages["write+archive"] = statistics.median(j["duration_ms"] - sum(j["stages_ms"].values()) for j in done)
     return {"images_per_s": len(names) / wall, "wall_s": wall, "p50_s": latencies[len(latencies) // 2],
             "p95_s": latencies[int(len(latencies) * 0.95) - 1], "peak_rss_mb": peak,
-            "cpu_util": (cpu1 - cpu0) / wall / os.cpu_count(), "stages_ms": stages, "copy_s": dropped - started}
+            "cpu_util": (cpu1 - cpu0) / wall / os.cpu_count(), "stages_ms": stages, "copy_s": dropped - started,
+            "status": status, "outcomes": dict(Counter(j["outcome"] for j in jobs)), "config": config}
 
 
 def rembg_argv(home: Path, model: Path, rembg: str) -> list[str]:
@@ -131,7 +144,8 @@ def main() -> None:
             product_jpeg(src / f"p{i:04d}.jpg", width, height, i)
         print(f"{args.count} JPEGs at {width}x{height}, model {args.model.name}, profile {args.profile}, "
               f"{os.cpu_count()} CPUs")
-        ours = bench_daemon(root, src, args.model, args.profile, args.workers, args.input_size)
+        ours = bench_daemon(root, src, args.model, args.profile, args.workers,
+                            {"input_size": args.input_size} if args.input_size else None)
         print(f"daemon : {ours['images_per_s']:.2f} img/s ({ours['wall_s']:.1f} s), latency p50 {ours['p50_s']:.1f} s "
               f"p95 {ours['p95_s']:.1f} s, peak RSS {ours['peak_rss_mb']:.0f} MB, CPU {ours['cpu_util']:.0%}")
         print("         stages (median ms): " + ", ".join(f"{k} {v:.0f}" for k, v in ours["stages_ms"].items()))

@@ -25,3 +25,7 @@ class ImageTooLarge(ImageError):
 
 class JobError(UnetMattingError):
     """A job failed for a reason other than its input image."""
+
+
+class GpuMemoryError(JobError):
+    """The network could not run within the GPU memory this process may use."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from pathlib import Path
@@ -13,10 +14,16 @@ from torch import nn
 
 from engine.blocks import fold_batchnorms
 from engine.catalogue import Preprocessing, defaults_for, entry_for_file
-from engine.errors import ModelError
+from engine.errors import GpuMemoryError, ModelError
 from engine.networks import ModelInfo, load_network
 from engine.onnx_runtime import OnnxRuntimeNetwork
 from engine.settings import EngineSettings
+
+
+def release_cached_memory() -> None:
+    """Give cached, unused GPU blocks back to the driver (once a swapped-out model is gone)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -97,7 +104,11 @@ class Session:
 
     @classmethod
     def load(cls, settings: EngineSettings) -> Session:
-        """Load weights, pick the device, set torch threads, and run one warm-up inference."""
+        """Load weights, pick the device, set torch threads, and run one warm-up inference.
+
+        On CUDA the warm-up is the model's memory check: a network that cannot run one image
+        within ``gpu_memory_fraction`` is a ``ModelError`` here, not a failed job later.
+        """
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
         if settings.model is None:
@@ -105,13 +116,27 @@ class Session:
         net, info, preprocessing = open_model(settings.model, settings.threads)
         device = resolve_device(settings.device)
         if device.type == "cuda" and settings.gpu_memory_fraction < 1.0:
-            torch.cuda.set_per_process_memory_fraction(settings.gpu_memory_fraction, device)
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            torch.cuda.set_per_process_memory_fraction(settings.gpu_memory_fraction, index)
         size = settings.input_size or preprocessing.size_on(device.type)
         session = cls(net, info, device, size, settings.max_batch, settings.model.resolve(), preprocessing,
                       settings.flip_tta)
-        session.predict_alpha(np.zeros((size, size, 3), np.uint8))
+        try:
+            session.predict_alpha(np.zeros((size, size, 3), np.uint8))
+        except GpuMemoryError as e:
+            raise ModelError(f"{settings.model.name} does not fit in the GPU memory this process may use "
+                             f"(engine.gpu_memory_fraction {settings.gpu_memory_fraction:g}): {e}") from None
         session.batch_counts.clear()
         return session
+
+    def memory(self) -> dict[str, int] | None:
+        """GPU memory of this process in bytes (allocated now, reserved by the cache, peak
+        allocated since start), or None on the CPU."""
+        if self.device.type != "cuda":
+            return None
+        return {"allocated": torch.cuda.memory_allocated(self.device),
+                "reserved": torch.cuda.memory_reserved(self.device),
+                "peak": torch.cuda.max_memory_allocated(self.device)}
 
     def predict_alpha(self, rgb: np.ndarray) -> np.ndarray:
         """Alpha matte in [0, 1] (float32, HxW) for an HxWx3 uint8 RGB image."""
@@ -128,36 +153,87 @@ class Session:
                         self._run_queued()
             if request.error is not None:
                 raise request.error
-            alpha = F.interpolate(request.probs, size=(height, width), mode="bilinear", align_corners=False)
-            return alpha[0, 0].clamp_(0, 1).cpu().numpy()
+            return self._upscale(request.probs, height, width)
 
     def _run_queued(self) -> None:
-        """Run up to ``max_batch`` queued inputs as one batch (caller holds ``_network``)."""
+        """Run up to ``max_batch`` queued inputs as one batch (caller holds ``_network``).
+
+        A batch that runs out of GPU memory is run again one input at a time; an input that
+        does not fit alone fails with ``GpuMemoryError`` (its caller's job fails, the process
+        and the other inputs carry on).
+        """
         with self._queue_lock:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
         try:
-            x = torch.cat([r.x for r in batch]).contiguous(memory_format=torch.channels_last)
-            if self.flip_tta:
-                x = torch.cat([x, x.flip(3)])
-            out = self.net(x)[0].float()
-            probs = torch.sigmoid(out) if self._logits else out
-            if self.flip_tta:
-                probs = (probs[: len(batch)] + probs[len(batch):].flip(3)) / 2
-            for i, r in enumerate(batch):
-                r.probs = probs[i : i + 1]
+            try:
+                self._forward(batch)
+            except torch.OutOfMemoryError:
+                if len(batch) == 1:
+                    raise
+                self._free_cache()
+                for request in batch:
+                    self._forward([request])
+        except torch.OutOfMemoryError as exc:
+            self._free_cache()
+            self._fail(batch, GpuMemoryError(f"out of GPU memory running the network: {_oom_detail(exc)}"))
         except BaseException as exc:  # every waiting caller gets the error, none hangs
-            for r in batch:
-                r.error = exc
+            self._fail(batch, exc)
         finally:
             self.batch_counts[len(batch)] += 1
             for r in batch:
                 r.done = True
 
+    def _forward(self, batch: list[_Request]) -> None:
+        x = torch.cat([r.x for r in batch]).contiguous(memory_format=torch.channels_last)
+        if self.flip_tta:
+            x = torch.cat([x, x.flip(3)])
+        out = self.net(x)[0].float()
+        probs = torch.sigmoid(out) if self._logits else out
+        if self.flip_tta:
+            probs = (probs[: len(batch)] + probs[len(batch):].flip(3)) / 2
+        for i, r in enumerate(batch):
+            r.probs = probs[i : i + 1]
+
+    @staticmethod
+    def _fail(batch: list[_Request], exc: BaseException) -> None:
+        for r in batch:
+            if r.probs is None:
+                r.error = exc
+
+    def _free_cache(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _upscale(self, probs: torch.Tensor, height: int, width: int) -> np.ndarray:
+        """The network's matte at the image's size; on the CPU when the GPU has no room for it."""
+        try:
+            alpha = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
+        except torch.OutOfMemoryError:
+            self._free_cache()
+            alpha = F.interpolate(probs.cpu(), size=(height, width), mode="bilinear", align_corners=False)
+        return alpha[0, 0].clamp_(0, 1).cpu().numpy()
+
     def _preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        """The network's input for one image: resized on the device (on the CPU when the GPU
+        has no room for the full-size image), normalised, in the network's dtype."""
         if not rgb.flags.writeable or not rgb.flags.c_contiguous:  # torch.from_numpy: writable, positive strides
             rgb = np.array(rgb, order="C")  # a writable, contiguous copy
-        x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
-        size = (self.input_size, self.input_size)
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        image = torch.from_numpy(rgb)
+        try:
+            x = self._resize(image.to(self.device))
+        except torch.OutOfMemoryError:
+            self._free_cache()
+            x = self._resize(image).to(self.device)
         x = (x / 255.0 - self._mean) / self._std
         return x.to(dtype=self.dtype, memory_format=torch.channels_last)
+
+    def _resize(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.permute(2, 0, 1).unsqueeze(0).float()
+        size = (self.input_size, self.input_size)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def _oom_detail(exc: BaseException) -> str:
+    """torch's out-of-memory message cut to what an operator needs: how much was asked for."""
+    found = re.search(r"Tried to allocate [\d.]+ \w+", str(exc))
+    return found.group(0).lower() if found else "no room left"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.errors import ModelError
-from engine.session import EngineSettings, Session, resolve_device
+from engine.session import EngineSettings, Session, release_cached_memory, resolve_device
 from tests.conftest import REPO, wait_for
 from tests.images import product_rgb
 
@@ -127,6 +127,89 @@ def test_a_failing_batch_fails_every_caller_in_it_and_hangs_none(tiny_model: Pat
     assert all(isinstance(r, RuntimeError) and "simulated" in str(r) for r in results), results
     session.net = net
     assert session.predict_alpha(product_rgb(80, 60)).shape == (60, 80)
+
+
+def test_a_batch_out_of_gpu_memory_runs_again_one_image_at_a_time(tiny_model: Path) -> None:
+    """A batch that runs out of GPU memory is split: every caller still gets its own matte."""
+    import torch
+
+    session = Session.load(EngineSettings(tiny_model, device="cpu", threads=1, input_size=64, max_batch=4))
+    net, sizes = session.net, []
+
+    def small_batches_only(x: torch.Tensor) -> object:
+        sizes.append(len(x))
+        if len(x) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return net(x)
+
+    images = [product_rgb(80, 60, seed=i) for i in range(3)]
+    expected = [session.predict_alpha(rgb) for rgb in images]
+    session.net = small_batches_only  # type: ignore[assignment]
+    got = _concurrently(session, images)
+    assert sizes == [3, 1, 1, 1]
+    for want, have in zip(expected, got, strict=True):
+        assert isinstance(have, np.ndarray)
+        np.testing.assert_allclose(have, want, atol=1e-6)
+
+
+def test_an_image_out_of_gpu_memory_alone_fails_its_job_with_a_plain_reason(tiny_model: Path) -> None:
+    """When even one input does not fit, its caller gets GpuMemoryError naming the size asked
+    for; the session keeps working for the next call."""
+    import torch
+
+    from engine.errors import GpuMemoryError
+
+    session = Session.load(EngineSettings(tiny_model, device="cpu", threads=1, input_size=64, max_batch=4))
+    net = session.net
+
+    def no_room(x: torch.Tensor) -> object:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity "
+                                     "of 139.81 GiB of which ... (simulated)")
+
+    session.net = no_room  # type: ignore[assignment]
+    with pytest.raises(GpuMemoryError, match=r"^out of GPU memory running the network: tried to allocate 2.00 gib$"):
+        session.predict_alpha(product_rgb(80, 60))
+    session.net = net
+    assert session.predict_alpha(product_rgb(80, 60)).shape == (60, 80)
+
+
+def test_a_model_that_does_not_fit_in_the_gpu_cap_fails_at_load(tiny_model: Path, monkeypatch) -> None:
+    """The warm-up at load is the memory check: a network that cannot run one image within the
+    cap is a ModelError at load (a switch keeps the old model), not a failed job per upload."""
+    import torch
+
+    def no_room(self: Session, batch: list) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 512.00 MiB")
+
+    monkeypatch.setattr(Session, "_forward", no_room)
+    with pytest.raises(ModelError, match=r"does not fit in the GPU memory this process may use "
+                                         r"\(engine.gpu_memory_fraction 0.02\)"):
+        Session.load(EngineSettings(tiny_model, device="cpu", threads=1, input_size=64, gpu_memory_fraction=0.02))
+
+
+def test_memory_figures_are_none_on_the_cpu(session: Session) -> None:
+    """status.json and /metrics report GPU memory only for a CUDA session."""
+    assert session.memory() is None
+
+
+@pytest.mark.gpu
+def test_gpu_memory_figures_and_release(tiny_model: Path) -> None:
+    """A CUDA session reports allocated <= peak and reserved; releasing the cache after the
+    session is gone returns reserved memory to the driver."""
+    import gc
+
+    import torch
+
+    session = Session.load(EngineSettings(tiny_model, device="cuda", input_size=256))
+    session.predict_alpha(product_rgb(2000, 1500))
+    figures = session.memory()
+    assert figures is not None and 0 < figures["allocated"] <= figures["peak"] <= figures["reserved"]
+    baseline = torch.cuda.memory_allocated()
+    del session
+    gc.collect()
+    release_cached_memory()
+    assert torch.cuda.memory_allocated() < baseline
+    assert torch.cuda.memory_reserved() <= torch.cuda.memory_allocated() + (2 << 20)
 
 
 def test_flip_tta_averages_the_mirrored_prediction(tiny_model: Path) -> None:
