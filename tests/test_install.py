@@ -84,6 +84,9 @@ def test_files_and_config(installed: Path) -> None:
     assert exec_start in unit
     assert "/srv/unet-matting/incoming" in unit.split("ReadWritePaths=")[1].split("\n")[0]
     assert "/var/log/unet-matting/*.log" in (installed / "etc/logrotate.d/unet-matting").read_text()
+    worker = (installed / "etc/systemd/system/unet-matting-worker@.service").read_text()  # enabled per GPU by hand
+    assert ("ExecStart=/opt/unet-matting/venv/bin/unet-matting worker --config /etc/unet-matting/unet-matting.yaml "
+            "--name %i") in worker
     script = installed / "opt/unet-matting/venv/bin/unet-matting"
     assert script.read_text().startswith("#!/opt/unet-matting/venv/bin/python")
     version = subprocess.run([str(installed / "opt/unet-matting/venv/bin/python"), "-m", "watcher", "--version"],
@@ -141,6 +144,7 @@ def test_uninstall_keeps_data_and_config(installed: Path) -> None:
     install(installed, "--uninstall")
     assert not (installed / "opt/unet-matting").exists()
     assert not (installed / "etc/systemd/system/unet-matting.service").exists()
+    assert not (installed / "etc/systemd/system/unet-matting-worker@.service").exists()
     assert not (installed / "etc/logrotate.d/unet-matting").exists()
     assert (installed / "srv/unet-matting/archive/keep.jpg").read_bytes() == b"original"
     assert (installed / "etc/unet-matting/unet-matting.yaml").exists()

@@ -120,3 +120,38 @@ def test_unit_with_the_http_drop_in_stays_at_most_2(tmp_path: Path) -> None:
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     assert match and float(match.group(1)) <= 2.0, result.stdout
     assert "PrivateNetwork=no" in unit.read_text()
+
+
+def _exposure(unit: Path) -> float:
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert verify.returncode == 0 and verify.stderr == "", verify.stderr
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True, text=True)
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout
+    return float(match.group(1))
+
+
+@needs
+def test_unit_with_the_queue_drop_in_stays_at_most_2(tmp_path: Path) -> None:
+    """With systemd/queue.conf (IP sockets to the broker) the watcher's unit verifies and rates <= 2.0."""
+    unit = local_unit(tmp_path)
+    text = unit.read_text()
+    section = ""
+    for line in (REPO / "systemd" / "queue.conf").read_text().splitlines():
+        if line.startswith("["):
+            section = line
+        elif line and not line.startswith("#"):  # merged as a drop-in would be: after its section's header
+            text = text.replace(f"{section}\n", f"{section}\n{line}\n", 1)
+    unit.write_text(text)
+    assert _exposure(unit) <= 2.0 and "IPAddressAllow=localhost" in text
+
+
+@needs
+def test_worker_unit_verifies_and_rates_at_most_2(tmp_path: Path) -> None:
+    """The worker template, instantiated for GPU 0, verifies cleanly and rates 2.0 or lower."""
+    binary = Path(sys.executable).parent / "unet-matting"
+    text = (REPO / "systemd" / "unet-matting-worker@.service").read_text()
+    unit = tmp_path / "unet-matting-worker@0.service"
+    unit.write_text(text.replace("/opt/unet-matting/venv/bin/unet-matting", str(binary)))
+    assert _exposure(unit) <= 2.0
+    assert "Restart=always" in text and "Type=notify" in text and "CUDA_VISIBLE_DEVICES=%i" in text

@@ -25,7 +25,7 @@ from engine.errors import ImageError
 from watcher.completion import IgnoreRules
 from watcher.observer import walk_files
 from watcher.output import atomic_write, output_path, write_outputs
-from watcher.pipeline import read_source, render
+from watcher.pipeline import read_source
 from watcher.threads import StoppableThread
 from watcher.worker import JobContext
 
@@ -124,8 +124,7 @@ class BatchTasks(StoppableThread):
         ctx = self._context()
         try:
             profile = ctx.config.get_profile(task["profile"])
-            rendered = render(read_source(path).data, ctx.session, profile, ctx.config.engine.max_input_pixels,
-                              ctx.config.output.png_compress_level)
+            rendered = ctx.render(read_source(path).data, profile, f"{task['id']}-{len(task['done'])}", str(rel))
             write_outputs(out, rel, rendered.files)
             task["done"].append(str(rel))
             log.info("batch_file_done", task=task["id"], file=str(rel))

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     process = _command(sub, "process", "cut out files or directories once, then exit", engine=True)
     process.add_argument("--out", type=Path, required=True, help="output directory")
     process.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    worker = _command(sub, "worker", "take matting jobs from the RabbitMQ queue (queue.broker_url)")
+    worker.add_argument("--name", help="this worker's name in logs (default: worker); e.g. the GPU index")
+    worker.add_argument("--threads", type=int, help="jobs at once (default: queue.worker_threads)")
     _command(sub, "check", "doctor: config, directories, disk, inotify, model and device")
     _command(sub, "status", "what the running daemon is doing")
     preview = _command(sub, "preview", "contact sheet: original | alpha | on checkerboard | on white", engine=True)
@@ -92,6 +95,10 @@ def _run(args: argparse.Namespace) -> int:
         from watcher.commands.process import run_process
 
         return run_process(args.config, args.inputs, args.out, args.profile, args.model)
+    if args.command == "worker":
+        from watcher.commands.worker import run_worker
+
+        return run_worker(args.config, args.name, args.threads)
     if args.command == "models":
         from watcher.commands.models import run_models
 

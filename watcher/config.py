@@ -77,6 +77,26 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class QueueConfig:
+    """``queue:``: matting on worker processes through RabbitMQ (off unless ``broker_url`` is set).
+
+    The watcher sends each completed upload (its bytes and its profile) to ``jobs``; workers
+    (``unet-matting worker``) answer on the watcher's own results queue; a job delivered
+    ``max_deliveries`` times without an answer (its worker died each time) is dead-lettered to
+    ``dead`` and its upload quarantined.
+    """
+
+    broker_url: str | None = None
+    jobs: str = "unet-matting.jobs"
+    dead: str = "unet-matting.dead"
+    results: str | None = None  # None: unet-matting.results.<host name>
+    max_deliveries: int = 3
+    result_timeout_s: float = 600.0  # no answer this long: the job is sent again
+    retry_s: float = 30.0  # broker unreachable: the upload waits this long, then is sent again
+    worker_threads: int = 2  # jobs one worker process runs at once (they share forward passes)
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     paths: PathsConfig
@@ -88,6 +108,7 @@ class Config:
     profiles: Mapping[str, Profile]
     profiles_by_folder: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     http: HttpConfig = field(default_factory=HttpConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
 
     def get_profile(self, name: str | None = None) -> Profile:
         """The named profile (default: the configured one); unknown names list the valid ones."""
@@ -188,6 +209,24 @@ def _parse_http(s: Section) -> HttpConfig:
     return cfg
 
 
+def _parse_queue(s: Section) -> QueueConfig:
+    url = s.take("broker_url", str, None)
+    if url is not None and not url.startswith(("amqp://", "amqps://")):  # not echoed: it may hold a password
+        raise ConfigError("queue.broker_url: must be the amqp:// or amqps:// URL of a RabbitMQ broker")
+    cfg = QueueConfig(url, s.take("jobs", str, QueueConfig.jobs, _queue_name),
+                      s.take("dead", str, QueueConfig.dead, _queue_name), s.take("results", str, None, _queue_name),
+                      s.take("max_deliveries", int, QueueConfig.max_deliveries, at_least(1)),
+                      s.take("result_timeout_s", float, QueueConfig.result_timeout_s, positive),
+                      s.take("retry_s", float, QueueConfig.retry_s, positive),
+                      s.take("worker_threads", int, QueueConfig.worker_threads, at_least(1)))
+    s.done()
+    return cfg
+
+
+def _queue_name(value: str) -> str | None:
+    return None if value and not value.startswith("amq.") else "must be a queue name not starting with amq."
+
+
 def load_config(path: Path | str) -> Config:
     """Read, validate and resolve a config file; raises ``ConfigError`` naming the bad key."""
     path = Path(path).resolve()
@@ -203,6 +242,7 @@ def load_config_data(raw: Any, path: Path, profiles: Mapping[str, Profile] | Non
     engine = _parse_engine(top.section("engine"))
     output = _parse_output(top.section("output"))
     http = _parse_http(top.section("http"))
+    queue = _parse_queue(top.section("queue"))
     profiles_file = top.take("profiles_file", Path, str(path.parent / "profiles.yaml"))
     profile = top.take("profile", str, "ecom_product")
     by_folder = top.take("profiles_by_folder", dict, {})
@@ -215,4 +255,4 @@ def load_config_data(raw: Any, path: Path, profiles: Mapping[str, Profile] | Non
         except ConfigError as e:
             raise ConfigError(f"{key}: {e}") from None
     by_folder = MappingProxyType({str(k): str(v) for k, v in by_folder.items()})
-    return Config(path, paths, logging_cfg, watcher, engine, output, profile, profiles, by_folder, http)
+    return Config(path, paths, logging_cfg, watcher, engine, output, profile, profiles, by_folder, http, queue)

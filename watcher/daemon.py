@@ -7,24 +7,26 @@ Threads: the watchdog observer (events -> hints), ``intake`` (hints -> tracker -
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import queue
 import signal
 import threading
 import time
+import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from engine.errors import JobError, ModelError
-from engine.session import Session
+from engine.session import Session, release_cached_memory
 from watcher import __version__, logs
 from watcher.batch_tasks import BatchTasks
 from watcher.completion import CompletionTracker, IgnoreRules
 from watcher.config import Config, load_config
 from watcher.errors import ConfigError
-from watcher.http_api import Health, HttpServer, build_app, read_token
 from watcher.intake import Intake, IntakeSettings
 from watcher.jobs import JobQueue
 from watcher.metrics import Metrics
@@ -34,6 +36,12 @@ from watcher.observer import HintHandler, OverflowHook, make_observer
 from watcher.output import remove_stale_temps
 from watcher.state import STATUS_INTERVAL_S, AttemptLog, InstanceLock, StatusFile
 from watcher.worker import JobContext, JobRunner, Stats, Worker
+
+if TYPE_CHECKING:  # the HTTP side (FastAPI, uvicorn) and the queue (Celery) load only when configured
+    from watcher.http_api import Health, HttpServer
+    from watcher.remote import QueueStats, RemoteMatting
+
+QUEUE_STOP_GRACE_S = 10.0  # on stop, how long answers of jobs in flight are still awaited
 
 log = structlog.get_logger(__name__)
 
@@ -69,7 +77,20 @@ class Daemon:
         self._current: JobContext | None = None  # None until the first model loaded
         self._ready_at: float | None = None
         self.http: HttpServer | None = None
-        self.metrics = Metrics(queue_depth=lambda: self.jobs.depth(), in_flight=self._in_flight)
+        self.metrics = Metrics(queue_depth=lambda: self.jobs.depth(), in_flight=self._in_flight,
+                               gpu_memory=self._gpu_memory, broker=self._queue_stats)
+        self._retired: list[weakref.ref[Session]] = []  # swapped-out models whose GPU memory is not yet back
+        self.remote: RemoteMatting | None = None  # queue mode: jobs go to the workers
+
+    def _gpu_memory(self) -> dict[str, int] | None:
+        ctx = self._current
+        return ctx.session.memory() if ctx is not None and ctx.session is not None else None
+
+    def _queue_stats(self) -> QueueStats | None:
+        if self.remote is None:
+            return None
+        self.remote.stats.waiting = self.remote.waiting()
+        return self.remote.stats
 
     def _context(self) -> JobContext | None:
         return self._current
@@ -79,18 +100,30 @@ class Daemon:
 
     def health(self) -> Health:
         """``/health``: ok once the model is loaded and every thread of the watcher is alive."""
+        from watcher.http_api import Health
+
         ctx = self._current
         if ctx is None or self._ready_at is None:
             return Health(False, "starting: the model is loading", {})
-        details = {"model": ctx.session.info.label, "device": str(ctx.session.device),
-                   "queue_depth": self.jobs.depth(), "uptime_s": round(time.monotonic() - self._ready_at, 1)}
-        if self.models.error:  # a switch failed; the model above still serves, so this is no outage
+        details = {"model": ctx.model_label, "queue_depth": self.jobs.depth(),
+                   "uptime_s": round(time.monotonic() - self._ready_at, 1)}
+        if ctx.session is not None:
+            details["device"] = str(ctx.session.device)
+        if self.models is not None and self.models.error:  # a switch failed; the old model serves: no outage
             details["last_model_error"] = self.models.error
-        dead = self.dead_threads()
-        return Health(not dead, f"threads not running: {', '.join(dead)}" if dead else "", details)
+        problems = [f"threads not running: {', '.join(dead)}"] if (dead := self.dead_threads()) else []
+        if (broker := self._queue_stats()) is not None:
+            details["broker"] = dataclasses.asdict(broker)
+            if not broker.connected:
+                problems.append("the RabbitMQ broker is unreachable")
+            elif broker.workers == 0:
+                problems.append("no queue worker is connected")
+        return Health(not problems, "; ".join(problems), details)
 
     def _start_http(self, cfg: Config) -> None:
         """The HTTP side, before the model loads, so /health can say it is loading."""
+        from watcher.http_api import HttpServer, build_app, read_token
+
         token = read_token(cfg.http.token_file) if cfg.http.token_file else None
         self.batch = BatchTasks(cfg.paths.state, self._context, IgnoreRules(cfg.watcher.ignore_patterns))
         app = build_app(self._context, self.health, self.metrics, token, cfg.http.max_body_bytes,
@@ -111,10 +144,20 @@ class Daemon:
         prepare_directories(cfg)
         if cfg.http.listen is not None:
             self._start_http(cfg)
-        self.models = self._switcher(cfg)
-        session = load_session(cfg.engine, self.models.wanted())
-        self._current = JobContext(session, cfg)
-        self._model_loaded(session)
+        if cfg.queue.broker_url is not None:  # workers matte; this process sends jobs and writes results
+            from watcher.remote import RemoteMatting
+
+            self.remote = RemoteMatting(cfg.queue)
+            self.remote.start()
+            self.models = None
+            self._current = JobContext(None, cfg, self.remote)
+            log.info("queue_mode", jobs=cfg.queue.jobs, results=self.remote.results_name,
+                     in_flight=cfg.watcher.workers)
+        else:
+            self.models = self._switcher(cfg)
+            session = load_session(cfg.engine, self.models.wanted())
+            self._current = JobContext(session, cfg)
+            self._model_loaded(session)
         self.attempts = AttemptLog(cfg.paths.state)
         self.status_file = StatusFile(cfg.paths.state)
         self.runner = JobRunner(self._context, self.attempts, self.stats,
@@ -180,6 +223,8 @@ class Daemon:
                              lambda path: load_session(cfg.engine, path))
 
     def _switch_model(self) -> None:
+        if self.models is None:  # queue mode: the workers switch their own models
+            return
         if self._reloading is not None:
             self._finish_reload(*self._reloading)
             return
@@ -189,9 +234,26 @@ class Daemon:
             self._current = JobContext(session, current.config)
             log.info("model_switched", model=session.info.label, previous=current.session.info.label)
             self.metrics.model_loaded(session)
+            self._retire(current.session)
+
+    def _retire(self, session: Session) -> None:
+        """Remember a swapped-out model: its GPU memory goes back once the last job using it ends."""
+        if session.device.type == "cuda":
+            self._retired.append(weakref.ref(session))
+
+    def _release_retired(self) -> None:
+        if not self._retired:
+            return
+        gc.collect()  # a model's modules can sit in reference cycles
+        if any(ref() is not None for ref in self._retired):
+            return  # a job that started on the old model is still running
+        self._retired.clear()
+        release_cached_memory()
+        log.info("model_memory_released", gpu_memory_mb=_in_mb(self._gpu_memory()))
 
     def _tick(self, heartbeat: bool) -> None:
         self._switch_model()
+        self._release_retired()
         dead = self.dead_threads()
         if dead:
             log.error("threads_dead", threads=dead)
@@ -202,7 +264,8 @@ class Daemon:
         self.status_file.write(self.status_dict())
 
     def dead_threads(self) -> list[str]:
-        threads = [self.observer, self.intake, *self.workers, *([self.batch] if self.http is not None else [])]
+        threads = [self.observer, self.intake, *self.workers, *([self.batch] if self.http is not None else []),
+                   *([self.remote.listener] if self.remote is not None else [])]
         return [t.name for t in threads if not t.is_alive()]
 
     def status_dict(self) -> dict:
@@ -210,12 +273,27 @@ class Daemon:
         return {"pid": os.getpid(), "time": time.time(), "queued": self.jobs.depth(),
                 "in_hand": self.jobs.in_hand(), "tracked": len(self.tracker), "outcomes": dict(counts.outcomes),
                 "last": {"file": counts.last_file, "outcome": counts.last_outcome},
-                "model": self._current.session.info.label, "profile": self._current.config.profile}
+                "model": self._current.model_label, "profile": self._current.config.profile,
+                **self._engine_status()}
+
+    def _engine_status(self) -> dict:
+        """Batch sizes and GPU memory of the model here, or the broker's figures in queue mode."""
+        session = self._current.session
+        if session is None:
+            return {"queue": dataclasses.asdict(self._queue_stats())}
+        status: dict = {"batches": {str(size): n for size, n in sorted(session.batch_counts.items())}}
+        if memory := _in_mb(self._gpu_memory()):
+            status["gpu_memory_mb"] = memory
+        return status
 
     def status_text(self) -> str:
         s = self.stats.snapshot().outcomes
-        return (f"queued={self.jobs.depth()} in_hand={self.jobs.in_hand()} tracked={len(self.tracker)} "
+        text = (f"queued={self.jobs.depth()} in_hand={self.jobs.in_hand()} tracked={len(self.tracker)} "
                 f"done={s['done']} quarantined={s['quarantined']} waiting={s['waiting']} errors={s['error']}")
+        if (broker := self._queue_stats()) is not None:
+            text += (f" broker={'up' if broker.connected else 'DOWN'} jobs_ready={broker.jobs_ready} "
+                     f"workers={broker.workers} dead={broker.dead}")
+        return text
 
     def reload(self) -> None:
         """SIGHUP: RELOADING=1, re-read config and model, READY=1; a bad config changes nothing."""
@@ -233,15 +311,18 @@ class Daemon:
                  observer=old.watcher.observer, workers=old.watcher.workers)}
         if new.paths != old.paths or new.watcher.observer != old.watcher.observer:
             log.warning("reload_needs_restart", keys="paths, watcher.observer", kept="old values")
-        new = dataclasses.replace(new, **fixed)
-        if new.engine != old.engine:  # its model loads in the background; until then the old one runs
+        if new.queue != old.queue:
+            log.warning("reload_needs_restart", keys="queue", kept="old values")
+        new = dataclasses.replace(new, **fixed, queue=old.queue)
+        # a new engine's model loads in the background; until then the old one runs (queue mode: no model here)
+        if new.engine != old.engine and self.models is not None:
             self._start_reload(self._switcher(new), new)
             new = dataclasses.replace(new, engine=old.engine)
         logs.configure(new.logging.level, new.logging.file, new.logging.console)
         self._intake_settings = intake_settings(new)
         self.config = new
-        self._current = JobContext(self._current.session, new)
-        log.info("reload_done", model=self._current.session.info.label, profile=new.profile,
+        self._current = JobContext(self._current.session, new, self.remote)
+        log.info("reload_done", model=self._current.model_label, profile=new.profile,
                  model_loading=self._reloading is not None)
 
     def _start_reload(self, switcher: ModelSwitcher, new: Config) -> None:
@@ -262,6 +343,7 @@ class Daemon:
             return
         self.models = switcher
         self.config = dataclasses.replace(self.config, engine=new.engine)
+        self._retire(self._current.session)
         self._current = JobContext(session, self.config)
         log.info("model_switched", model=session.info.label, reason="reload")
         self.metrics.model_loaded(session)
@@ -282,13 +364,22 @@ class Daemon:
         self.intake.stop()
         for worker in self.workers:
             worker.stop()
+        if self.remote is not None:  # answers already on their way are taken; then the rest wait for the next start
+            self.remote.abandon_waits(after_s=QUEUE_STOP_GRACE_S)
         self.observer.join()
         for thread in (self.intake, *self.workers):
             thread.join()
-        self.models.join()  # a model still loading finishes (seconds) rather than dying mid-read
+        if self.remote is not None:
+            self.remote.stop()
+        if self.models is not None:
+            self.models.join()  # a model still loading finishes (seconds) rather than dying mid-read
         if self._reloading is not None:
             self._reloading[0].join()
         logging.getLogger("watchdog.observers").removeHandler(self.overflow_hook)
         self.status_file.write(self.status_dict())
         self.instance.release()
         log.info("daemon_stopped", **self.stats.snapshot().outcomes)
+
+
+def _in_mb(figures: dict[str, int] | None) -> dict[str, float] | None:
+    return {k: round(v / 2**20, 1) for k, v in figures.items()} if figures else None

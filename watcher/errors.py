@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.errors import UnetMattingError
+from engine.errors import ImageError, JobError, UnetMattingError
 
 
 class ConfigError(UnetMattingError):
@@ -15,3 +15,17 @@ class AlreadyRunning(UnetMattingError):
 
 class FetchError(UnetMattingError):
     """A model could not be fetched or did not verify; the message says why."""
+
+
+class Deferred(JobError):
+    """A queue job could not be done now (broker unreachable, no answer in time, the watcher
+    stopping): the upload stays in place and is sent again after ``retry_s`` (None: at the
+    next start)."""
+
+    def __init__(self, message: str, retry_s: float | None) -> None:
+        super().__init__(message)
+        self.retry_s = retry_s
+
+
+class DeadJob(ImageError):
+    """The queue workers died on this upload ``queue.max_deliveries`` times: it is quarantined."""

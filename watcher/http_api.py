@@ -12,6 +12,7 @@ import binascii
 import hmac
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +23,12 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from engine.errors import ImageError, ImageTooLarge
+from engine.errors import GpuMemoryError, ImageError, ImageTooLarge
 from engine.profile import Profile
 from watcher.batch_tasks import FINISHED, BatchRefused, BatchTasks, allowed_dir
-from watcher.errors import ConfigError
+from watcher.errors import ConfigError, Deferred
 from watcher.metrics import Metrics
-from watcher.pipeline import Rendered, render
+from watcher.pipeline import Rendered
 from watcher.threads import StoppableThread
 from watcher.worker import JobContext
 
@@ -204,21 +205,21 @@ def _from_json(payload: Any) -> bytes:
 async def _render(ctx: JobContext, profile: Profile, data: bytes) -> Rendered:
     from starlette.concurrency import run_in_threadpool
 
-    cfg = ctx.config
     try:
-        return await run_in_threadpool(render, data, ctx.session, profile, cfg.engine.max_input_pixels,
-                                       cfg.output.png_compress_level)
+        return await run_in_threadpool(ctx.render, data, profile, f"http-{uuid.uuid4().hex[:20]}", "http request")
     except ImageTooLarge as e:
         raise HttpError(413, str(e)) from None
     except ImageError as e:
         raise HttpError(415, f"not an image this service can process: {e}") from None
+    except (GpuMemoryError, Deferred) as e:
+        raise HttpError(503, f"{e}; retry shortly") from None
 
 
 def _reply(rendered: Rendered, ctx: JobContext, profile: str, as_json: bool, output: str) -> Response:
-    headers = {"X-Model": ctx.session.info.label, "X-Profile": profile}
+    headers = {"X-Model": rendered.model or ctx.model_label, "X-Profile": profile}
     if as_json:
         body = {"png_base64": base64.b64encode(rendered.files[".png"]).decode(), "width": rendered.width,
-                "height": rendered.height, "model": ctx.session.info.label, "profile": profile}
+                "height": rendered.height, "model": rendered.model or ctx.model_label, "profile": profile}
         if ".jpg" in rendered.files:
             body["jpg_base64"] = base64.b64encode(rendered.files[".jpg"]).decode()
         return JSONResponse(body, headers=headers)

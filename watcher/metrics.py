@@ -9,9 +9,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 if TYPE_CHECKING:
     from engine.session import Session
+    from watcher.remote import QueueStats
 
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -19,7 +21,9 @@ STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 class Metrics:
     """Counters and histograms the job paths update; gauges read live values when scraped."""
 
-    def __init__(self, queue_depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
+    def __init__(self, queue_depth: Callable[[], float], in_flight: Callable[[], float],
+                 gpu_memory: Callable[[], Mapping[str, int] | None] = lambda: None,
+                 broker: Callable[[], QueueStats | None] = lambda: None) -> None:
         self.registry = CollectorRegistry()
         self.jobs = Counter("unet_matting_jobs", "Jobs finished, by outcome and source (upload, http)",
                             ["outcome", "source"], registry=self.registry)
@@ -34,6 +38,8 @@ class Metrics:
               registry=self.registry).set_function(queue_depth)
         Gauge("unet_matting_in_flight", "Jobs being processed now (uploads and HTTP)",
               registry=self.registry).set_function(in_flight)
+        self.registry.register(GpuMemoryCollector(gpu_memory))
+        self.registry.register(BrokerCollector(broker))
 
     def finished(self, outcome: str, source: str, seconds: float, stages_ms: Mapping[str, float] | None,
                  now: float) -> None:
@@ -50,3 +56,50 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class GpuMemoryCollector:
+    """``unet_matting_gpu_memory_bytes{kind=allocated|reserved|peak}``, only while a CUDA model runs."""
+
+    NAME, HELP = "unet_matting_gpu_memory_bytes", "GPU memory of this process: allocated, cached, peak allocated"
+
+    def __init__(self, read: Callable[[], Mapping[str, int] | None]) -> None:
+        self._read = read
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(self.NAME, self.HELP, labels=["kind"])]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        figures = self._read()
+        if not figures:
+            return []
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["kind"])
+        for kind, value in figures.items():
+            family.add_metric([kind], value)
+        return [family]
+
+
+class BrokerCollector:
+    """Queue mode only: the broker's jobs waiting, workers connected, dead jobs, and this
+    watcher's jobs awaiting an answer (a sample is left out while the broker is unreachable)."""
+
+    GAUGES = (("connected", "1 while the watcher is connected to RabbitMQ"),
+              ("jobs_ready", "Jobs in the broker waiting for a worker"),
+              ("workers", "Worker processes consuming the jobs queue"),
+              ("dead", "Jobs in the dead-letter queue"),
+              ("waiting", "This watcher's jobs sent and not yet answered"))
+
+    def __init__(self, read: Callable[[], QueueStats | None]) -> None:
+        self._read = read
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(f"unet_matting_broker_{name}", text) for name, text in self.GAUGES]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        stats = self._read()
+        if stats is None:
+            return []
+        values = {"connected": float(stats.connected), "jobs_ready": stats.jobs_ready, "workers": stats.workers,
+                  "dead": stats.dead, "waiting": stats.waiting}
+        return [GaugeMetricFamily(f"unet_matting_broker_{name}", text, value=values[name])
+                for name, text in self.GAUGES if values[name] is not None]

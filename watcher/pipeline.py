@@ -42,6 +42,8 @@ class Rendered:
     height: int
     input_bytes: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    model: str = ""  # the model's label (file@hash)
+    worker: str = ""  # the queue worker that made it ("" when made in this process)
 
     @property
     def output_bytes(self) -> int:
@@ -94,4 +96,4 @@ def render(data: bytes, session: Session, profile: Profile, max_pixels: int,
         files[".mask.png"] = encode_png(np.ascontiguousarray(rgba[..., 3]), compress_level)
     lap("encode")
     width, height = image.size
-    return Rendered(files, width, height, len(data), timings)
+    return Rendered(files, width, height, len(data), timings, session.info.label)

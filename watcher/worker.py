@@ -10,13 +10,14 @@ next rescan until ``max_attempts``).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -25,22 +26,42 @@ from engine.profile import Profile
 from engine.session import Session
 from watcher.completion import Signature
 from watcher.config import Config
+from watcher.errors import Deferred
 from watcher.jobs import Job, JobQueue
 from watcher.metrics import Metrics
 from watcher.output import earlier_source, move_durably, output_path, quarantine, write_outputs
-from watcher.pipeline import read_source, render
+from watcher.pipeline import Rendered, read_source, render
 from watcher.state import AttemptLog
 from watcher.threads import StoppableThread
+
+if TYPE_CHECKING:
+    from watcher.remote import RemoteMatting
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
 class JobContext:
-    """What a job runs with, swapped as a whole on reload: never half one model, half another."""
+    """What a job runs with, swapped as a whole on reload: never half one model, half another.
 
-    session: Session
+    With ``queue.broker_url`` set there is no session: ``remote`` sends the job to the workers.
+    """
+
+    session: Session | None
     config: Config
+    remote: RemoteMatting | None = None
+
+    @property
+    def model_label(self) -> str:
+        return self.session.info.label if self.session is not None else "queue workers"
+
+    def render(self, data: bytes, profile: Profile, job: str, file: str) -> Rendered:
+        """The upload's outputs, made here or by a queue worker; ``ImageError`` for bad input."""
+        cfg = self.config
+        if self.remote is not None:
+            return self.remote.render(job, file, data, profile, cfg.engine.max_input_pixels,
+                                      cfg.output.png_compress_level)
+        return render(data, self.session, profile, cfg.engine.max_input_pixels, cfg.output.png_compress_level)
 
 
 @dataclass
@@ -117,9 +138,10 @@ class JobRunner:
             outcome = Outcome("error", {"error": f"{e.__class__.__name__}: {e}"})
             log.exception("job_error", file=str(job.relative))
         seconds = time.perf_counter() - started
+        fields = {"model": ctx.model_label, **outcome.fields}
         getattr(log, outcome.level)("job_finished", file=str(job.relative), outcome=outcome.name,
-                                    model=ctx.session.info.label, profile=profile.name, **outcome.fields,
-                                    duration_ms=round(seconds * 1000, 1))
+                                    profile=profile.name, **fields, duration_ms=round(seconds * 1000, 1))
+        structlog.contextvars.unbind_contextvars("job_id")
         if self._metrics is not None:
             self._metrics.finished(outcome.name, "upload", seconds, outcome.fields.get("stages_ms"), time.time())
         self._stats.record(job.relative, outcome.name)
@@ -137,26 +159,32 @@ class JobRunner:
         except ImageError as e:
             return self._quarantine(job, ctx, profile, e)
         key = attempt_key(job.relative, source.signature)
+        structlog.contextvars.bind_contextvars(job_id=job_id(key))  # the same id on the workers' lines
         previous = self._attempts.begin(key)
         if previous >= cfg.watcher.max_attempts:
             reason = f"the daemon stopped {previous} times while processing this file"
             return self._quarantine(job, ctx, profile, JobError(reason), key)
         try:
-            rendered = render(source.data, ctx.session, profile,
-                              cfg.engine.max_input_pixels, cfg.output.png_compress_level)
+            rendered = ctx.render(source.data, profile, job_id(key), str(job.relative))
         except ImageIncomplete as e:
             self._attempts.end(key)
             return self._incomplete(job, ctx, profile, e)
         except ImageError as e:
             return self._quarantine(job, ctx, profile, e, key)
+        except Deferred as e:  # the queue cannot take or answer it now; the upload stays where it is
+            self._attempts.end(key)
+            if e.retry_s is not None and self._recheck is not None:
+                self._recheck(job.path, self._clock() + e.retry_s)
+            return Outcome("deferred", {"error": str(e)})
         replaced = replacement(cfg, job)
         targets = write_outputs(cfg.paths.output, job.relative, rendered.files)
         outcome = self._archive(job, cfg, source.signature)
         self._attempts.end(key)
         self._forget_failure(job.path)
+        remote = {"model": rendered.model, "worker": rendered.worker} if rendered.worker else {}
         return outcome.adding(width=rendered.width, height=rendered.height, input_bytes=rendered.input_bytes,
                               output_bytes=rendered.output_bytes, stages_ms=rendered.timings_ms, **replaced,
-                              output=str(targets[-1].relative_to(cfg.paths.output)))
+                              output=str(targets[-1].relative_to(cfg.paths.output)), **remote)
 
     def _archive(self, job: Job, cfg: Config, decoded: Signature) -> Outcome:
         try:
@@ -184,7 +212,7 @@ class JobRunner:
     def _quarantine(self, job: Job, ctx: JobContext, profile: Profile, error: BaseException,
                     key: str | None = None, note: str = "") -> Outcome:
         reason = {"error": error.__class__.__name__, "reason": str(error), **({"note": note} if note else {}),
-                  "model": ctx.session.info.label, "profile": profile.name}
+                  "model": ctx.model_label, "profile": profile.name}
         target = quarantine(job.path, ctx.config.paths.failed, job.relative, reason)
         if key is not None:
             self._attempts.end(key)
@@ -220,6 +248,12 @@ def inside(incoming: Path, job: Job) -> bool:
 def attempt_key(relative: Path, sig: Signature) -> str:
     """A file's identity across restarts: a new upload under the same name is a new key."""
     return f"{relative}\0{sig.size}\0{sig.mtime_ns}\0{sig.inode}"
+
+
+def job_id(key: str) -> str:
+    """A job's id in every log line (and the queue's task id): from the upload's identity, so
+    the same upload sent again after a restart or a time-out keeps its id on every host."""
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 class Worker(StoppableThread):

@@ -1,0 +1,373 @@
+"""Scale-out on RabbitMQ: the watcher sends jobs, `unet-matting worker` processes answer.
+
+The behaviours run against a real ``rabbitmq-server`` the tests start on 127.0.0.1 (free
+ports, private data directory); worker and watcher are real subprocesses killed for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+import yaml
+
+from engine.errors import ImageError, ImageIncomplete, ImageTooLarge, JobError
+from engine.profile import Profile
+from tests.conftest import DaemonProcess, config_dict, wait_for
+from tests.images import jpeg_bytes, product_rgb, write
+from tests.rabbitmq import RabbitNode
+from watcher.config import load_config_data
+from watcher.errors import ConfigError, DeadJob
+from watcher.logs import PREFIX
+
+# ---- without a broker ------------------------------------------------------------------------
+
+
+def test_queue_settings_are_validated_without_echoing_the_url(tmp_path: Path, tiny_model: Path) -> None:
+    """A broker URL that is not amqp(s) is refused without printing it (it may hold a password)."""
+    raw = config_dict(tmp_path, tiny_model, queue={"broker_url": "redis://:secret@host:6379/0"})
+    with pytest.raises(ConfigError) as refused:
+        load_config_data(raw, tmp_path / "c.yaml")
+    assert "secret" not in str(refused.value) and "queue.broker_url" in str(refused.value)
+    raw = config_dict(tmp_path, tiny_model, queue={"broker_url": "amqp://u:p@broker:5672/shop", "max_deliveries": 0})
+    with pytest.raises(ConfigError, match=r"queue\.max_deliveries"):
+        load_config_data(raw, tmp_path / "c.yaml")
+    cfg = load_config_data(config_dict(tmp_path, tiny_model, queue={"broker_url": "amqp://u:p@broker:5672/shop"}),
+                           tmp_path / "c.yaml")
+    assert cfg.queue.jobs == "unet-matting.jobs" and cfg.queue.max_deliveries == 3
+
+
+def test_a_profile_travels_by_value_through_msgpack() -> None:
+    """The job carries the watcher's profile, so workers need no profiles.yaml of their own."""
+    from watcher.broker import job_message, profile_from
+
+    profile = Profile("ecom", levels=(0.05, 0.9), aspect=(4, 5), flat_background=(255, 255, 255), trim=True)
+    job = msgpack.unpackb(msgpack.packb(job_message("j1", "a/b.jpg", profile, b"\xff\xd8", 10, 1)))
+    assert profile_from(job["profile"]) == profile and job["data"] == b"\xff\xd8"
+
+
+def test_answers_become_the_pipelines_results_and_errors() -> None:
+    """A worker's answer is what render() would have returned or raised, here, in the watcher."""
+    from watcher.broker import answer_error, answer_ok
+    from watcher.remote import _rendered, dead_answer
+
+    ok = _rendered(answer_ok("j", {".png": b"png"}, 3, 2, 10, {"inference": 1.0}, "m@1", "w1@h"))
+    assert ok.files == {".png": b"png"} and (ok.width, ok.height, ok.model, ok.worker) == (3, 2, "m@1", "w1@h")
+    for kind, error in (("incomplete", ImageIncomplete), ("too_large", ImageTooLarge), ("image", ImageError),
+                        ("job", JobError)):
+        with pytest.raises(error, match="why"):
+            _rendered(answer_error("j", kind, "why", "m@1", "w1@h"))
+    dead = dead_answer({"id": "j", "x-death": [{"reason": "delivery_limit"}], "x-first-death-reason": "delivery_limit"})
+    with pytest.raises(DeadJob, match="dead-lettered the job: delivery_limit"):
+        _rendered(dead)
+
+
+# ---- with a real broker ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rabbit() -> Iterator[RabbitNode]:
+    node = RabbitNode().start()
+    yield node
+    node.close()
+
+
+class WorkerProcess:
+    """``unet-matting worker`` as a subprocess with its own log file."""
+
+    def __init__(self, config: Path, name: str) -> None:
+        self.config, self.name = config, name
+        self.log = Path(yaml.safe_load(config.read_text())["logging"]["file"])
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, wait_ready: bool = True) -> WorkerProcess:
+        starts = len(self.events("worker_ready"))
+        self.proc = subprocess.Popen([sys.executable, "-m", "watcher", "worker", "--config", str(self.config),
+                                      "--name", self.name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        if wait_ready:
+            wait_for(lambda: len(self.events("worker_ready")) > starts or self.proc.poll() is not None, 90)
+            assert self.proc.poll() is None, self.proc.stderr.read().decode()
+        return self
+
+    def events(self, name: str, **match: object) -> list[dict]:
+        if not self.log.exists():
+            return []
+        lines = [json.loads(x.removeprefix(PREFIX)) for x in self.log.read_text().splitlines() if x.startswith(PREFIX)]
+        return [e for e in lines if e.get("event") == name and all(e.get(k) == v for k, v in match.items())]
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+
+class Fleet:
+    """A watcher in queue mode and its workers, on queues of their own on the shared node."""
+
+    def __init__(self, root: Path, model: Path, rabbit: RabbitNode, name: str, **queue: object) -> None:
+        self.root, self.rabbit = root, rabbit
+        self.queue = {"broker_url": rabbit.url, "jobs": f"{name}.jobs", "dead": f"{name}.dead",
+                      "results": f"{name}.results", "result_timeout_s": 60, "retry_s": 1, "worker_threads": 2,
+                      **queue}
+        self.cfg = config_dict(root, model, queue=self.queue, watcher={"workers": 16})
+        self.config = root / "watcher.yaml"
+        self.config.write_text(yaml.safe_dump(self.cfg))
+        self.watcher = DaemonProcess(self.config)
+        self.workers: list[WorkerProcess] = []
+
+    def worker(self, name: str, **engine: object) -> WorkerProcess:
+        cfg = {**self.cfg, "logging": {**self.cfg["logging"], "file": str(self.root / "log" / f"{name}.log")},
+               "engine": {**self.cfg["engine"], **engine}}
+        path = self.root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        worker = WorkerProcess(path, name)
+        self.workers.append(worker)
+        return worker
+
+    def drop(self, name: str, data: bytes) -> None:
+        """A complete upload: written beside, renamed in."""
+        incoming = self.watcher.path("incoming")
+        write(incoming / f".{name}.tmp", data)
+        os.rename(incoming / f".{name}.tmp", incoming / name)
+
+    def archived(self) -> list[str]:
+        return sorted(p.name for p in self.watcher.path("archive").rglob("*") if p.is_file())
+
+    def outputs(self) -> list[str]:
+        return sorted(p.name for p in self.watcher.path("output").rglob("*.png"))
+
+    def done_once(self) -> Counter:
+        return Counter(e["file"] for e in self.watcher.finished("done"))
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.kill9()
+        if self.watcher.proc is not None and self.watcher.proc.poll() is None:
+            self.watcher.kill9()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, tiny_model: Path, rabbit: RabbitNode, request: pytest.FixtureRequest) -> Iterator:
+    made: list[Fleet] = []
+
+    def make(**queue: object) -> Fleet:
+        f = Fleet(tmp_path, tiny_model, rabbit, request.node.name[:40], **queue)
+        made.append(f)
+        return f
+
+    yield make
+    for f in made:
+        f.close()
+
+
+def small(i: int) -> bytes:
+    return jpeg_bytes(product_rgb(96, 72, seed=i))
+
+
+def large(seed: int = 0) -> bytes:
+    """Long enough to kill a worker in the middle of it (12 MP: seconds of decode and PNG encode)."""
+    return jpeg_bytes(product_rgb(4000, 3000, seed=seed), quality=95)
+
+
+@pytest.mark.slow
+def test_a_200_file_burst_across_2_workers_ends_with_200_outputs_each_once(fleet) -> None:
+    f = fleet()
+    f.watcher.start()
+    workers = [f.worker("w1").start(), f.worker("w2").start()]
+    for i in range(200):
+        f.drop(f"p{i:03d}.jpg", small(i))
+    wait_for(lambda: len(f.archived()) == 200, 240, 0.5)
+    assert f.outputs() == sorted(f"p{i:03d}.png" for i in range(200))
+    assert f.done_once() == Counter({f"p{i:03d}.jpg": 1 for i in range(200)})
+    assert not list(f.watcher.path("failed").iterdir())
+    by_worker = [{e["job_id"] for e in w.events("job_finished", outcome="done")} for w in workers]
+    assert all(by_worker), "both workers took jobs"
+    watcher_ids = {e["job_id"] for e in f.watcher.finished("done")}
+    assert by_worker[0] | by_worker[1] == watcher_ids and len(watcher_ids) == 200  # one id on both hosts
+    assert f.watcher.stop() == 0 and all(w.stop() == 0 for w in workers)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_job_has_its_job_redelivered_and_one_output(fleet) -> None:
+    f = fleet()
+    f.watcher.start()
+    first = f.worker("w1").start()
+    f.drop("big.jpg", large())
+    started = wait_for(lambda: first.events("job_started", file="big.jpg"), 60)
+    first.kill9()  # mid-job: its answer was never sent, its ack never given
+    second = f.worker("w2").start()
+    wait_for(lambda: f.archived() == ["big.jpg"], 120, 0.2)
+    again = second.events("job_started", file="big.jpg")
+    assert again and again[0]["job_id"] == started[0]["job_id"] and again[0]["delivery"] == 2
+    assert f.outputs() == ["big.png"] and f.done_once() == Counter({"big.jpg": 1})
+    assert not first.events("job_finished")
+
+
+@pytest.mark.slow
+def test_a_broker_restart_mid_burst_loses_nothing(fleet, rabbit: RabbitNode) -> None:
+    f = fleet()
+    f.watcher.start()
+    workers = [f.worker("w1").start(), f.worker("w2").start()]
+    for i in range(60):
+        f.drop(f"p{i:02d}.jpg", small(i))
+    wait_for(lambda: len(f.archived()) >= 10, 120, 0.1)
+    rabbit.stop()
+    for i in range(60, 80):  # uploads that complete while the broker is down
+        f.drop(f"p{i:02d}.jpg", small(i))
+    time.sleep(3)
+    rabbit.start()
+    wait_for(lambda: len(f.archived()) == 80, 240, 0.5)
+    assert f.outputs() == sorted(f"p{i:02d}.png" for i in range(80))
+    assert f.done_once() == Counter({f"p{i:02d}.jpg": 1 for i in range(80)})
+    assert f.watcher.events("queue_unreachable") and len(f.watcher.events("queue_connected")) >= 2
+    assert all(w.proc.poll() is None for w in workers), "workers reconnect by themselves"
+
+
+@pytest.mark.slow
+def test_a_file_that_kills_every_worker_goes_to_the_dead_letter_queue_and_quarantine(fleet, rabbit) -> None:
+    """A poison upload (here: whichever worker takes it is killed, as the kernel's OOM killer
+    would) is delivered max_deliveries times, then dead-lettered; the watcher quarantines it
+    with the reason; other uploads go on; systemd restarts the worker each time (here: the test)."""
+    f = fleet(max_deliveries=2)
+    f.watcher.start()
+    worker = f.worker("w1").start()
+    kills = 0
+    stop = threading.Event()
+
+    def oom_killer() -> None:
+        nonlocal kills, worker
+        while not stop.is_set():
+            if len(worker.events("job_started", file="poison.jpg")) > kills:
+                worker.kill9()
+                kills += 1
+                worker.start(wait_ready=False)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=oom_killer)
+    killer.start()
+    try:
+        f.drop("poison.jpg", large(1))
+        wait_for(lambda: (f.watcher.path("failed") / "poison.jpg").exists(), 180, 0.2)
+        f.drop("fine.jpg", small(1))
+        wait_for(lambda: "fine.jpg" in f.archived(), 120, 0.2)
+    finally:
+        stop.set()
+        killer.join()
+    reason = json.loads((f.watcher.path("failed") / "poison.jpg.error.json").read_text())
+    assert "dead-lettered" in reason["reason"] and kills == 2
+    assert rabbit.queue(f.queue["dead"])[0] == 1  # kept for the operator
+    assert f.outputs() == ["fine.png"]
+    quarantined = f.watcher.finished("quarantined")
+    assert [e["file"] for e in quarantined] == ["poison.jpg"]
+
+
+@pytest.mark.slow
+def test_a_worker_whose_model_fails_to_load_takes_no_job(fleet, rabbit: RabbitNode, tmp_path: Path) -> None:
+    f = fleet()
+    f.watcher.start()
+    for i in range(5):
+        f.drop(f"p{i}.jpg", small(i))
+    wait_for(lambda: rabbit.queue(f.queue["jobs"])[0] == 5, 60, 0.2)
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a checkpoint")
+    bad = f.worker("bad", model=str(broken)).start(wait_ready=False)
+    assert bad.proc.wait(60) == 1
+    assert "not a loadable PyTorch checkpoint" in bad.proc.stderr.read().decode()
+    assert rabbit.queue(f.queue["jobs"])[0] == 5 and not bad.events("job_started")
+    f.worker("good").start()
+    wait_for(lambda: len(f.archived()) == 5, 120, 0.2)
+    assert f.done_once() == Counter({f"p{i}.jpg": 1 for i in range(5)})
+
+
+@pytest.mark.slow
+def test_the_watcher_stopped_with_jobs_in_flight_then_restarted_does_every_upload_once(fleet) -> None:
+    f = fleet(worker_threads=1)
+    f.watcher.start()
+    f.worker("w1").start()
+    names, data = [f"big{i:02d}.jpg" for i in range(16)], large()
+    for name in names:  # ~1 s each on one worker thread: most are in flight or queued at the stop
+        f.drop(name, data)
+    wait_for(lambda: len(f.archived()) >= 1, 120, 0.1)
+    assert f.watcher.stop() == 0  # answers arriving within the stop grace are used; the rest wait
+    left = sorted(p.name for p in f.watcher.path("incoming").iterdir())
+    assert left and set(left) | set(f.archived()) == set(names)
+    assert not set(left) & set(f.archived())
+    f.watcher.start()
+    wait_for(lambda: len(f.archived()) == 16, 240, 0.2)
+    assert f.archived() == sorted(names) and f.outputs() == sorted(n.replace(".jpg", ".png") for n in names)
+    assert f.done_once() == Counter({name: 1 for name in names})
+
+
+@pytest.mark.slow
+def test_status_health_and_metrics_show_the_queue(fleet, rabbit: RabbitNode) -> None:
+    """status.json, the systemd status line and /metrics show jobs waiting, workers and dead jobs."""
+    import urllib.error
+    import urllib.request
+
+    from tests.rabbitmq import free_port
+
+    f = fleet()
+    port = free_port()
+    f.cfg["http"] = {"listen": f"127.0.0.1:{port}"}
+    f.config.write_text(yaml.safe_dump(f.cfg))
+    f.watcher = DaemonProcess(f.config).start()
+    status = f.watcher.path("state") / "status.json"
+    wait_for(lambda: json.loads(status.read_text()).get("queue", {}).get("workers") == 0, 30, 0.2)
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+        raise AssertionError("health should be 503 without workers")
+    except urllib.error.HTTPError as e:
+        assert e.code == 503 and "no queue worker" in json.loads(e.read())["reason"]
+    f.worker("w1").start()
+    wait_for(lambda: json.loads(status.read_text())["queue"]["workers"] == 1, 30, 0.2)
+    shown = subprocess.run([sys.executable, "-m", "watcher", "status", "--config", str(f.config)],
+                           capture_output=True, text=True).stdout
+    assert "broker: connected, 0 jobs waiting for a worker, 1 workers connected" in shown
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert "unet_matting_broker_workers 1.0" in text and "unet_matting_broker_connected 1.0" in text
+    assert json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_a_worker_switches_models_live_like_the_daemon(fleet, tmp_path: Path, tiny_model: Path) -> None:
+    """`models use` on a worker host (the control file in its models_dir) switches that worker
+    without a restart; the watcher's job_finished names the model that made each cut-out."""
+    import shutil
+
+    import torch
+
+    from engine.u2net import build
+
+    models = tmp_path / "worker-models"
+    models.mkdir()
+    shutil.copyfile(tiny_model, models / "tiny-a.pth")
+    torch.manual_seed(1)
+    torch.save(build("u2netp").state_dict(), models / "tiny-b.pth")
+    (models / "active_model").write_text("tiny-a.pth\n")
+    f = fleet()
+    f.watcher.start()
+    worker = f.worker("w1", model="auto", models_dir=str(models)).start()
+    f.drop("first.jpg", small(1))
+    wait_for(lambda: f.done_once()["first.jpg"], 60, 0.1)
+    (models / "active_model").write_text("tiny-b.pth\n")
+    wait_for(lambda: worker.events("model_switched"), 60, 0.2)
+    f.drop("second.jpg", small(2))
+    wait_for(lambda: f.done_once()["second.jpg"], 60, 0.1)
+    made_by = {e["file"]: e["model"].split("@")[0] for e in f.watcher.finished("done")}
+    assert made_by == {"first.jpg": "tiny-a.pth", "second.jpg": "tiny-b.pth"}

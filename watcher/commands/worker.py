@@ -1,0 +1,168 @@
+"""``unet-matting worker``: a queue worker. Takes jobs from RabbitMQ, mattes them, answers.
+
+Stateless compute: a job carries the upload's bytes and its profile; the answer carries the
+output files back to the watcher that sent it, which alone writes outputs and moves uploads.
+One process per GPU (``CUDA_VISIBLE_DEVICES``), ``queue.worker_threads`` jobs at a time sharing
+forward passes. The model loads **before** the worker consumes anything: a worker whose model
+fails to load exits with the reason and never takes (and so never loses) a job. The active model
+is polled like the daemon's (``models use`` on the worker host switches it live).
+
+Delivery: the Celery worker acknowledges a job only after its answer is published and confirmed
+(late acks, prefetch 1 per thread); if the process dies, RabbitMQ gives its jobs to another
+worker. Every log line of a job carries ``job_id`` (the same id as on the watcher's lines).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from engine.errors import ImageError, ImageIncomplete, ImageTooLarge, UnetMattingError
+from watcher import __version__, logs
+from watcher.broker import TASK, answer_error, answer_ok, make_app, profile_from, results_queue
+from watcher.config import Config, QueueConfig, load_config
+from watcher.errors import ConfigError
+from watcher.models import ModelSwitcher, load_session
+from watcher.notify import Notifier, watchdog_interval_s
+from watcher.pipeline import render
+
+log = structlog.get_logger(__name__)
+MODEL_POLL_S = 2.0
+
+
+class SessionHolder:
+    """The worker's current model; a switch is one reference assignment, read once per job."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.switcher = ModelSwitcher(cfg.engine.models_dir, cfg.engine.settings.model,
+                                      lambda path: load_session(cfg.engine, path))
+        self.session = load_session(cfg.engine, self.switcher.wanted())
+
+    def poll(self) -> None:
+        ready = self.switcher.poll(self.session.path)
+        if ready is not None:
+            previous, self.session = self.session, ready
+            log.info("model_switched", model=ready.info.label, previous=previous.info.label)
+
+
+def answer_for(job: dict[str, Any], holder: SessionHolder, worker: str) -> tuple[dict[str, Any], str]:
+    """Run one job; its answer (never raises for a bad image or a failed model) and outcome."""
+    session = holder.session
+    label = session.info.label
+    try:
+        rendered = render(job["data"], session, profile_from(job["profile"]), int(job["max_pixels"]),
+                          int(job["png_level"]))
+    except ImageIncomplete as e:
+        return answer_error(job["job"], "incomplete", str(e), label, worker), "incomplete"
+    except ImageTooLarge as e:
+        return answer_error(job["job"], "too_large", str(e), label, worker), "refused"
+    except ImageError as e:
+        return answer_error(job["job"], "image", str(e), label, worker), "refused"
+    except Exception as e:  # a model or GPU failure: the watcher retries the upload later
+        log.exception("job_error", file=job.get("file"))
+        return answer_error(job["job"], "job", f"{e.__class__.__name__}: {e}", label, worker), "error"
+    return answer_ok(job["job"], rendered.files, rendered.width, rendered.height, rendered.input_bytes,
+                     rendered.timings_ms, label, worker), "done"
+
+
+def build_worker_app(cfg: QueueConfig, holder: SessionHolder, worker: str):
+    """The Celery app with the one task; answers go to the job's ``reply_to`` queue."""
+    from celery.exceptions import Reject
+
+    app = make_app(cfg)
+    declared: set[str] = set()
+
+    @app.task(name=TASK, bind=True)
+    def render_job(self, **job: Any) -> None:
+        started = time.perf_counter()
+        structlog.contextvars.bind_contextvars(job_id=job.get("job"))
+        try:
+            log.info("job_started", file=job.get("file"), bytes=len(job.get("data", b"")),
+                     delivery=int((self.request.delivery_info or {}).get("redelivered", False)) + 1)
+            answer, outcome = answer_for(job, holder, worker)
+            reply_to = self.request.reply_to
+            try:
+                with app.producer_pool.acquire(block=True, timeout=30) as producer:
+                    queue = results_queue(QueueConfig(results=reply_to))
+                    producer.publish(answer, exchange="", routing_key=reply_to, serializer="msgpack",
+                                     delivery_mode=2, retry=True,
+                                     retry_policy={"max_retries": 3, "interval_start": 1, "interval_step": 2},
+                                     declare=[] if reply_to in declared else [queue])
+                    declared.add(reply_to)
+            except Exception as e:  # the answer did not reach the broker: the job goes back to the queue
+                log.warning("answer_not_sent", error=f"{e.__class__.__name__}: {e}", kept="the job is redelivered")
+                raise Reject(str(e), requeue=True) from None
+            extra = {"error": answer["reason"]} if "reason" in answer else {"stages_ms": answer["timings_ms"]}
+            log.info("job_finished", file=job.get("file"), outcome=outcome, model=answer["model"], **extra,
+                     duration_ms=round((time.perf_counter() - started) * 1000, 1))
+        finally:
+            structlog.contextvars.unbind_contextvars("job_id")
+
+    return app
+
+
+def run_worker(config_path: Path, name: str | None, threads: int | None) -> int:
+    cfg = load_config(config_path)
+    if cfg.queue.broker_url is None:
+        raise ConfigError("queue.broker_url: a worker needs the RabbitMQ broker's URL")
+    logs.configure(cfg.logging.level, cfg.logging.file, cfg.logging.console)
+    quiet_celery(cfg.logging.level)
+    worker = f"{name or 'worker'}@{socket.gethostname()}"
+    notifier = Notifier()
+    try:
+        holder = SessionHolder(cfg)  # before consuming: a bad model takes no job
+    except UnetMattingError as e:
+        log.error("worker_failed", worker=worker, error=str(e))
+        raise
+    session = holder.session
+    log.info("model_loaded", worker=worker, model=session.info.label, device=str(session.device),
+             input_size=session.input_size)
+    app = build_worker_app(cfg.queue, holder, worker)
+    threads = threads or cfg.queue.worker_threads
+    stop = threading.Event()
+    _start_housekeeping(holder, notifier, stop)
+
+    from celery.signals import worker_ready, worker_shutting_down
+
+    worker_ready.connect(lambda **_: (log.info("worker_ready", worker=worker, version=__version__, threads=threads,
+                                               jobs=cfg.queue.jobs), notifier.ready(f"consuming {cfg.queue.jobs}")),
+                         weak=False)
+    worker_shutting_down.connect(lambda **_: (notifier.stopping(), stop.set()), weak=False)
+    controller = app.Worker(hostname=worker, pool="threads", concurrency=threads, loglevel=cfg.logging.level.upper(),
+                            without_heartbeat=True, without_mingle=True, without_gossip=True, quiet=True,
+                            optimization="fair")
+    controller.start()
+    stop.set()
+    log.info("worker_stopped", worker=worker, exit_code=controller.exitcode)
+    return controller.exitcode or 0
+
+
+def quiet_celery(level: str) -> None:
+    """Celery's per-task lines repeat ours (which carry job_id): only its warnings, unless debugging.
+    Its note that ETA tasks would block on a direct exchange does not apply: jobs have no ETA."""
+    if level != "debug":
+        logging.getLogger("celery").setLevel(logging.WARNING)
+    logging.getLogger("kombu.transport.native_delayed_delivery").setLevel(logging.ERROR)
+
+
+def _start_housekeeping(holder: SessionHolder, notifier: Notifier, stop: threading.Event) -> None:
+    """Poll the active model and ping systemd's watchdog until ``stop``."""
+    heartbeat = watchdog_interval_s()
+
+    def loop() -> None:
+        while not stop.wait(min(MODEL_POLL_S, heartbeat or MODEL_POLL_S)):
+            try:
+                holder.poll()
+            except Exception:  # a failed poll never stops the worker; the old model keeps running
+                log.exception("model_poll_failed")
+            if heartbeat:
+                notifier.watchdog()
+
+    threading.Thread(target=loop, name="worker-housekeeping", daemon=True).start()
