@@ -371,3 +371,25 @@ def test_a_worker_switches_models_live_like_the_daemon(fleet, tmp_path: Path, ti
     wait_for(lambda: f.done_once()["second.jpg"], 60, 0.1)
     made_by = {e["file"]: e["model"].split("@")[0] for e in f.watcher.finished("done")}
     assert made_by == {"first.jpg": "tiny-a.pth", "second.jpg": "tiny-b.pth"}
+
+
+@pytest.mark.slow
+def test_check_reports_the_broker_without_its_password(fleet, rabbit: RabbitNode, tmp_path: Path) -> None:
+    """`check` says whether the broker answers and how many workers it has; the password never
+    shows; a config readable by all while the URL holds a password is a warning."""
+    from tests.rabbitmq import free_port
+
+    f = fleet()
+    f.worker("w1").start()
+    f.config.chmod(0o644)
+    out = subprocess.run([sys.executable, "-m", "watcher", "check", "--config", str(f.config)],
+                         capture_output=True, text=True).stdout
+    assert f"note: queue: broker amqp://guest:**@127.0.0.1:{rabbit.port}//, 1 workers connected, 0 jobs" in out
+    assert "readable by every user and queue.broker_url holds a password; chmod 640 it" in out
+    f.cfg["queue"]["broker_url"] = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    f.config.write_text(yaml.safe_dump(f.cfg))
+    f.config.chmod(0o640)
+    out = subprocess.run([sys.executable, "-m", "watcher", "check", "--config", str(f.config)],
+                         capture_output=True, text=True).stdout
+    assert "not reachable" in out and "uploads will wait in incoming until it answers" in out
+    assert ":guest@" not in out and "chmod 640" not in out

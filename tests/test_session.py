@@ -187,6 +187,30 @@ def test_a_model_that_does_not_fit_in_the_gpu_cap_fails_at_load(tiny_model: Path
         Session.load(EngineSettings(tiny_model, device="cpu", threads=1, input_size=64, gpu_memory_fraction=0.02))
 
 
+def test_the_gpu_memory_cap_names_the_device_by_index(tiny_model: Path, monkeypatch) -> None:
+    """torch's set_per_process_memory_fraction needs a device index: given torch.device("cuda")
+    it raised ValueError, so any gpu_memory_fraction below 1 failed the load on the H200."""
+    import torch
+
+    from engine import session as session_module
+
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def record(fraction: float, device: object) -> None:
+        calls.append((fraction, device))
+        raise Stop  # the rest of the load needs a real GPU
+
+    monkeypatch.setattr(session_module, "resolve_device", lambda choice: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", record)
+    with pytest.raises(Stop):
+        Session.load(EngineSettings(tiny_model, device="cuda", gpu_memory_fraction=0.25))
+    assert calls == [(0.25, 0)]
+
+
 def test_memory_figures_are_none_on_the_cpu(session: Session) -> None:
     """status.json and /metrics report GPU memory only for a CUDA session."""
     assert session.memory() is None

@@ -34,6 +34,9 @@ from watcher.config import QueueConfig
 
 TASK = "unet_matting.render"
 DEAD_LETTER_EXCHANGE = "unet-matting.dlx"
+# RabbitMQ refuses messages over max_message_size (128 MiB by default); an upload this large is
+# quarantined with that reason instead of being sent again forever
+MAX_MESSAGE_BYTES = 100_000_000
 
 
 def results_queue_name(cfg: QueueConfig) -> str:

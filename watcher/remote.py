@@ -22,7 +22,16 @@ from kombu import Connection, Consumer
 
 from engine.errors import ImageError, ImageIncomplete, ImageTooLarge, JobError
 from engine.profile import Profile
-from watcher.broker import TASK, dead_queue, job_message, jobs_queue, make_app, results_queue, results_queue_name
+from watcher.broker import (
+    MAX_MESSAGE_BYTES,
+    TASK,
+    dead_queue,
+    job_message,
+    jobs_queue,
+    make_app,
+    results_queue,
+    results_queue_name,
+)
 from watcher.config import QueueConfig
 from watcher.errors import DeadJob, Deferred
 from watcher.pipeline import Rendered
@@ -58,7 +67,7 @@ class RemoteMatting:
         self.app = make_app(cfg)
         self._waiters: dict[str, list[_Waiter]] = {}
         self._lock = threading.Lock()
-        self._abandon = threading.Event()  # set when stopping: waiting threads give up
+        self._abandon_at = float("inf")  # stopping: waiting threads give up at this monotonic time
         self.stats = QueueStats()
         self.listener = _Listener(self)
 
@@ -73,7 +82,7 @@ class RemoteMatting:
     def abandon_waits(self, after_s: float) -> None:
         """Stopping: threads still waiting after ``after_s`` give up; their uploads stay in
         incoming and are sent again at the next start."""
-        threading.Timer(after_s, self._abandon.set).start()
+        self._abandon_at = time.monotonic() + after_s
 
     def render(self, job: str, file: str, data: bytes, profile: Profile, max_pixels: int, png_level: int) -> Rendered:
         """Send the job, wait for its answer; the answer as ``pipeline.render`` would give it."""
@@ -84,7 +93,7 @@ class RemoteMatting:
             self._send(job, file, data, profile, max_pixels, png_level)
             deadline = time.monotonic() + self.cfg.result_timeout_s
             while not waiter.event.wait(0.2):
-                if self._abandon.is_set():
+                if time.monotonic() > self._abandon_at:
                     raise Deferred("the watcher stopped before the workers answered; sent again at the next start",
                                    None)
                 if time.monotonic() > deadline:
@@ -100,6 +109,9 @@ class RemoteMatting:
         return _rendered(waiter.answer)
 
     def _send(self, job: str, file: str, data: bytes, profile: Profile, max_pixels: int, png_level: int) -> None:
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise ImageTooLarge(f"the upload is {len(data) / 1e6:.0f} MB, more than the "
+                                f"{MAX_MESSAGE_BYTES / 1e6:.0f} MB a queue message may carry")
         try:
             self.app.send_task(TASK, kwargs=job_message(job, file, profile, data, max_pixels, png_level),
                                task_id=job, reply_to=self.results_name, queue=jobs_queue(self.cfg))

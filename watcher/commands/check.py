@@ -129,10 +129,10 @@ def config_diff(cfg: Config) -> list[str]:
                "profiles_file": str(cfg.source.parent / "unused"), "logging": {"file": None}}
     defaults = load_config_data(minimal, cfg.source, profiles=cfg.profiles)
     lines = []
-    for section in ("watcher", "engine", "output", "logging"):
+    for section in ("watcher", "engine", "output", "logging", "queue"):
         ours, theirs = _settings(getattr(cfg, section)), _settings(getattr(defaults, section))
         for key, value in ours.items():
-            if key not in ("model", "file") and value != theirs[key]:
+            if key not in ("model", "file", "broker_url") and value != theirs[key]:
                 lines.append(f"note: {section}.{key} = {_shown(value)} (default {_shown(theirs[key])})")
     if cfg.profile != defaults.profile:
         lines.append(f"note: profile = {cfg.profile!r} (default {defaults.profile!r})")
@@ -172,13 +172,41 @@ def token_problems(cfg: Config) -> list[str]:
     return [] if os.access(path, os.R_OK) else [f"http.token_file: {path} is not readable by uid {os.geteuid()}"]
 
 
+def queue_findings(cfg: Config) -> list[str]:
+    """Queue mode: is the broker reachable, how many workers and jobs it has; a config file
+    that others can read while the broker URL holds a password."""
+    url = cfg.queue.broker_url
+    if url is None:
+        return []
+    from kombu import Connection
+
+    notes = []
+    mode = cfg.source.stat().st_mode
+    if "@" in url and ":" in url.split("://", 1)[1].split("@", 1)[0] and mode & 0o004:
+        notes.append(f"warning: {cfg.source} (mode {stat.filemode(mode)}) is readable by every user and "
+                     f"queue.broker_url holds a password; chmod 640 it")
+    with Connection(url, connect_timeout=5) as conn:
+        shown = conn.as_uri()  # the password masked
+        try:
+            conn.connect()
+            _, ready, workers = conn.default_channel.queue_declare(cfg.queue.jobs, passive=True)
+        except Exception as e:  # refused, unknown vhost, bad password, queue not declared yet
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+            if "NOT_FOUND" in reason:
+                return [*notes, f"note: queue: broker {shown} reachable; {cfg.queue.jobs} is declared when the "
+                                 f"watcher or a worker first connects"]
+            return [*notes, f"warning: queue: broker {shown} not reachable ({reason}); uploads will wait "
+                            f"in incoming until it answers"]
+    return [*notes, f"note: queue: broker {shown}, {workers} workers connected, {ready} jobs waiting for one"]
+
+
 def run_check(config_path: Path) -> int:
     """Exit 0 when all is well, 1 with one printed line per problem (config errors raise: 2)."""
     cfg = load_config(config_path)
     engine_problems, notes = engine_findings(cfg)
     problems = (directory_problems(cfg) + disk_problems(cfg) + inotify_problems(cfg) + token_problems(cfg)
                 + engine_problems)
-    for line in problems + notes + config_diff(cfg):
+    for line in problems + notes + queue_findings(cfg) + config_diff(cfg):
         print(line)
     if not problems:
         active = active_model(cfg.engine.models_dir, cfg.engine.settings.model)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,13 @@ import structlog
 
 from engine.errors import ImageError, ImageIncomplete, ImageTooLarge, UnetMattingError
 from watcher import __version__, logs
-from watcher.broker import TASK, answer_error, answer_ok, make_app, profile_from, results_queue
+from watcher.broker import TASK, answer_error, answer_ok, dead_queue, make_app, profile_from, results_queue
 from watcher.config import Config, QueueConfig, load_config
 from watcher.errors import ConfigError
 from watcher.models import ModelSwitcher, load_session
 from watcher.notify import Notifier, watchdog_interval_s
 from watcher.pipeline import render
+from watcher.threads import StoppableThread
 
 log = structlog.get_logger(__name__)
 MODEL_POLL_S = 2.0
@@ -125,23 +125,36 @@ def run_worker(config_path: Path, name: str | None, threads: int | None) -> int:
     log.info("model_loaded", worker=worker, model=session.info.label, device=str(session.device),
              input_size=session.input_size)
     app = build_worker_app(cfg.queue, holder, worker)
+    declare_dead_letters(app, cfg.queue)
     threads = threads or cfg.queue.worker_threads
-    stop = threading.Event()
-    _start_housekeeping(holder, notifier, stop)
+    housekeeping = Housekeeping(holder, notifier)
+    housekeeping.start()
 
     from celery.signals import worker_ready, worker_shutting_down
 
     worker_ready.connect(lambda **_: (log.info("worker_ready", worker=worker, version=__version__, threads=threads,
                                                jobs=cfg.queue.jobs), notifier.ready(f"consuming {cfg.queue.jobs}")),
                          weak=False)
-    worker_shutting_down.connect(lambda **_: (notifier.stopping(), stop.set()), weak=False)
+    worker_shutting_down.connect(lambda **_: notifier.stopping(), weak=False)
     controller = app.Worker(hostname=worker, pool="threads", concurrency=threads, loglevel=cfg.logging.level.upper(),
                             without_heartbeat=True, without_mingle=True, without_gossip=True, quiet=True,
                             optimization="fair")
     controller.start()
-    stop.set()
+    housekeeping.stop()
+    housekeeping.join()
     log.info("worker_stopped", worker=worker, exit_code=controller.exitcode)
     return controller.exitcode or 0
+
+
+def declare_dead_letters(app, cfg: QueueConfig) -> None:
+    """The dead-letter queue exists before the first job can die, even if no watcher ever
+    connected (the jobs queue names its exchange; without it dead jobs would be dropped)."""
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=3)
+            dead_queue(cfg)(conn.default_channel).declare()
+    except Exception as e:  # the broker is down: Celery waits for it below; the watcher declares it too
+        log.warning("queue_unreachable", error=f"{e.__class__.__name__}: {e}", retry="when consuming starts")
 
 
 def quiet_celery(level: str) -> None:
@@ -152,17 +165,17 @@ def quiet_celery(level: str) -> None:
     logging.getLogger("kombu.transport.native_delayed_delivery").setLevel(logging.ERROR)
 
 
-def _start_housekeeping(holder: SessionHolder, notifier: Notifier, stop: threading.Event) -> None:
-    """Poll the active model and ping systemd's watchdog until ``stop``."""
-    heartbeat = watchdog_interval_s()
+class Housekeeping(StoppableThread):
+    """Polls the active model and pings systemd's watchdog while the worker runs."""
 
-    def loop() -> None:
-        while not stop.wait(min(MODEL_POLL_S, heartbeat or MODEL_POLL_S)):
-            try:
-                holder.poll()
-            except Exception:  # a failed poll never stops the worker; the old model keeps running
-                log.exception("model_poll_failed")
-            if heartbeat:
-                notifier.watchdog()
+    def __init__(self, holder: SessionHolder, notifier: Notifier) -> None:
+        super().__init__("worker-housekeeping")
+        self.holder, self.notifier = holder, notifier
+        self.heartbeat = watchdog_interval_s()
 
-    threading.Thread(target=loop, name="worker-housekeeping", daemon=True).start()
+    def run_once(self) -> None:
+        if self.stopped.wait(min(MODEL_POLL_S, self.heartbeat or MODEL_POLL_S)):
+            return
+        if self.heartbeat:
+            self.notifier.watchdog()
+        self.holder.poll()  # a failed load is logged by the switcher; the old model keeps running
