@@ -72,6 +72,29 @@ def test_answers_become_the_pipelines_results_and_errors() -> None:
         _rendered(dead)
 
 
+def test_the_answer_time_out_counts_only_while_a_worker_is_connected(monkeypatch) -> None:
+    """No re-sends pile up in the broker while no worker runs: result_timeout_s is counted only
+    while the broker reports a worker; a stop gives up waiting at once, leaving the upload."""
+    from watcher.config import QueueConfig
+    from watcher.errors import Deferred
+    from watcher.remote import RemoteMatting
+
+    remote = RemoteMatting(QueueConfig(broker_url="amqp://guest:guest@127.0.0.1:9//", result_timeout_s=0.4))
+    sent = []
+    monkeypatch.setattr(remote.app, "send_task", lambda *a, **kw: sent.append(kw["task_id"]))
+    remote.stats.connected, remote.stats.workers = True, 0
+    threading.Timer(1.0, remote.abandon_waits, args=(0.0,)).start()
+    started = time.monotonic()
+    with pytest.raises(Deferred) as stopped:
+        remote.render("j1", "a.jpg", b"data", Profile("p"), 10, 1)
+    assert stopped.value.retry_s is None and time.monotonic() - started >= 0.9  # not timed out at 0.4 s
+    remote._abandon_at = float("inf")
+    remote.stats.workers = 2
+    with pytest.raises(Deferred, match="no answer from the workers within 0.4 s") as timed_out:
+        remote.render("j2", "b.jpg", b"data", Profile("p"), 10, 1)
+    assert timed_out.value.retry_s == 0.0 and sent == ["j1", "j2"] and remote.waiting() == 0
+
+
 # ---- with a real broker ----------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ from watcher.threads import StoppableThread
 
 log = structlog.get_logger(__name__)
 STATS_INTERVAL_S = 5.0
+WAIT_STEP_S = 0.2
 
 
 @dataclass
@@ -91,12 +92,14 @@ class RemoteMatting:
             self._waiters.setdefault(job, []).append(waiter)
         try:
             self._send(job, file, data, profile, max_pixels, png_level)
-            deadline = time.monotonic() + self.cfg.result_timeout_s
-            while not waiter.event.wait(0.2):
+            waited = 0.0  # counted only while a worker could have taken the job: no pile of re-sends
+            while not waiter.event.wait(WAIT_STEP_S):  # in the broker while no worker is connected
                 if time.monotonic() > self._abandon_at:
                     raise Deferred("the watcher stopped before the workers answered; sent again at the next start",
                                    None)
-                if time.monotonic() > deadline:
+                if self.stats.connected and self.stats.workers:
+                    waited += WAIT_STEP_S
+                if waited > self.cfg.result_timeout_s:
                     raise Deferred(f"no answer from the workers within {self.cfg.result_timeout_s:g} s "
                                    f"(queue.result_timeout_s); sent again", 0.0)
         finally:
