@@ -86,3 +86,31 @@ def test_ecom_product_outputs_through_the_daemon(daemon) -> None:
     with Image.open(d.path("output") / "id_photo" / "anna.png") as portrait:
         assert abs(portrait.size[0] / portrait.size[1] - 7 / 9) < 0.02
     assert d.stop() == 0
+
+
+def test_a_swapped_out_cuda_model_gives_its_memory_back_once_its_last_job_ends(monkeypatch) -> None:
+    """The cache is emptied only after every job holding the old model has let go of it."""
+    from types import SimpleNamespace
+
+    import engine.session
+    from watcher.models import RetiredModels
+
+    class FakeSession:  # weak-referenceable, on "cuda"
+        device = SimpleNamespace(type="cuda")
+
+    released = []
+    monkeypatch.setattr(engine.session, "release_cached_memory", lambda: released.append(1))
+    retired = RetiredModels()
+    old = FakeSession()
+    job_holds = old
+    retired.retire(old)
+    retired.retire(FakeSession())  # dropped at once: nothing holds it
+    del old
+    assert not retired.release_when_unused() and not released  # a job still runs on the old model
+    del job_holds
+    assert retired.release_when_unused() and released == [1]
+    assert not retired.release_when_unused()  # nothing left to release
+    cpu = FakeSession()
+    cpu.device = SimpleNamespace(type="cpu")
+    retired.retire(cpu)
+    assert not retired.release_when_unused()

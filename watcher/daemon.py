@@ -7,21 +7,19 @@ Threads: the watchdog observer (events -> hints), ``intake`` (hints -> tracker -
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import os
 import queue
 import signal
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
 from engine.errors import JobError, ModelError
-from engine.session import Session, release_cached_memory
+from engine.session import Session
 from watcher import __version__, logs
 from watcher.batch_tasks import BatchTasks
 from watcher.completion import CompletionTracker, IgnoreRules
@@ -30,7 +28,7 @@ from watcher.errors import ConfigError
 from watcher.intake import Intake, IntakeSettings
 from watcher.jobs import JobQueue
 from watcher.metrics import Metrics
-from watcher.models import ModelSwitcher, load_session
+from watcher.models import ModelSwitcher, RetiredModels, load_session
 from watcher.notify import Notifier, watchdog_interval_s
 from watcher.observer import HintHandler, OverflowHook, make_observer
 from watcher.output import remove_stale_temps
@@ -79,7 +77,7 @@ class Daemon:
         self.http: HttpServer | None = None
         self.metrics = Metrics(queue_depth=lambda: self.jobs.depth(), in_flight=self._in_flight,
                                gpu_memory=self._gpu_memory, broker=self._queue_stats)
-        self._retired: list[weakref.ref[Session]] = []  # swapped-out models whose GPU memory is not yet back
+        self.retired = RetiredModels()  # swapped-out models whose GPU memory is not yet back
         self.remote: RemoteMatting | None = None  # queue mode: jobs go to the workers
 
     def _gpu_memory(self) -> dict[str, int] | None:
@@ -234,26 +232,12 @@ class Daemon:
             self._current = JobContext(session, current.config)
             log.info("model_switched", model=session.info.label, previous=current.session.info.label)
             self.metrics.model_loaded(session)
-            self._retire(current.session)
-
-    def _retire(self, session: Session) -> None:
-        """Remember a swapped-out model: its GPU memory goes back once the last job using it ends."""
-        if session.device.type == "cuda":
-            self._retired.append(weakref.ref(session))
-
-    def _release_retired(self) -> None:
-        if not self._retired:
-            return
-        gc.collect()  # a model's modules can sit in reference cycles
-        if any(ref() is not None for ref in self._retired):
-            return  # a job that started on the old model is still running
-        self._retired.clear()
-        release_cached_memory()
-        log.info("model_memory_released", gpu_memory_mb=_in_mb(self._gpu_memory()))
+            self.retired.retire(current.session)
 
     def _tick(self, heartbeat: bool) -> None:
         self._switch_model()
-        self._release_retired()
+        if self.retired.release_when_unused():
+            log.info("model_memory_released", gpu_memory_mb=_in_mb(self._gpu_memory()))
         dead = self.dead_threads()
         if dead:
             log.error("threads_dead", threads=dead)
@@ -343,7 +327,7 @@ class Daemon:
             return
         self.models = switcher
         self.config = dataclasses.replace(self.config, engine=new.engine)
-        self._retire(self._current.session)
+        self.retired.retire(self._current.session)
         self._current = JobContext(session, self.config)
         log.info("model_switched", model=session.info.label, reason="reload")
         self.metrics.model_loaded(session)

@@ -15,7 +15,9 @@ the control file or the model file changes.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -141,3 +143,28 @@ class ModelSwitcher:
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+class RetiredModels:
+    """Swapped-out CUDA models: their cached GPU memory goes back to the driver once the last
+    job that started on them has ended (the daemon asks at every status tick)."""
+
+    def __init__(self) -> None:
+        self._refs: list[weakref.ref[Session]] = []
+
+    def retire(self, session: Session) -> None:
+        if session.device.type == "cuda":
+            self._refs.append(weakref.ref(session))
+
+    def release_when_unused(self) -> bool:
+        """True when memory was released just now."""
+        if not self._refs:
+            return False
+        gc.collect()  # a model's modules can sit in reference cycles
+        if any(ref() is not None for ref in self._refs):
+            return False  # a job that started on an old model is still running
+        from engine.session import release_cached_memory
+
+        self._refs.clear()
+        release_cached_memory()
+        return True
