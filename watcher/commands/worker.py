@@ -82,7 +82,7 @@ def build_worker_app(cfg: QueueConfig, holder: SessionHolder, worker: str):
     @app.task(name=TASK, bind=True)
     def render_job(self, **job: Any) -> None:
         started = time.perf_counter()
-        structlog.contextvars.bind_contextvars(job_id=job.get("job"))
+        structlog.contextvars.bind_contextvars(job_id=job.get("job"), worker=worker)
         try:
             log.info("job_started", file=job.get("file"), bytes=len(job.get("data", b"")),
                      delivery=int((self.request.delivery_info or {}).get("redelivered", False)) + 1)
@@ -103,7 +103,7 @@ def build_worker_app(cfg: QueueConfig, holder: SessionHolder, worker: str):
             log.info("job_finished", file=job.get("file"), outcome=outcome, model=answer["model"], **extra,
                      duration_ms=round((time.perf_counter() - started) * 1000, 1))
         finally:
-            structlog.contextvars.unbind_contextvars("job_id")
+            structlog.contextvars.unbind_contextvars("job_id", "worker")
 
     return app
 
