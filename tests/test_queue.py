@@ -416,3 +416,19 @@ def test_check_reports_the_broker_without_its_password(fleet, rabbit: RabbitNode
                          capture_output=True, text=True).stdout
     assert "not reachable" in out and "uploads will wait in incoming until it answers" in out
     assert ":guest@" not in out and "chmod 640" not in out
+
+
+def test_a_cut_out_too_large_for_a_message_is_refused_with_that_reason(monkeypatch, tiny_model: Path) -> None:
+    """An answer the broker would refuse (over its message size) is sent as a 'too large' error,
+    so the watcher quarantines the upload with the real reason instead of it dying N times."""
+    import watcher.commands.worker as worker_module
+    from engine.session import EngineSettings, Session
+
+    holder = type("Holder", (), {})()
+    holder.session = Session.load(EngineSettings(tiny_model, device="cpu", threads=1, input_size=64))
+    monkeypatch.setattr(worker_module, "MAX_MESSAGE_BYTES", 1000)
+    job = {"job": "j", "file": "a.jpg", "data": small(3), "profile": {"name": "default"}, "max_pixels": 10**8,
+           "png_level": 1}
+    answer, outcome = worker_module.answer_for(job, holder, "w1@h")
+    assert outcome == "refused" and answer["kind"] == "too_large"
+    assert answer["reason"].startswith("the cut-out is 0 MB, more than the 0 MB a queue message may carry")

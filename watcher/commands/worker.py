@@ -24,7 +24,16 @@ import structlog
 
 from engine.errors import ImageError, ImageIncomplete, ImageTooLarge, UnetMattingError
 from watcher import __version__, logs
-from watcher.broker import TASK, answer_error, answer_ok, dead_queue, make_app, profile_from, results_queue
+from watcher.broker import (
+    MAX_MESSAGE_BYTES,
+    TASK,
+    answer_error,
+    answer_ok,
+    dead_queue,
+    make_app,
+    profile_from,
+    results_queue,
+)
 from watcher.config import Config, QueueConfig, load_config
 from watcher.errors import ConfigError
 from watcher.models import ModelSwitcher, load_session
@@ -68,6 +77,10 @@ def answer_for(job: dict[str, Any], holder: SessionHolder, worker: str) -> tuple
     except Exception as e:  # a model or GPU failure: the watcher retries the upload later
         log.exception("job_error", file=job.get("file"))
         return answer_error(job["job"], "job", f"{e.__class__.__name__}: {e}", label, worker), "error"
+    if rendered.output_bytes > MAX_MESSAGE_BYTES:  # the broker would refuse the answer
+        reason = (f"the cut-out is {rendered.output_bytes / 1e6:.0f} MB, more than the "
+                  f"{MAX_MESSAGE_BYTES / 1e6:.0f} MB a queue message may carry")
+        return answer_error(job["job"], "too_large", reason, label, worker), "refused"
     return answer_ok(job["job"], rendered.files, rendered.width, rendered.height, rendered.input_bytes,
                      rendered.timings_ms, label, worker), "done"
 
