@@ -299,3 +299,35 @@ def test_gpu_memory_is_a_metric_only_while_a_cuda_model_runs() -> None:
     samples = {s.labels["kind"]: s.value for f in text_string_to_metric_families(metrics.render().decode())
                for s in f.samples if s.name == "unet_matting_gpu_memory_bytes"}
     assert samples == {"allocated": 90 << 20, "reserved": 2 << 30, "peak": 1 << 30}
+
+
+def test_a_batch_waits_out_a_broker_outage_instead_of_failing_files(tmp_path: Path) -> None:
+    """In queue mode a file the broker cannot take now is neither done nor failed: the task
+    stays running and resumes with that file once the broker answers."""
+    from types import SimpleNamespace
+
+    from engine.profile import Profile
+    from watcher.batch_tasks import BatchTasks
+    from watcher.completion import IgnoreRules
+    from watcher.errors import Deferred
+    from watcher.pipeline import Rendered
+
+    outage = [True]
+
+    def render(data: bytes, profile: Profile, job: str, file: str) -> Rendered:
+        if outage[0]:
+            raise Deferred("the broker is unreachable (ConnectionRefusedError); sent again in 0.1 s", 0.1)
+        return Rendered({".png": b"png"}, 1, 1, len(data))
+
+    ctx = SimpleNamespace(config=SimpleNamespace(get_profile=Profile), render=render)
+    tasks = BatchTasks(tmp_path / "state", lambda: ctx, IgnoreRules([]))
+    write(tmp_path / "in" / "a.jpg", jpeg_bytes())
+    task = tasks.submit(tmp_path / "in", tmp_path / "out", "default")
+    tasks.run_once()
+    waiting = tasks.get(task["id"])
+    assert waiting["status"] == "running" and not waiting["errors"] and not waiting["done"]
+    outage[0] = False
+    tasks.run_once()
+    done = tasks.get(task["id"])
+    assert done["status"] == "finished" and done["done"] == ["a.jpg"]
+    assert (tmp_path / "out" / "a.png").read_bytes() == b"png"

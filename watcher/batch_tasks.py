@@ -23,6 +23,7 @@ import structlog
 
 from engine.errors import ImageError
 from watcher.completion import IgnoreRules
+from watcher.errors import Deferred
 from watcher.observer import walk_files
 from watcher.output import atomic_write, output_path, write_outputs
 from watcher.pipeline import read_source
@@ -99,7 +100,12 @@ class BatchTasks(StoppableThread):
             self._wake.wait(0.5)
             self._wake.clear()
             return
-        self._run(self.get(task_id))
+        try:
+            self._run(self.get(task_id))
+        except Deferred as e:  # queue mode, broker unreachable: the task resumes where it stopped
+            log.warning("batch_deferred", task=task_id, error=str(e))
+            self.stopped.wait(e.retry_s if e.retry_s is not None else 1.0)
+            return
         with self._lock:
             self._queue.popleft()
 
@@ -130,6 +136,8 @@ class BatchTasks(StoppableThread):
             log.info("batch_file_done", task=task["id"], file=str(rel))
         except (ImageError, OSError) as e:
             task["errors"][str(rel)] = str(e)
+        except Deferred:
+            raise
         except Exception as e:  # a model or pipeline failure: recorded for this file, never retried forever
             log.exception("batch_file_error", task=task["id"], file=str(rel))
             task["errors"][str(rel)] = f"{e.__class__.__name__}: {e}"
