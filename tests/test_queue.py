@@ -365,6 +365,11 @@ def test_status_health_and_metrics_show_the_queue(fleet, rabbit: RabbitNode) -> 
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert "unet_matting_broker_workers 1.0" in text and "unet_matting_broker_connected 1.0" in text
     assert json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())["status"] == "ok"
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/matting/single", data=small(5),
+                                     headers={"Content-Type": "image/jpeg"})
+    with urllib.request.urlopen(request, timeout=60) as reply:  # HTTP requests go through the workers too
+        assert reply.read().startswith(b"\x89PNG") and reply.headers["X-Model"].startswith("tiny-u2netp.pth@")
+    assert f.workers[0].events("job_finished", outcome="done", file="http request")
 
 
 @pytest.mark.slow
