@@ -438,3 +438,33 @@ def test_a_cut_out_too_large_for_a_message_is_refused_with_that_reason(monkeypat
     answer, outcome = worker_module.answer_for(job, holder, "w1@h")
     assert outcome == "refused" and answer["kind"] == "too_large"
     assert answer["reason"].startswith("the cut-out is 0 MB, more than the 0 MB a queue message may carry")
+
+
+@pytest.mark.slow
+def test_a_worker_tells_systemd_it_is_ready_once_its_model_loaded_and_when_it_consumes(fleet, rabbit, tmp_path) -> None:
+    """READY=1 after the model loads (a worker waiting for its broker is up, pinging the
+    watchdog, not restarted by the start time-out), STATUS= once it consumes, STOPPING=1 on SIGTERM."""
+    from tests.test_daemon_systemd import NotifyListener
+
+    listener = NotifyListener(tmp_path / "notify.sock")
+    try:
+        f = fleet()
+        worker = f.worker("w1")
+        env = {**os.environ, "NOTIFY_SOCKET": str(listener.path), "WATCHDOG_USEC": "1000000",
+               "PYTHONUNBUFFERED": "1"}
+        rabbit.stop()  # the broker is down while the worker starts
+        worker.proc = subprocess.Popen([sys.executable, "-m", "watcher", "worker", "--config", str(worker.config),
+                                        "--name", "w1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(lambda: any(m.startswith("READY=1") for m in listener.poll()), 90)
+        wait_for(lambda: listener.poll().count("WATCHDOG=1") >= 2, 30)
+        ready = next(m for m in listener.messages if m.startswith("READY=1"))
+        assert "loaded; connecting to the broker" in ready and not worker.events("worker_ready")
+        rabbit.start()
+        wait_for(lambda: any("STATUS=consuming" in m for m in listener.poll()), 120, 0.2)
+        assert worker.stop() == 0
+        states = listener.states()
+        assert states[0] == "READY" and "STOPPING" in states and "READY" not in states[states.index("STOPPING"):]
+    finally:
+        if rabbit.proc is None or rabbit.proc.poll() is not None:
+            rabbit.start()
+        listener.sock.close()

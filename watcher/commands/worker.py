@@ -142,13 +142,17 @@ def run_worker(config_path: Path, name: str | None, threads: int | None) -> int:
     threads = threads or cfg.queue.worker_threads
     housekeeping = Housekeeping(holder, notifier)
     housekeeping.start()
+    # READY once the model is loaded: a worker waiting for its broker is up (WATCHDOG pings go on)
+    # and is not restarted by systemd's start time-out; STATUS says when it consumes
+    notifier.ready(f"model {session.info.label} loaded; connecting to the broker")
 
     from celery.signals import worker_ready, worker_shutting_down
 
     worker_ready.connect(lambda **_: (log.info("worker_ready", worker=worker, version=__version__, threads=threads,
-                                               jobs=cfg.queue.jobs), notifier.ready(f"consuming {cfg.queue.jobs}")),
+                                               jobs=cfg.queue.jobs),
+                                      notifier.status(f"consuming {cfg.queue.jobs} with {threads} threads")),
                          weak=False)
-    worker_shutting_down.connect(lambda **_: notifier.stopping(), weak=False)
+    worker_shutting_down.connect(lambda **_: (housekeeping.stop(), notifier.stopping()), weak=False)
     controller = app.Worker(hostname=worker, pool="threads", concurrency=threads, loglevel=cfg.logging.level.upper(),
                             without_heartbeat=True, without_mingle=True, without_gossip=True, quiet=True,
                             optimization="fair")
@@ -164,7 +168,7 @@ def declare_dead_letters(app, cfg: QueueConfig) -> None:
     connected (the jobs queue names its exchange; without it dead jobs would be dropped)."""
     try:
         with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=3)
+            conn.ensure_connection(max_retries=1, interval_start=0.5, interval_step=0.5, interval_max=1)
             dead_queue(cfg)(conn.default_channel).declare()
     except Exception as e:  # the broker is down: Celery waits for it below; the watcher declares it too
         log.warning("queue_unreachable", error=f"{e.__class__.__name__}: {e}", retry="when consuming starts")
