@@ -468,3 +468,20 @@ def test_a_worker_tells_systemd_it_is_ready_once_its_model_loaded_and_when_it_co
         if rabbit.proc is None or rabbit.proc.poll() is not None:
             rabbit.start()
         listener.sock.close()
+
+
+@pytest.mark.slow
+def test_watcher_crashes_with_a_job_in_flight_do_not_quarantine_the_upload(fleet) -> None:
+    """In queue mode the watcher does not run the model: being killed while a job waits for a
+    worker is not the file's fault (max_attempts is 2 here), and the upload is done once a worker runs."""
+    f = fleet()
+    f.watcher.start()
+    f.drop("patient.jpg", small(7))
+    for _ in range(3):
+        wait_for(lambda: (f.watcher.path("state") / "status.json").exists(), 30)
+        time.sleep(1.5)  # the job is sent and waits: no worker runs
+        f.watcher.kill9()
+        f.watcher.start()
+    f.worker("w1").start()
+    wait_for(lambda: f.archived() == ["patient.jpg"], 60, 0.2)
+    assert not list(f.watcher.path("failed").iterdir()) and f.done_once() == Counter({"patient.jpg": 1})

@@ -160,7 +160,9 @@ class JobRunner:
             return self._quarantine(job, ctx, profile, e)
         key = attempt_key(job.relative, source.signature)
         structlog.contextvars.bind_contextvars(job_id=job_id(key))  # the same id on the workers' lines
-        previous = self._attempts.begin(key)
+        # crash counting guards against files that kill this process; in queue mode the workers run
+        # them (RabbitMQ counts their deaths), and a watcher restart says nothing about the file
+        previous = self._attempts.begin(key) if ctx.remote is None else 0
         if previous >= cfg.watcher.max_attempts:
             reason = f"the daemon stopped {previous} times while processing this file"
             return self._quarantine(job, ctx, profile, JobError(reason), key)
