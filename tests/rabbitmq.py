@@ -65,13 +65,16 @@ class RabbitNode:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._end_epmd()  # the data directory stays for its logs
                 raise RuntimeError(f"rabbitmq-server exited with {self.proc.returncode}; see {self.root / 'log'}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.5).close()
                 return self
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError(f"rabbitmq-server did not open port {self.port} within {timeout} s")
+        self.stop()
+        self._end_epmd()
+        raise RuntimeError(f"rabbitmq-server did not open port {self.port} within {timeout} s; see {self.root / 'log'}")
 
     def stop(self) -> None:
         """Stop the node (the data stays: ``start`` again for a broker restart)."""
@@ -86,12 +89,15 @@ class RabbitNode:
 
     def close(self) -> None:
         self.stop()
-        # the node's own epmd (on its private port) outlives `stop`: end it by the pid holding the port
+        self._end_epmd()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _end_epmd(self) -> None:
+        """The node's own epmd (on its private port) outlives the node: end it by the pid holding the port."""
         listing = subprocess.run(["ss", "-Hltnp", f"sport = :{self.epmd_port}"], capture_output=True, text=True).stdout
         for pid in set(re.findall(r"pid=(\d+)", listing)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGTERM)
-        shutil.rmtree(self.root, ignore_errors=True)
 
     def queue(self, name: str) -> tuple[int, int]:
         """(messages ready, consumers) of a queue, through AMQP."""
