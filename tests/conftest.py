@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +32,25 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: f
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s: {getattr(predicate, '__name__', predicate)}")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for servers the tests start: sshd, HTTP, RabbitMQ)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_log(path: Path) -> list[dict]:
+    """The ``[UNET-MATTING]`` JSON lines of a log file (a daemon's or a queue worker's)."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [json.loads(line.removeprefix(PREFIX)) for line in lines if line.startswith(PREFIX)]
+
+
+def matching(lines: list[dict], name: str, **match: object) -> list[dict]:
+    return [e for e in lines if e.get("event") == name and all(e.get(k) == v for k, v in match.items())]
 
 
 @contextlib.contextmanager
@@ -112,15 +132,10 @@ class DaemonProcess:
         return self
 
     def log_lines(self) -> list[dict]:
-        log = Path(self.cfg["logging"]["file"])
-        if not log.exists():
-            return []
-        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
-        return [json.loads(line.removeprefix(PREFIX)) for line in lines if line.startswith(PREFIX)]
+        return read_log(Path(self.cfg["logging"]["file"]))
 
     def events(self, name: str, **match: object) -> list[dict]:
-        return [e for e in self.log_lines()
-                if e.get("event") == name and all(e.get(k) == v for k, v in match.items())]
+        return matching(self.log_lines(), name, **match)
 
     def finished(self, outcome: str | None = None) -> list[dict]:
         return self.events("job_finished", **({"outcome": outcome} if outcome else {}))

@@ -19,13 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 SERVER = "/usr/sbin/rabbitmq-server"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RabbitNode:

@@ -10,13 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.conftest import free_port
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SshServer:

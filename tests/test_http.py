@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -16,16 +15,10 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import DaemonProcess, wait_for
+from tests.conftest import DaemonProcess, free_port, wait_for
 from tests.images import jpeg_bytes, png_bomb_bytes, product_rgb, write
 from watcher.http_api import Gate, Health, HttpError, HttpServer, build_app
 from watcher.metrics import Metrics
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes, dict]:

@@ -23,12 +23,11 @@ import yaml
 
 from engine.errors import ImageError, ImageIncomplete, ImageTooLarge, JobError
 from engine.profile import Profile
-from tests.conftest import DaemonProcess, config_dict, wait_for
+from tests.conftest import DaemonProcess, config_dict, free_port, matching, read_log, wait_for
 from tests.images import jpeg_bytes, product_rgb, write
 from tests.rabbitmq import RabbitNode
 from watcher.config import load_config_data
 from watcher.errors import ConfigError, DeadJob
-from watcher.logs import PREFIX
 
 # ---- without a broker ------------------------------------------------------------------------
 
@@ -124,10 +123,7 @@ class WorkerProcess:
         return self
 
     def events(self, name: str, **match: object) -> list[dict]:
-        if not self.log.exists():
-            return []
-        lines = [json.loads(x.removeprefix(PREFIX)) for x in self.log.read_text().splitlines() if x.startswith(PREFIX)]
-        return [e for e in lines if e.get("event") == name and all(e.get(k) == v for k, v in match.items())]
+        return matching(read_log(self.log), name, **match)
 
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -343,8 +339,6 @@ def test_status_health_and_metrics_show_the_queue(fleet, rabbit: RabbitNode) -> 
     import urllib.error
     import urllib.request
 
-    from tests.rabbitmq import free_port
-
     f = fleet()
     port = free_port()
     f.cfg["http"] = {"listen": f"127.0.0.1:{port}"}
@@ -406,8 +400,6 @@ def test_a_worker_switches_models_live_like_the_daemon(fleet, tmp_path: Path, ti
 def test_check_reports_the_broker_without_its_password(fleet, rabbit: RabbitNode, tmp_path: Path) -> None:
     """`check` says whether the broker answers and how many workers it has; the password never
     shows; a config readable by all while the URL holds a password is a warning."""
-    from tests.rabbitmq import free_port
-
     f = fleet()
     f.worker("w1").start()
     f.config.chmod(0o644)
