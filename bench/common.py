@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
+from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,22 @@ def product_jpeg(path: Path, width: int, height: int, seed: int) -> None:
     inside = ((xx - width / 2) / (width * 0.3)) ** 2 + ((yy - height / 2) / (height * 0.35)) ** 2 < 1
     img[inside] = rng.uniform(30, 160, 3) + rng.normal(0, 12, (int(inside.sum()), 3))
     Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, "JPEG", quality=90)
+
+
+def _product_jpeg(job: tuple[Path, int, int, int]) -> None:
+    product_jpeg(*job)
+
+
+def product_photos(folder: Path, width: int, height: int, count: int, distinct: int | None = None) -> Path:
+    """``count`` product JPEGs ``p0000.jpg``... in a new ``folder``: ``distinct`` of them (default:
+    all) generated in parallel, the rest copies (12 MP ones take ~1.4 s each to make)."""
+    folder.mkdir(parents=True)
+    distinct = min(distinct or count, count)
+    with Pool(max(1, min(distinct, os.cpu_count() or 1))) as pool:
+        pool.map(_product_jpeg, [(folder / f"p{i:04d}.jpg", width, height, i) for i in range(distinct)])
+    for i in range(distinct, count):
+        shutil.copyfile(folder / f"p{i % distinct:04d}.jpg", folder / f"p{i:04d}.jpg")
+    return folder
 
 
 def write_config(root: Path, model: Path, profile: str = "ecom_product", engine: dict | None = None,

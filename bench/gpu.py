@@ -32,12 +32,11 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO, SIZES, log_events, product_jpeg
+from bench.common import REPO, SIZES, log_events, product_jpeg, product_photos
 from bench.throughput import bench_daemon
 
 SHIPPED = REPO / "engine/weights/u2netp-products.pth"
@@ -154,20 +153,8 @@ class GpuSampler:
                 "gpu_memory_used_max_mib": max(m for _, m in self.samples)}
 
 
-def _one_jpeg(job: tuple[Path, int, int, int]) -> None:
-    product_jpeg(*job)
-
-
 def make_photos(folder: Path, size: str, count: int, distinct: int = 16) -> Path:
-    """``count`` product JPEGs (``distinct`` generated in parallel, the rest copies)."""
-    width, height = SIZES[size]
-    folder.mkdir(parents=True)
-    distinct = min(distinct, count)
-    with Pool(min(distinct, os.cpu_count() or 1)) as pool:
-        pool.map(_one_jpeg, [(folder / f"p{i:04d}.jpg", width, height, i) for i in range(distinct)])
-    for i in range(distinct, count):
-        shutil.copyfile(folder / f"p{i % distinct:04d}.jpg", folder / f"p{i:04d}.jpg")
-    return folder
+    return product_photos(folder, *SIZES[size], count, distinct)
 
 
 def _photo_pairs(photos: Path) -> list[tuple[Path, Path]]:

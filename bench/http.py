@@ -19,7 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import REPO, SIZES, product_jpeg, start_daemon, write_config
+from bench.common import REPO, SIZES, product_photos, start_daemon, write_config
 
 
 def free_port() -> int:
@@ -134,10 +134,7 @@ def main() -> None:
     width, height = SIZES["2mp"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        src = root / "src"
-        src.mkdir()
-        for i in range(args.count):
-            product_jpeg(src / f"p{i:03d}.jpg", width, height, i)
+        src = product_photos(root / "src", width, height, args.count)
         photos = [p.read_bytes() for p in sorted(src.iterdir())]
         ours = bench_ours(root, args.model, photos, args.clients, src)
         print(f"{args.count} JPEGs at {width}x{height}, model {args.model.name}, {args.clients} clients, "

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import REPO, log_events, product_jpeg, start_daemon, write_config
+from bench.common import REPO, log_events, product_photos, start_daemon, write_config
 
 SIZE = (1224, 1632)  # 2 MP
 
@@ -109,10 +109,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             base = Path(tmp)
-            src = []
-            for i in range(6):
-                src.append(base / f"src{i}.jpg")
-                product_jpeg(src[-1], *SIZE, i)
+            src = sorted(product_photos(base / "src", *SIZE, 6).iterdir())
             results = {}
             shapes = [("in-process", None, 0), ("queue, 1 worker", 1, 1), ("queue, 2 workers", 2, 2)]
             for label, workers, n in shapes:

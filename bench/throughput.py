@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import REPO, SIZES, log_events, product_jpeg, start_daemon, write_config
+from bench.common import REPO, SIZES, log_events, product_photos, start_daemon, write_config
 from watcher.state import STATUS_INTERVAL_S
 
 
@@ -138,10 +138,7 @@ def main() -> None:
     width, height = SIZES[args.size]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        src = root / "src"
-        src.mkdir()
-        for i in range(args.count):
-            product_jpeg(src / f"p{i:04d}.jpg", width, height, i)
+        src = product_photos(root / "src", width, height, args.count)
         print(f"{args.count} JPEGs at {width}x{height}, model {args.model.name}, profile {args.profile}, "
               f"{os.cpu_count()} CPUs")
         ours = bench_daemon(root, src, args.model, args.profile, args.workers,
