@@ -60,9 +60,10 @@ def dead_queue(cfg: QueueConfig) -> Queue:
                  queue_arguments={"x-max-length": 10_000, "x-overflow": "drop-head"})
 
 
-def results_queue(cfg: QueueConfig) -> Queue:
-    """This watcher's answers, and a copy of every dead-lettered job (the fanout binding)."""
-    return Queue(results_queue_name(cfg), dead_letters(), durable=True)
+def results_queue(name: str) -> Queue:
+    """A watcher's answers queue (``results_queue_name``), and a copy of every dead-lettered job
+    (the fanout binding); workers declare it by the name a job's ``reply_to`` carries."""
+    return Queue(name, dead_letters(), durable=True)
 
 
 def make_app(cfg: QueueConfig, name: str = "unet-matting") -> Celery:

@@ -85,10 +85,7 @@ class Daemon:
         return ctx.session.memory() if ctx is not None and ctx.session is not None else None
 
     def _queue_stats(self) -> QueueStats | None:
-        if self.remote is None:
-            return None
-        self.remote.stats.waiting = self.remote.waiting()
-        return self.remote.stats
+        return self.remote.snapshot() if self.remote is not None else None
 
     def _context(self) -> JobContext | None:
         return self._current

@@ -12,6 +12,7 @@ already done.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ class QueueStats:
     jobs_ready: int | None = None  # jobs waiting in the broker for a worker
     workers: int | None = None  # consumers of the jobs queue (one per worker process)
     dead: int | None = None  # dead-lettered jobs kept for the operator
-    waiting: int = 0  # this watcher's jobs sent and not yet answered
+    waiting: int = 0  # this watcher's jobs sent and not yet answered (filled in by snapshot())
 
 
 class _Waiter:
@@ -136,6 +137,10 @@ class RemoteMatting:
         with self._lock:
             return sum(len(w) for w in self._waiters.values())
 
+    def snapshot(self) -> QueueStats:
+        """The broker's figures as last sampled, with this watcher's jobs awaiting an answer now."""
+        return dataclasses.replace(self.stats, waiting=self.waiting())
+
 
 def _rendered(answer: dict[str, Any] | None) -> Rendered:
     if answer is None:
@@ -189,9 +194,9 @@ class _Listener(StoppableThread):
     def _serve(self, conn: Connection) -> None:
         cfg, stats = self.remote.cfg, self.remote.stats
         channel = conn.channel()
-        for queue in (jobs_queue(cfg), dead_queue(cfg), results_queue(cfg)):
+        for queue in (jobs_queue(cfg), dead_queue(cfg), results_queue(self.remote.results_name)):
             queue(channel).declare()
-        consumer = Consumer(channel, queues=[results_queue(cfg)], callbacks=[self._on_message],
+        consumer = Consumer(channel, queues=[results_queue(self.remote.results_name)], callbacks=[self._on_message],
                             accept=["msgpack"], no_ack=False, prefetch_count=64)
         with consumer:
             stats.connected = True

@@ -181,11 +181,11 @@ def queue_findings(cfg: Config) -> list[str]:
     from kombu import Connection
 
     notes = []
-    mode = cfg.source.stat().st_mode
-    if "@" in url and ":" in url.split("://", 1)[1].split("@", 1)[0] and mode & 0o004:
-        notes.append(f"warning: {cfg.source} (mode {stat.filemode(mode)}) is readable by every user and "
-                     f"queue.broker_url holds a password; chmod 640 it")
     with Connection(url, connect_timeout=5) as conn:
+        mode = cfg.source.stat().st_mode
+        if conn.password and mode & 0o004:
+            notes.append(f"warning: {cfg.source} (mode {stat.filemode(mode)}) is readable by every user and "
+                         f"queue.broker_url holds a password; chmod 640 it")
         shown = conn.as_uri()  # the password masked
         try:
             conn.connect()

@@ -103,11 +103,10 @@ def build_worker_app(cfg: QueueConfig, holder: SessionHolder, worker: str):
             reply_to = self.request.reply_to
             try:
                 with app.producer_pool.acquire(block=True, timeout=30) as producer:
-                    queue = results_queue(QueueConfig(results=reply_to))
                     producer.publish(answer, exchange="", routing_key=reply_to, serializer="msgpack",
                                      delivery_mode=2, retry=True,
                                      retry_policy={"max_retries": 3, "interval_start": 1, "interval_step": 2},
-                                     declare=[] if reply_to in declared else [queue])
+                                     declare=[] if reply_to in declared else [results_queue(reply_to)])
                     declared.add(reply_to)
             except Exception as e:  # the answer did not reach the broker: the job goes back to the queue
                 log.warning("answer_not_sent", error=f"{e.__class__.__name__}: {e}", kept="the job is redelivered")
