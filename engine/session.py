@@ -21,7 +21,8 @@ from engine.settings import EngineSettings
 
 
 def release_cached_memory() -> None:
-    """Give cached, unused GPU blocks back to the driver (once a swapped-out model is gone)."""
+    """Give cached, unused GPU blocks back to the driver (once a swapped-out model is gone, or
+    before a retry after running out of memory)."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
 
@@ -170,11 +171,11 @@ class Session:
             except torch.OutOfMemoryError:
                 if len(batch) == 1:
                     raise
-                self._free_cache()
+                release_cached_memory()
                 for request in batch:
                     self._forward([request])
         except torch.OutOfMemoryError as exc:
-            self._free_cache()
+            release_cached_memory()
             self._fail(batch, GpuMemoryError(f"out of GPU memory running the network: {_oom_detail(exc)}"))
         except BaseException as exc:  # every waiting caller gets the error, none hangs
             self._fail(batch, exc)
@@ -200,16 +201,12 @@ class Session:
             if r.probs is None:
                 r.error = exc
 
-    def _free_cache(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-
     def _upscale(self, probs: torch.Tensor, height: int, width: int) -> np.ndarray:
         """The network's matte at the image's size; on the CPU when the GPU has no room for it."""
         try:
             alpha = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
         except torch.OutOfMemoryError:
-            self._free_cache()
+            release_cached_memory()
             alpha = F.interpolate(probs.cpu(), size=(height, width), mode="bilinear", align_corners=False)
         return alpha[0, 0].clamp_(0, 1).cpu().numpy()
 
@@ -222,7 +219,7 @@ class Session:
         try:
             x = self._resize(image.to(self.device))
         except torch.OutOfMemoryError:
-            self._free_cache()
+            release_cached_memory()
             x = self._resize(image).to(self.device)
         x = (x / 255.0 - self._mean) / self._std
         return x.to(dtype=self.dtype, memory_format=torch.channels_last)
