@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -68,6 +68,13 @@ class Entry:
     md5: str | None
     sources: tuple[Source, ...]
     quality: Mapping[str, tuple[float, float]]
+    cpu_quality: Mapping[str, tuple[float, float]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def quality_at(self, size: int) -> Mapping[str, tuple[float, float]]:
+        """The measured quality at input side ``size``; empty where the catalogue has no figures."""
+        if size == self.preprocessing.input_size:
+            return self.quality
+        return self.cpu_quality if size == self.preprocessing.cpu_input_size else MappingProxyType({})
 
 
 # Architecture defaults for model files the catalogue does not name (imported checkpoints).
@@ -86,12 +93,16 @@ def _entry(name: str, raw: dict[str, Any]) -> Entry:
         entry = Entry(name, raw["title"], raw["file"], raw["backend"], pre, int(raw["rank"]),
                       bool(raw["commercial"]), raw["licence"], raw.get("size"), raw.get("sha256"),
                       raw.get("md5"), tuple(Source(**s) for s in raw["sources"]),
-                      MappingProxyType({k: tuple(v) for k, v in (raw.get("quality") or {}).items()}))
+                      _figures(raw.get("quality")), _figures(raw.get("cpu_quality")))
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(f"{CATALOGUE_FILE}: model {name}: {e}") from e
     if entry.backend not in BACKENDS or pre.output not in OUTPUTS or pre.input_size % 32:
         raise ModelError(f"{CATALOGUE_FILE}: model {name}: bad backend, output or input_size")
     return entry
+
+
+def _figures(raw: dict | None) -> Mapping[str, tuple[float, float]]:
+    return MappingProxyType({k: tuple(v) for k, v in (raw or {}).items()})
 
 
 def parse(raw: Any) -> Mapping[str, Entry]:

@@ -23,6 +23,10 @@ class ImageTooLarge(ImageError):
     """An image has more pixels than the configured limit."""
 
 
+class NoProduct(ImageError):
+    """The matte holds nothing a shop could publish: no pixel reaches the body's opacity."""
+
+
 class JobError(UnetMattingError):
     """A job failed for a reason other than its input image."""
 

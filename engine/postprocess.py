@@ -6,8 +6,9 @@ import numpy as np
 from PIL import Image
 
 from engine.canvas import bounding_box, canvas_extent, layout
+from engine.errors import NoProduct
 from engine.foreground import estimate_foreground
-from engine.opacity import drop_ghosts, levels, solid_body
+from engine.opacity import BODY, drop_ghosts, levels, solid_body
 from engine.profile import Profile
 
 
@@ -80,6 +81,11 @@ def refine_alpha(alpha: np.ndarray, profile: Profile) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+def has_product(alpha: np.ndarray) -> bool:
+    """True when some pixel of the matte is part of a body (above ``BODY`` opacity)."""
+    return bool(alpha.size) and float(alpha.max()) > BODY
+
+
 def compose_rgba(rgb: np.ndarray, alpha: np.ndarray, clear_transparent: bool = True) -> np.ndarray:
     """RGBA uint8 from RGB uint8 and alpha in [0, 1]; fully transparent pixels carry RGB 0."""
     a8 = np.rint(alpha * 255.0).astype(np.uint8)
@@ -98,12 +104,17 @@ def cutout(predicted: np.ndarray, rgb: np.ndarray, profile: Profile,
     The image is first cropped to the product and shrunk to the output scale, so every later
     step (erosion, feathering, decontamination) works on the pixels that will be shown, in
     output pixels, and a 12 MP upload costs what its 2000 px result costs.
+
+    Raises ``NoProduct`` when no pixel of the refined matte reaches the body's opacity: a blank
+    or transparent canvas is not a cut-out a shop can publish.
     """
     alpha = np.array(predicted, dtype=np.float32, copy=True)
     if input_alpha is not None:
         alpha *= input_alpha.astype(np.float32) / 255.0
     rgb, alpha = prescale(rgb, alpha, profile)
     alpha = refine_alpha(alpha, profile)
+    if not has_product(alpha):
+        raise NoProduct("no product found in the photo: no part of the matte is more than half opaque")
     if profile.decontaminate:
         rgb = estimate_foreground(rgb, alpha)
     rgba = compose_rgba(rgb, alpha, profile.clear_transparent)

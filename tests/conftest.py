@@ -67,17 +67,27 @@ def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", str(path)], check=True)
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised U²-Net-P checkpoint: the pipeline must not care which weights run."""
+def save_tiny_model(path: Path, seed: int = 0, matte_bias: float = 0.5) -> Path:
+    """A randomly initialised U²-Net-P checkpoint at ``path``. Random weights give a flat matte of
+    ~0.48; ``matte_bias`` is added to the fused logit so that the matte (~0.6 by default) counts as
+    a product, and a large negative one makes a model that finds nothing (an empty matte)."""
     import torch
 
     from engine.u2net import build
 
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny-u2netp.pth"
-    torch.save(build("u2netp").state_dict(), path)
+    torch.manual_seed(seed)
+    net = build("u2netp")
+    with torch.no_grad():
+        net.outconv.bias += matte_bias
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised U²-Net-P checkpoint: the pipeline must not care which weights run."""
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny-u2netp.pth")
 
 
 def config_dict(root: Path, model: Path, **sections: dict) -> dict:

@@ -6,11 +6,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
-from engine.u2net import build
-from tests.conftest import DaemonProcess, wait_for
+from tests.conftest import DaemonProcess, save_tiny_model, wait_for
 from tests.images import jpeg_bytes, product_rgb, write
 
 
@@ -19,8 +17,7 @@ def models_dir(tmp_path: Path) -> Path:
     models = tmp_path / "models"
     models.mkdir()
     for seed, name in ((0, "first.pth"), (1, "second.pth")):
-        torch.manual_seed(seed)
-        torch.save(build("u2netp").state_dict(), models / name)
+        save_tiny_model(models / name, seed)
     (models / "broken.pth").write_bytes(b"not a checkpoint")
     (models / "active_model").write_text("first.pth\n")
     return models

@@ -23,7 +23,7 @@ import yaml
 
 from engine.errors import ImageError, ImageIncomplete, ImageTooLarge, JobError
 from engine.profile import Profile
-from tests.conftest import DaemonProcess, config_dict, free_port, matching, read_log, wait_for
+from tests.conftest import DaemonProcess, config_dict, free_port, matching, read_log, save_tiny_model, wait_for
 from tests.images import jpeg_bytes, product_rgb, write
 from tests.rabbitmq import RabbitNode
 from watcher.config import load_config_data
@@ -373,15 +373,10 @@ def test_a_worker_switches_models_live_like_the_daemon(fleet, tmp_path: Path, ti
     without a restart; the watcher's job_finished names the model that made each cut-out."""
     import shutil
 
-    import torch
-
-    from engine.u2net import build
-
     models = tmp_path / "worker-models"
     models.mkdir()
     shutil.copyfile(tiny_model, models / "tiny-a.pth")
-    torch.manual_seed(1)
-    torch.save(build("u2netp").state_dict(), models / "tiny-b.pth")
+    save_tiny_model(models / "tiny-b.pth", seed=1)
     (models / "active_model").write_text("tiny-a.pth\n")
     f = fleet()
     f.watcher.start()

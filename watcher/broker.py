@@ -119,6 +119,6 @@ def answer_ok(job: str, files: dict[str, bytes], width: int, height: int, input_
 
 
 def answer_error(job: str, kind: str, reason: str, model: str, worker: str) -> dict:
-    """``kind``: ``incomplete`` (wait for more bytes), ``too_large``, ``image`` (quarantine) or
-    ``job`` (the worker failed for another reason: the upload is retried)."""
+    """``kind``: ``incomplete`` (wait for more bytes), ``too_large``, ``no_product`` (an empty
+    matte), ``image`` (quarantine) or ``job`` (the worker failed for another reason: retried)."""
     return {"job": job, "ok": False, "kind": kind, "reason": reason, "model": model, "worker": worker}

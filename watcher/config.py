@@ -74,6 +74,8 @@ class HttpConfig:
     max_body_bytes: int = 50_000_000
     max_pending: int = 16
     batch_roots: tuple[Path, ...] = ()  # folders batch requests may read from and write to
+    request_timeout_s: float = 30.0  # a connection must deliver its whole request within this
+    max_connections: int = 256  # open connections at once; more are answered 503
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,9 @@ def _parse_http(s: Section) -> HttpConfig:
     cfg = HttpConfig(address, s.take("token_file", Path, None),
                      s.take("max_body_bytes", int, HttpConfig.max_body_bytes, at_least(1)),
                      s.take("max_pending", int, HttpConfig.max_pending, at_least(1)),
-                     tuple((s.base / Path(p)).resolve() for p in s.take("batch_roots", list, [], patterns)))
+                     tuple((s.base / Path(p)).resolve() for p in s.take("batch_roots", list, [], patterns)),
+                     s.take("request_timeout_s", float, HttpConfig.request_timeout_s, positive),
+                     s.take("max_connections", int, HttpConfig.max_connections, at_least(1)))
     s.done()
     return cfg
 

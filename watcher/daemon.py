@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import os
 import queue
+import re
 import signal
 import threading
 import time
@@ -32,14 +33,18 @@ from watcher.models import ModelSwitcher, RetiredModels, load_session
 from watcher.notify import Notifier, watchdog_interval_s
 from watcher.observer import HintHandler, OverflowHook, make_observer
 from watcher.output import remove_stale_temps
+from watcher.secrets import read_secret
 from watcher.state import STATUS_INTERVAL_S, AttemptLog, InstanceLock, StatusFile
 from watcher.worker import JobContext, JobRunner, Stats, Worker
 
 if TYPE_CHECKING:  # the HTTP side (FastAPI, uvicorn) and the queue (Celery) load only when configured
-    from watcher.http_api import Health, HttpServer
+    from watcher.config import HttpConfig
+    from watcher.http_api import Access, Health, HttpServer
     from watcher.remote import QueueStats, RemoteMatting
 
 QUEUE_STOP_GRACE_S = 10.0  # on stop, how long answers of jobs in flight are still awaited
+# http settings a running server cannot take (the socket, the gate, uvicorn's limits): restart
+HTTP_RESTART_KEYS = ("listen", "max_pending", "request_timeout_s", "max_connections")
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +52,24 @@ log = structlog.get_logger(__name__)
 def intake_settings(cfg: Config) -> IntakeSettings:
     w = cfg.watcher
     return IntakeSettings(IgnoreRules(w.ignore_patterns), w.rescan_interval_s, w.quiet_period_s)
+
+
+def startup_model(switcher: ModelSwitcher) -> Path:
+    """The model a start loads; a control file naming a path, or a model that is not there, is a
+    configuration error (exit 2, before any socket opens: a restart cannot fix it)."""
+    try:
+        path = switcher.wanted()
+    except ModelError as e:
+        raise ConfigError(str(e)) from None
+    if not path.is_file():
+        raise ConfigError(f"the model to run, {path}, is not installed; install it (unet-matting models pull NAME) "
+                          "or choose an installed one (unet-matting models use NAME)")
+    return path
+
+
+def without_paths(text: str) -> str:
+    """``text`` with absolute file-system paths cut to their last part (for unauthenticated readers)."""
+    return re.sub(r"(?<![\w.])/[^\s:;,'\"()]+", lambda m: Path(m.group()).name, text)
 
 
 def prepare_directories(cfg: Config) -> None:
@@ -79,6 +102,8 @@ class Daemon:
                                gpu_memory=self._gpu_memory, broker=self._queue_stats)
         self.retired = RetiredModels()  # swapped-out models whose GPU memory is not yet back
         self.remote: RemoteMatting | None = None  # queue mode: jobs go to the workers
+        self._access: Access | None = None  # the HTTP side's token, body limit and batch roots
+        self._incoming_id: int | None = None  # incoming's inode while it is there; None: missing
 
     def _gpu_memory(self) -> dict[str, int] | None:
         ctx = self._current
@@ -105,8 +130,10 @@ class Daemon:
         if ctx.session is not None:
             details["device"] = str(ctx.session.device)
         if self.models is not None and self.models.error:  # a switch failed; the old model serves: no outage
-            details["last_model_error"] = self.models.error
+            details["last_model_error"] = without_paths(self.models.error)  # paths: log and status only
         problems = [f"threads not running: {', '.join(dead)}"] if (dead := self.dead_threads()) else []
+        if self._incoming_id is None:
+            problems.append("the incoming directory is missing; uploads cannot arrive")
         if (broker := self._queue_stats()) is not None:
             details["broker"] = dataclasses.asdict(broker)
             if not broker.connected:
@@ -115,21 +142,31 @@ class Daemon:
                 problems.append("no queue worker is connected")
         return Health(not problems, "; ".join(problems), details)
 
+    @staticmethod
+    def _access_for(http: HttpConfig) -> Access:
+        """What HTTP requests are checked against; a token file others can read is refused."""
+        from watcher.http_api import Access
+
+        token = read_secret(http.token_file, "http.token_file") if http.token_file else None
+        return Access(token, http.max_body_bytes, http.batch_roots)
+
     def _start_http(self, cfg: Config) -> None:
         """The HTTP side, before the model loads, so /health can say it is loading."""
-        from watcher.http_api import HttpServer, build_app, read_token
+        from watcher.http_api import HttpServer, build_app
 
-        token = read_token(cfg.http.token_file) if cfg.http.token_file else None
-        self.batch = BatchTasks(cfg.paths.state, self._context, IgnoreRules(cfg.watcher.ignore_patterns))
-        app = build_app(self._context, self.health, self.metrics, token, cfg.http.max_body_bytes,
-                        cfg.http.max_pending, self.batch, cfg.http.batch_roots)
-        self.http = HttpServer(app, *cfg.http.listen)
+        self._access = self._access_for(cfg.http)
+        self.batch = BatchTasks(cfg.paths.state, self._context, IgnoreRules(cfg.watcher.ignore_patterns),
+                                self.metrics)
+        app = build_app(self._context, self.health, self.metrics, lambda: self._access, cfg.http.max_pending,
+                        self.batch)
+        self.http = HttpServer(app, *cfg.http.listen, cfg.http.request_timeout_s, cfg.http.max_connections)
         self.http.gate = app.state.gate
         self.http.start()
         if not self.http.wait_started():
             raise JobError(f"the HTTP server could not listen on {cfg.http.listen[0]}:{cfg.http.listen[1]} "
                            "(address in use, or not allowed)")
-        log.info("http_listening", host=cfg.http.listen[0], port=cfg.http.listen[1], token=token is not None)
+        log.info("http_listening", host=cfg.http.listen[0], port=cfg.http.listen[1],
+                 token=self._access.token is not None)
 
     def start(self) -> None:
         cfg = self.config
@@ -137,6 +174,11 @@ class Daemon:
         self.instance = InstanceLock(cfg.paths.state)
         self.instance.acquire()  # before touching any file, and before the model loads
         prepare_directories(cfg)
+        self._incoming_id = _directory_id(cfg.paths.incoming)
+        model = None
+        if cfg.queue.broker_url is None:
+            self.models = self._switcher(cfg)
+            model = startup_model(self.models)  # before any socket opens
         if cfg.http.listen is not None:
             self._start_http(cfg)
         if cfg.queue.broker_url is not None:  # workers matte; this process sends jobs and writes results
@@ -149,8 +191,7 @@ class Daemon:
             log.info("queue_mode", jobs=cfg.queue.jobs, results=self.remote.results_name,
                      in_flight=cfg.watcher.workers)
         else:
-            self.models = self._switcher(cfg)
-            session = load_session(cfg.engine, self.models.wanted())
+            session = load_session(cfg.engine, model)
             self._current = JobContext(session, cfg)
             self._model_loaded(session)
         self.attempts = AttemptLog(cfg.paths.state)
@@ -163,7 +204,8 @@ class Daemon:
         self.intake = Intake(cfg.paths.incoming, hints, self.tracker, self.jobs, lambda: self._intake_settings)
         self.overflow_hook = OverflowHook(lambda: self.intake.request_rescan("inotify_overflow", events_lost=True))
         logging.getLogger("watchdog.observers").addHandler(self.overflow_hook)
-        self.observer = make_observer(cfg.watcher.observer, cfg.paths.incoming, HintHandler(hints),
+        self._hint_handler = HintHandler(hints)
+        self.observer = make_observer(cfg.watcher.observer, cfg.paths.incoming, self._hint_handler,
                                       cfg.watcher.polling_interval_s)
         self.workers = [Worker(i, self.jobs, self.runner) for i in range(cfg.watcher.workers)]
         self.observer.start()  # before the scan, so nothing lands unseen between the two
@@ -232,6 +274,7 @@ class Daemon:
             self.retired.retire(current.session)
 
     def _tick(self, heartbeat: bool) -> None:
+        self._watch_incoming()
         self._switch_model()
         if self.retired.release_when_unused():
             log.info("model_memory_released", gpu_memory_mb=_in_mb(self._gpu_memory()))
@@ -244,6 +287,29 @@ class Daemon:
         self.notifier.status(status)
         self.status_file.write(self.status_dict())
 
+    def _watch_incoming(self) -> None:
+        """Report incoming when it disappears; when it is back (or replaced), watch it afresh:
+        inotify's watches die with the directory they were on."""
+        now = _directory_id(self.config.paths.incoming)
+        if now == self._incoming_id:
+            return
+        if now is None:
+            log.error("incoming_missing", incoming=str(self.config.paths.incoming),
+                      action="uploads wait; watching resumes when the directory is back")
+        else:
+            log.info("incoming_restored", incoming=str(self.config.paths.incoming), action="watching it again")
+            self._rewatch()
+        self._incoming_id = now
+
+    def _rewatch(self) -> None:
+        cfg = self.config
+        self.observer.stop()
+        self.observer.join()
+        self.observer = make_observer(cfg.watcher.observer, cfg.paths.incoming, self._hint_handler,
+                                      cfg.watcher.polling_interval_s)
+        self.observer.start()
+        self.intake.request_rescan("incoming_restored")
+
     def dead_threads(self) -> list[str]:
         threads = [self.observer, self.intake, *self.workers, *([self.batch] if self.http is not None else []),
                    *([self.remote.listener] if self.remote is not None else [])]
@@ -255,7 +321,16 @@ class Daemon:
                 "in_hand": self.jobs.in_hand(), "tracked": len(self.tracker), "outcomes": dict(counts.outcomes),
                 "last": {"file": counts.last_file, "outcome": counts.last_outcome},
                 "model": self._current.model_label, "profile": self._current.config.profile,
-                **self._engine_status()}
+                "problems": self._problems(), **self._engine_status()}
+
+    def _problems(self) -> list[str]:
+        """What an operator must fix, with paths (status.json is not served over HTTP)."""
+        problems = []
+        if self._incoming_id is None:
+            problems.append(f"paths.incoming {self.config.paths.incoming} is missing; uploads cannot arrive")
+        if self.models is not None and self.models.error:
+            problems.append(f"the last model switch failed: {self.models.error}")
+        return problems
 
     def _engine_status(self) -> dict:
         """Batch sizes and GPU memory of the model here, or the broker's figures in queue mode."""
@@ -294,6 +369,7 @@ class Daemon:
             log.warning("reload_needs_restart", keys="paths, watcher.observer", kept="old values")
         if new.queue != old.queue:
             log.warning("reload_needs_restart", keys="queue", kept="old values")
+        fixed["http"], access = self._reload_http(old.http, new.http)
         new = dataclasses.replace(new, **fixed, queue=old.queue)
         # a new engine's model loads in the background; until then the old one runs (queue mode: no model here)
         if new.engine != old.engine and self.models is not None:
@@ -301,10 +377,20 @@ class Daemon:
             new = dataclasses.replace(new, engine=old.engine)
         logs.configure(new.logging.level, new.logging.file, new.logging.console)
         self._intake_settings = intake_settings(new)
+        self._access = access
         self.config = new
         self._current = JobContext(self._current.session, new, self.remote)
         log.info("reload_done", model=self._current.model_label, profile=new.profile,
                  model_loading=self._reloading is not None)
+
+    def _reload_http(self, old: HttpConfig, new: HttpConfig) -> tuple[HttpConfig, Access | None]:
+        """The http section a reload applies: the token (re-read; a bad file fails the whole
+        reload), the body limit and the batch roots take effect at once; the rest need a restart."""
+        changed = [k for k in HTTP_RESTART_KEYS if getattr(new, k) != getattr(old, k)]
+        if changed:
+            log.warning("reload_needs_restart", keys=", ".join(f"http.{k}" for k in changed), kept="old values")
+        applied = dataclasses.replace(new, **{k: getattr(old, k) for k in HTTP_RESTART_KEYS})
+        return applied, (self._access_for(applied) if self.http is not None else None)
 
     def _start_reload(self, switcher: ModelSwitcher, new: Config) -> None:
         """Load the reloaded engine settings' model off the main thread (watchdog pings go on)."""
@@ -360,6 +446,15 @@ class Daemon:
         self.status_file.write(self.status_dict())
         self.instance.release()
         log.info("daemon_stopped", **self.stats.snapshot().outcomes)
+
+
+def _directory_id(path: Path) -> int | None:
+    """The inode of the directory at ``path``; None when there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino if path.is_dir() else None
 
 
 def _in_mb(figures: dict[str, int] | None) -> dict[str, float] | None:

@@ -2,14 +2,19 @@
 
 FastAPI on uvicorn, in a thread of the daemon: the same session (so uploads and HTTP requests
 share forward passes), the same pipeline and profiles as the watcher. Errors are JSON
-``{"error": "..."}`` with the status a client can act on.
+``{"error": "..."}`` with the status a client can act on, the framework's own 404/405 included.
+The token, body limit and batch roots are read per request from ``access()``, so a reload that
+changes them applies at once. A connection must deliver its whole request within
+``http.request_timeout_s`` (a trickling client is cut off; requests in progress are not).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
+import json
 import threading
 import time
 import uuid
@@ -18,14 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h11
 import structlog
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from engine.errors import GpuMemoryError, ImageError, ImageTooLarge
+from engine.errors import GpuMemoryError, ImageError, ImageTooLarge, NoProduct
 from engine.profile import Profile
-from watcher.batch_tasks import FINISHED, BatchRefused, BatchTasks, allowed_dir
+from watcher.batch_tasks import FINISHED, BatchRefused, BatchTasks, allowed_dir, overlap
 from watcher.errors import ConfigError, Deferred
 from watcher.metrics import Metrics
 from watcher.pipeline import Rendered
@@ -39,6 +50,18 @@ class HttpError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+OUTPUTS = ("png", "jpg")  # ?output=
+
+
+@dataclass(frozen=True)
+class Access:
+    """What each request is checked against; the daemon swaps the whole value on reload."""
+
+    token: str | None
+    max_body_bytes: int
+    batch_roots: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,22 +92,34 @@ class Gate:
 
 
 def build_app(context: Callable[[], JobContext | None], health: Callable[[], Health], metrics: Metrics,
-              token: str | None, max_body_bytes: int, max_pending: int, batch: BatchTasks | None = None,
-              batch_roots: tuple[Path, ...] = ()) -> FastAPI:
+              access: Callable[[], Access], max_pending: int, batch: BatchTasks | None = None) -> FastAPI:
     """The API; ``context`` is the daemon's current model + config (None while the model loads)."""
     app = FastAPI(title="unet-matting", docs_url=None, redoc_url=None, openapi_url=None)
     gate = Gate(max_pending)
 
     @app.exception_handler(HttpError)
     async def http_error(_request: Request, exc: HttpError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
 
-    def authorised(request: Request) -> None:
-        if token is None:
-            return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+    @app.exception_handler(StarletteHTTPException)
+    async def framework_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(exc.status_code,
+                                                                                            str(exc.detail))
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, _exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "the request is not what this endpoint expects"}, status_code=400)
+
+    def authorised(request: Request) -> Access:
+        current = access()
+        if current.token is None:
+            return current
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), current.token.encode()):
             raise HttpError(401, "missing or wrong bearer token")
+        return current
 
     @app.get("/health")
     def get_health() -> JSONResponse:
@@ -100,44 +135,48 @@ def build_app(context: Callable[[], JobContext | None], health: Callable[[], Hea
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.post("/api/matting/single")
+    @app.post("/api/matting/figma")  # the guide's path for design tools: the same request and answer
     async def single(request: Request) -> Response:
-        authorised(request)
+        limits = authorised(request)
         ctx = context()
         if ctx is None:
             raise HttpError(503, "the model is still loading; retry shortly")
         started = time.perf_counter()
         outcome, rendered = "error", None
         try:
-            profile = _profile(ctx, request.query_params.get("profile") or request.query_params.get("scenario"))
-            data, as_json = await _image_bytes(request, max_body_bytes)
+            profile, output = _choices(ctx, request)
+            data, as_json = await _image_bytes(request, limits.max_body_bytes)
             with gate:
                 rendered = await _render(ctx, profile, data)
             outcome = "done"
+        except ClientDisconnect:  # the client went away mid-body: nobody to answer, nothing went wrong here
+            outcome = "aborted"
+            log.info("http_client_aborted", path=request.url.path)
+            return Response(status_code=400)
         except HttpError as e:  # counted like the watcher's outcomes: busy or refused
             outcome = "rejected" if e.status == 429 else "refused"
             raise
         finally:
             metrics.finished(outcome, "http", time.perf_counter() - started,
                              rendered.timings_ms if rendered else None, time.time())
-        return _reply(rendered, ctx, profile.name, as_json, request.query_params.get("output", "png"))
+        return _reply(rendered, ctx, profile.name, as_json, output)
 
     @app.post("/api/matting/batch")
     async def submit_batch(request: Request) -> JSONResponse:
-        authorised(request)
+        roots = authorised(request).batch_roots
         ctx = context()
         if batch is None or ctx is None:
             raise HttpError(503, "batches are not available yet; retry shortly")
-        try:
-            payload = await request.json()
-        except ValueError:
-            raise HttpError(400, "the body must be JSON with input_dir and output_dir") from None
+        payload = _json(await request.body(), "the body must be JSON with input_dir and output_dir")
         if not isinstance(payload, dict):
             raise HttpError(400, "the body must be a JSON object with input_dir and output_dir")
         try:
-            src = allowed_dir(payload.get("input_dir"), batch_roots, "input_dir", must_exist=True)
-            out = allowed_dir(payload.get("output_dir"), batch_roots, "output_dir", must_exist=False)
+            src = allowed_dir(payload.get("input_dir"), roots, "input_dir", must_exist=True)
+            out = allowed_dir(payload.get("output_dir"), roots, "output_dir", must_exist=False)
         except BatchRefused as e:
             raise HttpError(e.status, str(e)) from None
+        if (problem := overlap(src, out)) is not None:
+            raise HttpError(400, problem)
         task = batch.submit(src, out, _profile(ctx, payload.get("profile")).name)
         return JSONResponse({"task_id": task["id"], "status": "submitted"}, status_code=202)
 
@@ -156,11 +195,33 @@ def build_app(context: Callable[[], JobContext | None], health: Callable[[], Hea
     def download(task_id: str, request: Request) -> FileResponse:
         task = known_task(task_id, request)
         if task["status"] not in FINISHED:
-            raise HttpError(409, f"task {task_id} is {task['status']}; its ZIP is ready when it finished")
+            raise HttpError(409, f"task {task_id} is {task['status']}; its ZIP is ready once the task has ended")
         return FileResponse(batch.zip_path(task), media_type="application/zip", filename=f"{task_id}.zip")
 
     app.state.gate = gate
     return app
+
+
+def _choices(ctx: JobContext, request: Request) -> tuple[Profile, str]:
+    """The profile (``profile`` or its alias ``scenario``; both, naming different ones: 400) and
+    the output (``png`` or ``jpg``; anything else: 400)."""
+    query = request.query_params
+    named = {query[k] for k in ("profile", "scenario") if query.get(k)}
+    if len(named) > 1:
+        raise HttpError(400, f"profile={query['profile']} and scenario={query['scenario']} disagree; "
+                             "give one of them (scenario is another name for profile)")
+    output = query.get("output", "png").lower()
+    if output not in OUTPUTS:
+        raise HttpError(400, f"output={query['output']} is not offered; choose one of: {', '.join(OUTPUTS)}")
+    return _profile(ctx, next(iter(named), None)), output
+
+
+def _json(body: bytes, message: str) -> Any:
+    """The body parsed as JSON; malformed JSON is a 400 with ``message``."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # JSONDecodeError, bad UTF-8, absurd nesting
+        raise HttpError(400, f"{message}; the JSON could not be parsed") from None
 
 
 def _profile(ctx: JobContext, name: str | None) -> Profile:
@@ -181,13 +242,17 @@ async def _image_bytes(request: Request, limit: int) -> tuple[bytes, bool]:
         raise HttpError(413, f"request body exceeds http.max_body_bytes = {limit}")
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
-        form = await request.form()
+        try:
+            form = await request.form()
+        except (MultiPartException, StarletteHTTPException):  # no boundary, truncated parts
+            raise HttpError(400, "the multipart body could not be parsed; "
+                                 "send the photo in the field 'image'") from None
         upload = form.get("image")
         if upload is None or isinstance(upload, str):
             raise HttpError(400, "no image: send the photo in the multipart field 'image'")
         return await upload.read(), False
     if kind == "application/json":
-        return _from_json(await request.json()), True
+        return _from_json(_json(body, "the JSON body needs a string field 'image_base64'")), True
     if not body:
         raise HttpError(400, "no image: send it as multipart field 'image', JSON image_base64 or the raw body")
     return body, False
@@ -209,6 +274,8 @@ async def _render(ctx: JobContext, profile: Profile, data: bytes) -> Rendered:
         return await run_in_threadpool(ctx.render, data, profile, f"http-{uuid.uuid4().hex[:20]}", "http request")
     except ImageTooLarge as e:
         raise HttpError(413, str(e)) from None
+    except NoProduct as e:
+        raise HttpError(422, str(e)) from None
     except ImageError as e:
         raise HttpError(415, f"not an image this service can process: {e}") from None
     except (GpuMemoryError, Deferred) as e:
@@ -230,24 +297,52 @@ def _reply(rendered: Rendered, ctx: JobContext, profile: str, as_json: bool, out
     return Response(rendered.files[".png"], media_type="image/png", headers=headers)
 
 
-def read_token(path: Path) -> str:
-    """The bearer token from ``http.token_file`` (one line); unreadable or empty is a config error."""
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except OSError as e:
-        raise ConfigError(f"http.token_file: cannot read {path}: {e.strerror or e}") from None
-    if not token:
-        raise ConfigError(f"http.token_file: {path} is empty")
-    return token
+def deadline_protocol(request_timeout_s: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with a deadline: a connection that has not delivered a whole
+    request (headers and body) ``request_timeout_s`` after it opened, or after its previous
+    answer, is closed. uvicorn itself only times out idle keep-alive connections, so ten
+    clients trickling a byte a second would hold their sockets forever."""
+
+    class DeadlineH11Protocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._deadline = self.loop.call_later(request_timeout_s, self._overdue)
+
+        def _overdue(self) -> None:
+            if self.transport.is_closing() or self.conn.their_state is h11.DONE:
+                return  # the request is in; the app is answering it
+            log.info("http_request_timeout", client=":".join(map(str, self.client or ())),
+                     timeout_s=request_timeout_s)
+            self.transport.close()
+
+    return DeadlineH11Protocol
 
 
 class HttpServer(StoppableThread):
     """uvicorn serving the app in a daemon thread; ``stop`` asks it to finish and return."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int, request_timeout_s: float = 30.0,
+                 max_connections: int = 256) -> None:
         super().__init__("http")
         config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=5)
+                                lifespan="off", timeout_graceful_shutdown=5, http=deadline_protocol(request_timeout_s),
+                                timeout_keep_alive=5, limit_concurrency=max_connections)
         self.server = uvicorn.Server(config)
         self.gate: Gate | None = None
 

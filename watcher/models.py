@@ -58,15 +58,30 @@ def best_installed(models_dir: Path | None) -> Path:
 
 
 def active_model(models_dir: Path | None, configured: Path | None) -> Path:
-    """The model ``<models_dir>/active_model`` names, else ``engine.model``, else the best installed."""
+    """The model ``<models_dir>/active_model`` names, else ``engine.model``, else the best installed.
+
+    Raises ``ModelError`` when the control file holds anything but a file name (a path, ``..``).
+    """
     fallback = configured if configured is not None else best_installed(models_dir)
     if models_dir is None:
         return fallback
     try:
         name = (models_dir / CONTROL_FILE).read_text(encoding="utf-8").strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return fallback
-    return (models_dir / name).resolve() if name else fallback
+    return named_model(models_dir, name) if name else fallback
+
+
+def named_model(models_dir: Path, name: str) -> Path:
+    """The file a model name stands for: a file name in ``models_dir``, or the shipped model by
+    its own file name (``models use u2netp-products``). Paths are refused: the control file
+    confines the daemon to ``models_dir``."""
+    if name in (".", "..") or Path(name).name != name or "\0" in name or "/" in name:
+        raise ModelError(f"{models_dir / CONTROL_FILE} names {name}, which is not a file name in "
+                         "engine.models_dir; choose a model with: unet-matting models use NAME")
+    if name == SHIPPED_MODEL.name and not (models_dir / name).exists():
+        return SHIPPED_MODEL
+    return (models_dir / name).resolve()
 
 
 def engine_settings(cfg, model: Path | None = None) -> EngineSettings:
@@ -104,7 +119,13 @@ class ModelSwitcher:
         ready = self.take_ready()
         if ready is not None:
             return ready
-        wanted = self.wanted()
+        try:
+            wanted = self.wanted()
+        except ModelError as e:  # the control file names a path: refused, the current model runs on
+            if self.error != str(e):
+                log.error("model_load_failed", error=str(e), kept="the active model")
+                self.error = str(e)
+            return None
         key = (wanted, _identity(wanted), _identity(self.models_dir / CONTROL_FILE) if self.models_dir else ())
         if wanted == current or key == self._seen or (self._thread and self._thread.is_alive()):
             if wanted == current:

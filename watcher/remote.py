@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 from kombu import Connection, Consumer
 
-from engine.errors import ImageError, ImageIncomplete, ImageTooLarge, JobError
+from engine.errors import ImageError, ImageIncomplete, ImageTooLarge, JobError, NoProduct
 from engine.profile import Profile
 from watcher.broker import (
     MAX_MESSAGE_BYTES,
@@ -150,7 +150,8 @@ def _rendered(answer: dict[str, Any] | None) -> Rendered:
                         int(answer["input_bytes"]), dict(answer.get("timings_ms") or {}),
                         model=answer.get("model", ""), worker=answer.get("worker", ""))
     kind, reason = answer.get("kind"), str(answer.get("reason", "no reason given"))
-    error = {"incomplete": ImageIncomplete, "too_large": ImageTooLarge, "image": ImageError, "dead": DeadJob}.get(kind)
+    error = {"incomplete": ImageIncomplete, "too_large": ImageTooLarge, "no_product": NoProduct, "image": ImageError,
+             "dead": DeadJob}.get(kind)
     if error is not None:
         raise error(reason)
     raise JobError(f"worker {answer.get('worker', '?')}: {reason}")

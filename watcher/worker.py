@@ -2,10 +2,11 @@
 bytes, or quarantine.
 
 Every job ends in exactly one summary line, ``job_finished``, whose ``outcome`` is one of
-``done``, ``waiting`` (cannot be decoded yet; retried until ``decode_grace_s``), ``quarantined``,
-``changed`` (the file changed while in hand; it will be processed again), ``gone``, ``refused``
-(reached through a symlinked directory; left alone) or ``error`` (unexpected; retried by the
-next rescan until ``max_attempts``).
+``done``, ``waiting`` (cannot be decoded, or read, yet; retried until ``decode_grace_s``),
+``quarantined``, ``changed`` (the file changed while in hand; it will be processed again),
+``gone``, ``refused`` (reached through a symlinked directory; left alone) or ``error`` (retried
+by the next rescan until ``max_attempts``: an output or archive that cannot be written is one
+line with the reason, an unexpected failure also logs its traceback).
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ class JobRunner:
         profile = ctx.config.profile_for(job.relative)
         try:
             outcome = self._run(job, ctx, profile)
+        except OSError as e:  # a full disk, a read-only or unwritable output: the reason is enough
+            outcome = Outcome("error", {"error": os_reason(e)})
         except Exception as e:
             outcome = Outcome("error", {"error": f"{e.__class__.__name__}: {e}"})
             log.exception("job_error", file=str(job.relative))
@@ -156,6 +159,9 @@ class JobRunner:
             source = read_source(job.path)
         except FileNotFoundError:
             return Outcome("gone")
+        except PermissionError as e:  # the uploader's mode (000) or owner: it may be fixed; else quarantined
+            return self._incomplete(job, ctx, profile, ImageIncomplete(f"the daemon may not read it ({os_reason(e)})"),
+                                    "still unreadable")
         except ImageError as e:
             return self._quarantine(job, ctx, profile, e)
         key = attempt_key(job.relative, source.signature)
@@ -198,7 +204,8 @@ class JobRunner:
         archived = move_durably(job.path, cfg.paths.archive, job.relative)
         return Outcome("done", {"archived_as": str(archived.relative_to(cfg.paths.archive))})
 
-    def _incomplete(self, job: Job, ctx: JobContext, profile: Profile, error: ImageError) -> Outcome:
+    def _incomplete(self, job: Job, ctx: JobContext, profile: Profile, error: ImageError,
+                    still: str = "still undecodable") -> Outcome:
         now = self._clock()
         with self._lock:
             first = self._first_failure.setdefault(job.path, now)
@@ -208,7 +215,7 @@ class JobRunner:
                 self._recheck(job.path, first + grace)
             return Outcome("waiting", {"error": str(error), "waited_s": round(waited, 1)})
         self._forget_failure(job.path)
-        note = f"still undecodable {waited:.1f} s after its first failed decode (decode_grace_s = {grace:g} s)"
+        note = f"{still} {waited:.1f} s after its first failed attempt (decode_grace_s = {grace:g} s)"
         return self._quarantine(job, ctx, profile, error, note=note).adding(waited_s=round(waited, 1))
 
     def _quarantine(self, job: Job, ctx: JobContext, profile: Profile, error: BaseException,
@@ -224,6 +231,12 @@ class JobRunner:
     def _forget_failure(self, path: Path) -> None:
         with self._lock:
             self._first_failure.pop(path, None)
+
+
+def os_reason(error: OSError) -> str:
+    """An OS error as one sentence an operator can act on: what failed, on which file, errno."""
+    where = f" ({error.filename})" if error.filename else ""
+    return f"{error.strerror or str(error) or error.__class__.__name__}{where} (errno {error.errno})"
 
 
 def replacement(cfg: Config, job: Job) -> dict[str, str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from engine.errors import ModelError
 from watcher.config import Config, load_config, load_config_data
 from watcher.models import active_model
+from watcher.secrets import secret_file_problem
 
 MIN_FREE_BYTES = 2 * 1024**3
 INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_watches")
@@ -158,18 +159,11 @@ def _shown(value: object) -> str:
 
 
 def token_problems(cfg: Config) -> list[str]:
-    """The HTTP bearer token file must be readable by the service and by nobody else."""
+    """The HTTP bearer token file must be readable by the service and by nobody else (``watch``
+    refuses it otherwise)."""
     path = cfg.http.token_file
-    if path is None:
-        return []
-    try:
-        st = path.stat()
-    except OSError as e:
-        return [f"http.token_file: cannot read {path}: {e.strerror or e}"]
-    if st.st_mode & 0o077:
-        return [f"http.token_file: {path} (mode {stat.filemode(st.st_mode)}) is readable by others; "
-                f"chmod 600 it"]
-    return [] if os.access(path, os.R_OK) else [f"http.token_file: {path} is not readable by uid {os.geteuid()}"]
+    problem = secret_file_problem(path, "http.token_file") if path is not None else None
+    return [problem] if problem else []
 
 
 def queue_findings(cfg: Config) -> list[str]:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from engine.catalogue import Entry, catalogue, entry_for_file, lookup
 from engine.errors import ModelError
+from watcher.commands.status import running_status
 from watcher.config import Config, load_config
 from watcher.errors import FetchError
 from watcher.fetch import ProgressBar, checksum_problem, pull
-from watcher.models import CONTROL_FILE, active_model, installed
+from watcher.models import CONTROL_FILE, active_model, installed, named_model
 from watcher.output import atomic_write
 
 
@@ -28,20 +29,53 @@ def _size(entry: Entry) -> str:
 
 
 def run_list(config_path: Path) -> int:
+    """The catalogue; ``*`` marks the model that runs (a running daemon's, else the one a start
+    would load); quality is shown at the input side this host runs."""
     cfg = load_config(config_path)
     models_dir = cfg.engine.models_dir
     have = {e.name for e in installed(models_dir)}
-    active = active_model(models_dir, cfg.engine.settings.model).name
-    print(f"{'':2s}{'name':26s} {'installed':9s} {'rank':>4s} {'size':>7s}  {'quality (IoU coco / ref)':24s} licence")
+    device = _device_type(cfg.engine.settings.device)
+    running = running_status(cfg)
+    try:
+        chosen, problem = active_model(models_dir, cfg.engine.settings.model), None
+    except ModelError as e:
+        chosen, problem = None, str(e)
+    runs = running["model"].split("@")[0] if running else (chosen.name if chosen and chosen.is_file() else None)
+    print(f"{'':2s}{'name':26s} {'installed':9s} {'rank':>4s} {'size':>7s}  {'quality (IoU coco / ref @ input)':32s} "
+          "licence")
     for entry in catalogue().values():
-        mark = "*" if entry.file == active else " "
-        shipped = not entry.sources
-        state = "shipped" if shipped else ("yes" if entry.name in have else "-")
-        quality = " / ".join(f"{entry.quality[s][0]:.2f}" if s in entry.quality else "?"
-                             for s in ("coco-ccby", "u2net-reference"))
-        print(f"{mark} {entry.name:26s} {state:9s} {entry.rank:4d} {_size(entry):>7s}  {quality:24s} {entry.licence}")
-    print(f"active: {active} (* above; engine.model: {cfg.engine.settings.model or 'auto'})")
+        mark = "*" if entry.file == runs else " "
+        state = "shipped" if not entry.sources else ("yes" if entry.name in have else "-")
+        size = cfg.engine.settings.input_size or entry.preprocessing.size_on(device)  # the side that runs here
+        figures = entry.quality_at(size)
+        quality = " / ".join(f"{figures[s][0]:.2f}" if s in figures else "?" for s in ("coco-ccby", "u2net-reference"))
+        print(f"{mark} {entry.name:26s} {state:9s} {entry.rank:4d} {_size(entry):>7s}  "
+              f"{f'{quality} @{size}':32s} {entry.licence}")
+    print(_active_line(cfg, chosen, problem, running))
     return 0
+
+
+def _device_type(configured: str) -> str:
+    """The device a daemon with this setting runs on (``auto``: CUDA when torch sees a GPU)."""
+    if configured != "auto":
+        return configured
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _active_line(cfg: Config, chosen: Path | None, problem: str | None, running: dict | None) -> str:
+    configured = f"engine.model: {cfg.engine.settings.model or 'auto'}"
+    if running:
+        line = f"running: {running['model']} (daemon pid {running['pid']}; {configured})"
+        if chosen is not None and chosen.name != running["model"].split("@")[0]:
+            line += f"; {chosen.name} is chosen" + ("" if chosen.is_file() else ", but it is not installed")
+        return line + (f"; {problem}" if problem else "")
+    if problem:
+        return f"active: none loadable: {problem}"
+    if not chosen.is_file():
+        return f"active: {chosen.name} is chosen but not installed; a daemon would not start ({configured})"
+    return f"active: {chosen.name} (* above; {configured})"
 
 
 def run_pull(config_path: Path, name: str, timeout: float) -> int:
@@ -56,7 +90,7 @@ def run_use(config_path: Path, name: str) -> int:
     cfg = load_config(config_path)
     models_dir = _models_dir(cfg)
     file = lookup(name).file if name in catalogue() else name
-    if not (models_dir / file).is_file():
+    if not named_model(models_dir, file).is_file():  # a path instead of a name: ModelError
         hint = f"; run: unet-matting models pull {name}" if name in catalogue() else ""
         raise ModelError(f"{file} is not installed in {models_dir}{hint}")
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +116,10 @@ def run_import(config_path: Path, source: Path, name: str | None) -> int:
     os.close(fd)
     try:
         shutil.copyfile(source, tmp)
-        _, info, _ = open_model(Path(tmp))  # refuses what the engine cannot run, before it is installed
+        try:
+            _, info, _ = open_model(Path(tmp))  # refuses what the engine cannot run, before it is installed
+        except ModelError as e:  # its message names the copy: name the operator's file instead
+            raise ModelError(str(e).replace(tmp, str(source)).replace(Path(tmp).name, source.name)) from None
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -23,6 +23,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def running_status(cfg) -> dict | None:
+    """The running daemon's ``status.json`` (its pid alive, the file fresh), else None."""
+    try:
+        status = json.loads((cfg.paths.state / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    fresh = time.time() - float(status.get("time", 0)) < STALE_AFTER_S
+    return status if fresh and _alive(int(status.get("pid", 0))) and status.get("model") else None
+
+
 def run_status(config_path: Path) -> int:
     """Print the daemon's state; exit 1 if it is not running or its status is stale."""
     cfg = load_config(config_path)

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from engine.errors import ImageError, ImageIncomplete, ImageTooLarge, UnetMattingError
+from engine.errors import ImageError, ImageIncomplete, ImageTooLarge, NoProduct, UnetMattingError
 from watcher import __version__, logs
 from watcher.broker import (
     MAX_MESSAGE_BYTES,
@@ -72,6 +72,8 @@ def answer_for(job: dict[str, Any], holder: SessionHolder, worker: str) -> tuple
         return answer_error(job["job"], "incomplete", str(e), label, worker), "incomplete"
     except ImageTooLarge as e:
         return answer_error(job["job"], "too_large", str(e), label, worker), "refused"
+    except NoProduct as e:
+        return answer_error(job["job"], "no_product", str(e), label, worker), "refused"
     except ImageError as e:
         return answer_error(job["job"], "image", str(e), label, worker), "refused"
     except Exception as e:  # a model or GPU failure: the watcher retries the upload later
