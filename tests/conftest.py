@@ -122,8 +122,9 @@ def make_config(tmp_path: Path, tiny_model: Path) -> Callable[..., Path]:
 class DaemonProcess:
     """``unet-matting watch`` as a real subprocess, with its JSON log parsed for assertions."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> None:
         self.config = config
+        self.prefix = prefix  # e.g. setpriv dropping capabilities
         self.cfg = yaml.safe_load(config.read_text())
         self.root = Path(self.cfg["paths"]["incoming"]).parent
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -133,7 +134,8 @@ class DaemonProcess:
         return Path(self.cfg["paths"][key])
 
     def start(self, wait_ready: bool = True) -> DaemonProcess:
-        self.proc = subprocess.Popen([sys.executable, "-m", "watcher", "watch", "--config", str(self.config)],
+        command = [*self.prefix, sys.executable, "-m", "watcher", "watch", "--config", str(self.config)]
+        self.proc = subprocess.Popen(command,
                                      env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if wait_ready:
             starts = len(self.events("daemon_ready"))

@@ -136,3 +136,17 @@ def test_process_same_stem_later_input_wins_and_says_so(make_config, tmp_path: P
     assert result.returncode == 0, result.stderr
     assert f"replaces the cut-out of {first}" in result.stdout.splitlines()[-1]
     assert Image.open(tmp_path / "out" / "a" / "dup.png").size == (90, 60)
+
+
+def test_check_lists_every_tuned_setting_and_nothing_else(make_config, tmp_path: Path) -> None:
+    """check notes the http.* settings that differ from the defaults (listen as host:port), and on the
+    shipped config it notes no setting at all: engine.models_dir is a location, not a tuning."""
+    config = make_config(http={"listen": "127.0.0.1:8081", "max_pending": 4, "request_timeout_s": 10})
+    notes = [line for line in run("check", "--config", str(config)).stdout.splitlines() if " = " in line]
+    assert "note: http.listen = 127.0.0.1:8081 (default null)" in notes
+    assert "note: http.max_pending = 4 (default 16)" in notes
+    assert "note: http.request_timeout_s = 10.0 (default 30.0)" in notes
+    assert not [line for line in notes if "models_dir" in line or "token_file" in line]
+    shipped = run("check", "--config", str(REPO / "etc" / "unet-matting.yaml"))
+    assert shipped.returncode in (0, 1), shipped.stderr
+    assert not [line for line in shipped.stdout.splitlines() if line.startswith("note: ") and " = " in line]

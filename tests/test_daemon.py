@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import DaemonProcess, wait_for
+from tests.conftest import DaemonProcess, matching, read_log, wait_for
 from tests.images import (
     animated_bytes,
     cmyk_jpeg_bytes,
@@ -330,3 +332,119 @@ def test_stalled_writer_with_the_file_open_is_not_processed_mid_upload(daemon) -
     assert d.finished("done")[0]["input_bytes"] == len(data) + 50_000
     assert (d.path("archive") / "phone.jpg").stat().st_size == len(data) + 50_000
     assert d.stop() == 0
+
+
+# ---- the third operator trial (issue 19) --------------------------------------------------------
+
+def without_dac_override() -> tuple[str, ...]:
+    """A command prefix that runs the daemon without CAP_DAC_OVERRIDE/READ_SEARCH (root reads any file)."""
+    if os.geteuid() != 0:
+        return ()
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop root's capabilities")
+    caps = "-dac_override,-dac_read_search"
+    return ("setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", "--")
+
+
+def no_tracebacks(d: DaemonProcess) -> bool:
+    return not [e for e in d.log_lines() if "exception" in e or "Traceback" in json.dumps(e)]
+
+
+def test_an_unreadable_upload_waits_with_its_reason_then_is_quarantined(make_config) -> None:
+    """A mode-000 upload is 'waiting' with the reason (one line, no traceback) and quarantined with an
+    .error.json after decode_grace_s, like an undecodable one; a readable one beside it is done."""
+    d = DaemonProcess(make_config(watcher={"decode_grace_s": 3.0}), prefix=without_dac_override()).start()
+    try:
+        locked = write(d.path("incoming") / "locked.jpg", jpeg_bytes())
+        locked.chmod(0)
+        write(d.path("incoming") / "fine.jpg", jpeg_bytes())
+        wait_for(lambda: d.finished("quarantined"), 30)
+        waiting = d.events("job_finished", file="locked.jpg", outcome="waiting")
+        assert waiting and "the daemon may not read it (Permission denied" in waiting[0]["error"]
+        report = json.loads((d.path("failed") / "locked.jpg.error.json").read_text())
+        assert report["note"].startswith("still unreadable 3.")
+        wait_for(lambda: d.events("job_finished", file="fine.jpg", outcome="done"))
+        assert no_tracebacks(d)
+    finally:
+        assert d.stop() == 0
+
+
+def test_a_full_output_disk_is_one_line_per_job_and_recovers(make_config, tmp_path: Path) -> None:
+    """Uploads while the output disk is full end 'error' with the OS's reason in one line (no traceback)
+    and stay in incoming; once space is freed the next rescan makes them."""
+    from tests.conftest import small_tmpfs
+
+    with small_tmpfs(tmp_path / "output", "64k") as out:
+        filler = out / "filler"
+        with open(filler, "wb") as f, contextlib.suppress(OSError):
+            f.write(b"\0" * 200_000)
+        d = DaemonProcess(make_config()).start()
+        try:
+            write(d.path("incoming") / "p.jpg", jpeg_bytes(product_rgb(160, 120)))
+            wait_for(lambda: d.finished("error"))
+            line = d.finished("error")[0]
+            assert "No space left on device" in line["error"] and "errno 28" in line["error"]
+            assert (d.path("incoming") / "p.jpg").exists() and no_tracebacks(d)
+            filler.unlink()
+            wait_for(lambda: d.finished("done"))
+            assert (out / "p.png").is_file()
+        finally:
+            assert d.stop() == 0
+
+
+def test_a_deleted_incoming_is_reported_and_watched_again_when_back(make_config) -> None:
+    """rm -rf incoming: an incoming_missing error, /health 503 with the reason, status.json names it;
+    mkdir again: incoming_restored, and a new upload is seen by inotify at once (not the 60 s rescan)."""
+    from tests.conftest import free_port
+    from tests.test_http import request
+
+    port = free_port()
+    d = DaemonProcess(make_config(watcher={"rescan_interval_s": 600.0},
+                                  http={"listen": f"127.0.0.1:{port}"})).start()
+    try:
+        shutil.rmtree(d.path("incoming"))
+        wait_for(lambda: d.events("incoming_missing"), 15)
+        status, body, _ = request(f"http://127.0.0.1:{port}/health")
+        assert status == 503 and "incoming directory is missing" in json.loads(body)["reason"]
+        assert str(d.path("incoming")) not in body.decode()
+        wait_for(lambda: any("is missing" in p for p in
+                             json.loads((d.path("state") / "status.json").read_text())["problems"]))
+        d.path("incoming").mkdir()
+        wait_for(lambda: d.events("incoming_restored"), 15)
+        time.sleep(0.5)
+        slow_write(d.path("incoming") / "sub" / "back.jpg", jpeg_bytes())
+        wait_for(lambda: d.events("job_finished", file="sub/back.jpg", outcome="done"), 20)
+        assert request(f"http://127.0.0.1:{port}/health")[0] == 200
+    finally:
+        assert d.stop() == 0
+
+
+def test_an_active_model_outside_models_dir_is_refused(make_config, tmp_path: Path) -> None:
+    """active_model naming ../../../etc/passwd: watch exits 2 with the reason before opening its HTTP
+    port; written while the daemon runs, it is refused and the model in use stays."""
+    from tests.conftest import free_port, save_tiny_model
+
+    models = tmp_path / "models"
+    save_tiny_model(models / "first.pth")
+    (models / "active_model").write_text("../../../etc/passwd\n")
+    port = free_port()
+    config = make_config(engine={"model": "auto", "models_dir": str(models)}, http={"listen": f"127.0.0.1:{port}"})
+    result = subprocess.run([sys.executable, "-m", "watcher", "watch", "--config", str(config)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "names ../../../etc/passwd, which is not a file name" in result.stderr
+    (models / "active_model").write_text("nonesuch.pth\n")
+    result = subprocess.run([sys.executable, "-m", "watcher", "watch", "--config", str(config)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "nonesuch.pth, is not installed" in result.stderr
+    assert not matching(read_log(tmp_path / "log" / "unet-matting.log"), "http_listening")
+    (models / "active_model").write_text("first.pth\n")
+    d = DaemonProcess(config).start()
+    try:
+        (models / "active_model").write_text("../../../etc/passwd\n")
+        wait_for(lambda: d.events("model_load_failed"), 15)
+        assert "not a file name" in d.events("model_load_failed")[0]["error"]
+        write(d.path("incoming") / "p.jpg", jpeg_bytes())
+        wait_for(lambda: d.finished("done"))
+        assert d.finished("done")[0]["model"].startswith("first.pth@")
+    finally:
+        assert d.stop() == 0

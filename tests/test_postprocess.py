@@ -84,3 +84,20 @@ def test_separable_filters_match_a_direct_reference() -> None:
     kernel = np.outer(taps, taps)
     direct = sum(kernel[dy, dx] * padded[dy:dy + 23, dx:dx + 31] for dy in range(2 * r + 1) for dx in range(2 * r + 1))
     np.testing.assert_allclose(feather(alpha, 0.8), direct, atol=1e-6)
+
+
+def test_a_matte_with_nothing_half_opaque_is_no_product() -> None:
+    """cutout refuses a matte whose every pixel is at most half opaque (a blank photo): NoProduct."""
+    from engine.errors import NoProduct
+    from tests.conftest import REPO
+    from watcher.profiles import parse_profiles
+    from watcher.yaml_sections import read_yaml
+
+    shipped = parse_profiles(read_yaml(REPO / "etc" / "profiles.yaml"), "profiles.yaml")
+    rgb = np.full((40, 40, 3), 200, np.uint8)
+    for name in ("default", "ecom_product", "ecom_translucent", "id_photo"):
+        with pytest.raises(NoProduct, match="no product found in the photo"):
+            cutout(np.full((40, 40), 0.45, np.float32), rgb, shipped[name])
+    alpha = np.zeros((40, 40), np.float32)
+    alpha[10:20, 10:20] = 0.9
+    assert cutout(alpha, rgb, Profile("default"))[..., 3].max() == 230

@@ -96,10 +96,12 @@ def test_flatten_on_white() -> None:
 def test_clear_transparent_can_be_turned_off() -> None:
     """With clear_transparent false the RGB under alpha 0 is kept (for debugging mattes)."""
     rgb = np.full((4, 4, 3), 77, np.uint8)
-    kept = cutout(np.zeros((4, 4), np.float32), rgb, Profile("x", clear_transparent=False))
+    alpha = np.zeros((4, 4), np.float32)
+    alpha[0, 0] = 1.0  # a product pixel, so the matte is not empty
+    kept = cutout(alpha, rgb, Profile("x", clear_transparent=False))
     assert kept[..., :3].min() == 77
-    cleared = cutout(np.zeros((4, 4), np.float32), rgb, Profile("x"))
-    assert cleared[..., :3].max() == 0
+    cleared = cutout(alpha, rgb, Profile("x"))
+    assert cleared[1:, 1:, :3].max() == 0 and cleared[0, 0, :3].tolist() == [77, 77, 77]
 
 
 @pytest.mark.skipif(not ADOBE_RGB.exists(), reason="libgs-common (Adobe RGB profile) not installed")

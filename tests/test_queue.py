@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,15 +108,16 @@ def rabbit() -> Iterator[RabbitNode]:
 class WorkerProcess:
     """``unet-matting worker`` as a subprocess with its own log file."""
 
-    def __init__(self, config: Path, name: str) -> None:
-        self.config, self.name = config, name
+    def __init__(self, config: Path, name: str | None) -> None:
+        self.config, self.name = config, name  # name None: no --name (the default, per process)
         self.log = Path(yaml.safe_load(config.read_text())["logging"]["file"])
         self.proc: subprocess.Popen | None = None
 
     def start(self, wait_ready: bool = True) -> WorkerProcess:
         starts = len(self.events("worker_ready"))
-        self.proc = subprocess.Popen([sys.executable, "-m", "watcher", "worker", "--config", str(self.config),
-                                      "--name", self.name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        named = ["--name", self.name] if self.name is not None else []
+        self.proc = subprocess.Popen([sys.executable, "-m", "watcher", "worker", "--config", str(self.config), *named],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         if wait_ready:
             wait_for(lambda: len(self.events("worker_ready")) > starts or self.proc.poll() is not None, 90)
@@ -150,12 +152,13 @@ class Fleet:
         self.watcher = DaemonProcess(self.config)
         self.workers: list[WorkerProcess] = []
 
-    def worker(self, name: str, **engine: object) -> WorkerProcess:
+    def worker(self, name: str, node: str | None = "", **engine: object) -> WorkerProcess:
+        """A worker with config and log file ``name``; ``node`` its --name ("": ``name``, None: none)."""
         cfg = {**self.cfg, "logging": {**self.cfg["logging"], "file": str(self.root / "log" / f"{name}.log")},
                "engine": {**self.cfg["engine"], **engine}}
         path = self.root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(cfg))
-        worker = WorkerProcess(path, name)
+        worker = WorkerProcess(path, name if node == "" else node)
         self.workers.append(worker)
         return worker
 
@@ -170,6 +173,11 @@ class Fleet:
 
     def outputs(self) -> list[str]:
         return sorted(p.name for p in self.watcher.path("output").rglob("*.png"))
+
+    def archived_and_logged(self) -> list[str]:
+        """Archived uploads whose job_finished line is written too (the line follows the move)."""
+        done = set(self.done_once())
+        return [name for name in self.archived() if name in done]
 
     def done_once(self) -> Counter:
         return Counter(e["file"] for e in self.watcher.finished("done"))
@@ -211,7 +219,7 @@ def test_a_200_file_burst_across_2_workers_ends_with_200_outputs_each_once(fleet
     workers = [f.worker("w1").start(), f.worker("w2").start()]
     for i in range(200):
         f.drop(f"p{i:03d}.jpg", small(i))
-    wait_for(lambda: len(f.archived()) == 200, 240, 0.5)
+    wait_for(lambda: len(f.archived_and_logged()) == 200, 240, 0.5)
     assert f.outputs() == sorted(f"p{i:03d}.png" for i in range(200))
     assert f.done_once() == Counter({f"p{i:03d}.jpg": 1 for i in range(200)})
     assert not list(f.watcher.path("failed").iterdir())
@@ -231,7 +239,7 @@ def test_a_worker_killed_mid_job_has_its_job_redelivered_and_one_output(fleet) -
     started = wait_for(lambda: first.events("job_started", file="big.jpg"), 60)
     first.kill9()  # mid-job: its answer was never sent, its ack never given
     second = f.worker("w2").start()
-    wait_for(lambda: f.archived() == ["big.jpg"], 120, 0.2)
+    wait_for(lambda: f.archived_and_logged() == ["big.jpg"], 120, 0.2)
     again = second.events("job_started", file="big.jpg")
     assert again and again[0]["job_id"] == started[0]["job_id"] and again[0]["delivery"] == 2
     assert f.outputs() == ["big.png"] and f.done_once() == Counter({"big.jpg": 1})
@@ -245,13 +253,13 @@ def test_a_broker_restart_mid_burst_loses_nothing(fleet, rabbit: RabbitNode) -> 
     workers = [f.worker("w1").start(), f.worker("w2").start()]
     for i in range(60):
         f.drop(f"p{i:02d}.jpg", small(i))
-    wait_for(lambda: len(f.archived()) >= 10, 120, 0.1)
+    wait_for(lambda: len(f.archived_and_logged()) >= 10, 120, 0.1)
     rabbit.stop()
     for i in range(60, 80):  # uploads that complete while the broker is down
         f.drop(f"p{i:02d}.jpg", small(i))
     time.sleep(3)
     rabbit.start()
-    wait_for(lambda: len(f.archived()) == 80, 240, 0.5)
+    wait_for(lambda: len(f.archived_and_logged()) == 80, 240, 0.5)
     assert f.outputs() == sorted(f"p{i:02d}.png" for i in range(80))
     assert f.done_once() == Counter({f"p{i:02d}.jpg": 1 for i in range(80)})
     assert f.watcher.events("queue_unreachable") and len(f.watcher.events("queue_connected")) >= 2
@@ -284,7 +292,7 @@ def test_a_file_that_kills_every_worker_goes_to_the_dead_letter_queue_and_quaran
         f.drop("poison.jpg", large(1))
         wait_for(lambda: (f.watcher.path("failed") / "poison.jpg").exists(), 180, 0.2)
         f.drop("fine.jpg", small(1))
-        wait_for(lambda: "fine.jpg" in f.archived(), 120, 0.2)
+        wait_for(lambda: "fine.jpg" in f.archived_and_logged(), 120, 0.2)
     finally:
         stop.set()
         killer.join()
@@ -310,7 +318,7 @@ def test_a_worker_whose_model_fails_to_load_takes_no_job(fleet, rabbit: RabbitNo
     assert "not a loadable PyTorch checkpoint" in bad.proc.stderr.read().decode()
     assert rabbit.queue(f.queue["jobs"])[0] == 5 and not bad.events("job_started")
     f.worker("good").start()
-    wait_for(lambda: len(f.archived()) == 5, 120, 0.2)
+    wait_for(lambda: len(f.archived_and_logged()) == 5, 120, 0.2)
     assert f.done_once() == Counter({f"p{i}.jpg": 1 for i in range(5)})
 
 
@@ -322,13 +330,13 @@ def test_the_watcher_stopped_with_jobs_in_flight_then_restarted_does_every_uploa
     names, data = [f"big{i:02d}.jpg" for i in range(16)], large()
     for name in names:  # ~1 s each on one worker thread: most are in flight or queued at the stop
         f.drop(name, data)
-    wait_for(lambda: len(f.archived()) >= 1, 120, 0.1)
+    wait_for(lambda: len(f.archived_and_logged()) >= 1, 120, 0.1)
     assert f.watcher.stop() == 0  # answers arriving within the stop grace are used; the rest wait
     left = sorted(p.name for p in f.watcher.path("incoming").iterdir())
     assert left and set(left) | set(f.archived()) == set(names)
     assert not set(left) & set(f.archived())
     f.watcher.start()
-    wait_for(lambda: len(f.archived()) == 16, 240, 0.2)
+    wait_for(lambda: len(f.archived_and_logged()) == 16, 240, 0.2)
     assert f.archived() == sorted(names) and f.outputs() == sorted(n.replace(".jpg", ".png") for n in names)
     assert f.done_once() == Counter({name: 1 for name in names})
 
@@ -470,5 +478,34 @@ def test_watcher_crashes_with_a_job_in_flight_do_not_quarantine_the_upload(fleet
         f.watcher.kill9()
         f.watcher.start()
     f.worker("w1").start()
-    wait_for(lambda: f.archived() == ["patient.jpg"], 60, 0.2)
+    wait_for(lambda: f.archived_and_logged() == ["patient.jpg"], 60, 0.2)
     assert not list(f.watcher.path("failed").iterdir()) and f.done_once() == Counter({"patient.jpg": 1})
+
+
+def test_two_workers_started_alike_on_one_host_both_take_jobs(fleet) -> None:
+    """Two workers without --name on one host get node names of their own (worker-<pid>@host) and
+    share a 20-upload burst; every upload is done once (issue 26)."""
+    f = fleet()
+    f.watcher.start()
+    workers = [f.worker("alike-1", node=None).start(), f.worker("alike-2", node=None).start()]
+    names = {w.events("worker_ready")[0]["worker"] for w in workers}
+    assert len(names) == 2 and all(re.fullmatch(r"worker-\d+@.+", n) for n in names), names
+    for i in range(20):
+        f.drop(f"b{i:02d}.jpg", small(i))
+    wait_for(lambda: len(f.archived_and_logged()) == 20, 180, 0.2)
+    assert all(w.events("job_finished", outcome="done") for w in workers)
+    assert f.done_once() == Counter({f"b{i:02d}.jpg": 1 for i in range(20)})
+    assert all(w.proc.poll() is None for w in workers)
+
+
+def test_a_worker_name_already_taken_exits_2_with_the_fix(fleet) -> None:
+    """A second worker given the same --name as a running one exits 2 with one sentence naming the
+    clash and the fix, before it loads its model; the first keeps working."""
+    f = fleet()
+    first = f.worker("same-1", node="0").start()
+    second = f.worker("same-2", node="0").start(wait_ready=False)
+    assert second.proc.wait(120) == 2
+    err = second.proc.stderr.read().decode().strip()
+    assert err.startswith("unet-matting: configuration error: the worker name 0@") and err.count("\n") == 0
+    assert "is already taken by a running worker on the broker; give this one another --name" in err
+    assert not second.events("model_loaded") and first.proc.poll() is None

@@ -184,10 +184,12 @@ class JobRunner:
             if e.retry_s is not None and self._recheck is not None:
                 self._recheck(job.path, self._clock() + e.retry_s)
             return Outcome("deferred", {"error": str(e)})
-        replaced = replacement(cfg, job)
-        targets = write_outputs(cfg.paths.output, job.relative, rendered.files)
-        outcome = self._archive(job, cfg, source.signature)
-        self._attempts.end(key)
+        try:
+            replaced = replacement(cfg, job)
+            targets = write_outputs(cfg.paths.output, job.relative, rendered.files)
+            outcome = self._archive(job, cfg, source.signature)
+        finally:  # a full or read-only disk is not the upload's fault: no crash to count against it
+            self._attempts.end(key)
         self._forget_failure(job.path)
         remote = {"model": rendered.model, "worker": rendered.worker} if rendered.worker else {}
         return outcome.adding(width=rendered.width, height=rendered.height, input_bytes=rendered.input_bytes,

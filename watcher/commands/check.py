@@ -124,16 +124,22 @@ def _gpu_name() -> str:
     return torch.cuda.get_device_name(0)
 
 
+# Where things live, not how the service behaves: every install sets them (paths are not settings)
+LOCATIONS = ("model", "models_dir", "file")
+
+
 def config_diff(cfg: Config) -> list[str]:
-    """Settings that differ from the built-in defaults (paths, log file and model excluded)."""
+    """Every setting that differs from the built-in defaults, each section of the config included
+    (locations excluded: the paths, the log file, the model and its directory; the broker URL,
+    which may hold a password, is reported by the queue line)."""
     minimal = {"paths": dataclasses.asdict(cfg.paths), "engine": {"model": str(cfg.engine.settings.model or "auto")},
                "profiles_file": str(cfg.source.parent / "unused"), "logging": {"file": None}}
     defaults = load_config_data(minimal, cfg.source, profiles=cfg.profiles)
     lines = []
-    for section in ("watcher", "engine", "output", "logging", "queue"):
+    for section in ("watcher", "engine", "output", "logging", "http", "queue"):
         ours, theirs = _settings(getattr(cfg, section)), _settings(getattr(defaults, section))
         for key, value in ours.items():
-            if key not in ("model", "file", "broker_url") and value != theirs[key]:
+            if key not in (*LOCATIONS, "broker_url") and value != theirs[key]:
                 lines.append(f"note: {section}.{key} = {_shown(value)} (default {_shown(theirs[key])})")
     if cfg.profile != defaults.profile:
         lines.append(f"note: profile = {cfg.profile!r} (default {defaults.profile!r})")
@@ -144,6 +150,8 @@ def _settings(section: object) -> dict:
     """A config section as key -> value, the engine's own settings flattened into ``engine.*``."""
     values = dataclasses.asdict(section)
     values.update(values.pop("settings", {}))
+    if values.get("listen") is not None:  # http.listen as written: host:port
+        values["listen"] = "{}:{}".format(*values["listen"])
     return values
 
 

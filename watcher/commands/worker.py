@@ -15,6 +15,7 @@ worker. Every log line of a job carries ``job_id`` (the same id as on the watche
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from pathlib import Path
@@ -128,7 +129,10 @@ def run_worker(config_path: Path, name: str | None, threads: int | None) -> int:
         raise ConfigError("queue.broker_url: a worker needs the RabbitMQ broker's URL")
     logs.configure(cfg.logging.level, cfg.logging.file, cfg.logging.console)
     quiet_celery(cfg.logging.level)
-    worker = f"{name or 'worker'}@{socket.gethostname()}"
+    # unique per process by default: Celery's control queue of a node name is exclusive, so two
+    # workers started alike on one host (or replicas sharing a host name) would clash
+    worker = f"{name or f'worker-{os.getpid()}'}@{socket.gethostname()}"
+    refuse_a_taken_name(cfg.queue, worker)
     notifier = Notifier()
     try:
         holder = SessionHolder(cfg)  # before consuming: a bad model takes no job
@@ -160,8 +164,29 @@ def run_worker(config_path: Path, name: str | None, threads: int | None) -> int:
     controller.start()
     housekeeping.stop()
     housekeeping.join()
+    if controller.exitcode:  # two workers started at the same instant under one name: say so
+        refuse_a_taken_name(cfg.queue, worker)
     log.info("worker_stopped", worker=worker, exit_code=controller.exitcode)
     return controller.exitcode or 0
+
+
+def refuse_a_taken_name(cfg: QueueConfig, worker: str) -> None:
+    """A ``ConfigError`` (exit 2: a restart cannot fix it) when a connected worker already uses
+    the node name ``worker``: RabbitMQ answers RESOURCE_LOCKED for its exclusive control queue."""
+    from amqp.exceptions import ResourceLocked
+    from kombu import Connection
+
+    try:
+        with Connection(cfg.broker_url, connect_timeout=5) as conn:
+            conn.connect()
+            conn.default_channel.queue_declare(f"{worker}.celery.pidbox", passive=True)
+    except ResourceLocked:
+        message = (f"the worker name {worker} is already taken by a running worker on the broker; "
+                   "give this one another --name, or leave --name out so that each process gets its own")
+        log.error("worker_failed", worker=worker, error=message)
+        raise ConfigError(message) from None
+    except Exception:  # no such queue (the name is free), or the broker is down: Celery waits for it
+        return
 
 
 def declare_dead_letters(app, cfg: QueueConfig) -> None:
