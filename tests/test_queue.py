@@ -300,7 +300,7 @@ def test_a_file_that_kills_every_worker_goes_to_the_dead_letter_queue_and_quaran
     assert "dead-lettered" in reason["reason"] and kills == 2
     assert rabbit.queue(f.queue["dead"])[0] == 1  # kept for the operator
     assert f.outputs() == ["fine.png"]
-    quarantined = f.watcher.finished("quarantined")
+    quarantined = wait_for(lambda: f.watcher.finished("quarantined"))  # the line follows the move
     assert [e["file"] for e in quarantined] == ["poison.jpg"]
 
 
