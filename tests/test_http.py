@@ -282,6 +282,7 @@ def test_a_batch_file_that_breaks_the_pipeline_is_recorded_not_retried(tmp_path:
     from engine.profile import Profile
     from watcher.batch_tasks import BatchTasks
     from watcher.completion import IgnoreRules
+    from watcher.matting import LocalMatting
     from watcher.worker import JobContext
 
     class Broken:
@@ -291,7 +292,7 @@ def test_a_batch_file_that_breaks_the_pipeline_is_recorded_not_retried(tmp_path:
     config = SimpleNamespace(get_profile=Profile,
                              engine=SimpleNamespace(max_input_pixels=10**8),
                              output=SimpleNamespace(png_compress_level=1))
-    tasks = BatchTasks(tmp_path / "state", lambda: JobContext(Broken(), config), IgnoreRules([]))
+    tasks = BatchTasks(tmp_path / "state", lambda: JobContext(LocalMatting(Broken()), config), IgnoreRules([]))
     write(tmp_path / "in" / "a.jpg", jpeg_bytes())
     task = tasks.submit(tmp_path / "in", tmp_path / "out", "default")
     tasks.run_once()

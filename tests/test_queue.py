@@ -86,12 +86,12 @@ def test_the_answer_time_out_counts_only_while_a_worker_is_connected(monkeypatch
     threading.Timer(1.0, remote.abandon_waits, args=(0.0,)).start()
     started = time.monotonic()
     with pytest.raises(Deferred) as stopped:
-        remote.render("j1", "a.jpg", b"data", Profile("p"), 10, 1)
+        remote.render(b"data", Profile("p"), "j1", "a.jpg", 10, 1)
     assert stopped.value.retry_s is None and time.monotonic() - started >= 0.9  # not timed out at 0.4 s
     remote._abandon_at = float("inf")
     remote.stats.workers = 2
     with pytest.raises(Deferred, match="no answer from the workers within 0.4 s") as timed_out:
-        remote.render("j2", "b.jpg", b"data", Profile("p"), 10, 1)
+        remote.render(b"data", Profile("p"), "j2", "b.jpg", 10, 1)
     assert timed_out.value.retry_s == 0.0 and sent == ["j1", "j2"] and remote.waiting() == 0
 
 

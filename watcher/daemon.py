@@ -28,6 +28,7 @@ from watcher.config import Config, load_config
 from watcher.errors import ConfigError
 from watcher.intake import Intake, IntakeSettings
 from watcher.jobs import JobQueue
+from watcher.matting import LocalMatting, in_mb
 from watcher.metrics import Metrics
 from watcher.models import ModelSwitcher, RetiredModels, load_session
 from watcher.notify import Notifier, watchdog_interval_s
@@ -40,7 +41,7 @@ from watcher.worker import JobContext, JobRunner, Stats, Worker
 if TYPE_CHECKING:  # the HTTP side (FastAPI, uvicorn) and the queue (Celery) load only when configured
     from watcher.config import HttpConfig
     from watcher.http_api import Access, Health, HttpServer
-    from watcher.remote import QueueStats, RemoteMatting
+    from watcher.remote import QueueStats
 
 QUEUE_STOP_GRACE_S = 10.0  # on stop, how long answers of jobs in flight are still awaited
 # http settings a running server cannot take (the socket, the gate, uvicorn's limits): restart
@@ -101,16 +102,15 @@ class Daemon:
         self.metrics = Metrics(queue_depth=lambda: self.jobs.depth(), in_flight=self._in_flight,
                                gpu_memory=self._gpu_memory, broker=self._queue_stats)
         self.retired = RetiredModels()  # swapped-out models whose GPU memory is not yet back
-        self.remote: RemoteMatting | None = None  # queue mode: jobs go to the workers
+        self.models: ModelSwitcher | None = None  # local matting only: which model should run
         self._access: Access | None = None  # the HTTP side's token, body limit and batch roots
         self._incoming_id: int | None = None  # incoming's inode while it is there; None: missing
 
     def _gpu_memory(self) -> dict[str, int] | None:
-        ctx = self._current
-        return ctx.session.memory() if ctx is not None and ctx.session is not None else None
+        return self._current.matting.memory() if self._current is not None else None
 
     def _queue_stats(self) -> QueueStats | None:
-        return self.remote.snapshot() if self.remote is not None else None
+        return self._current.matting.queue_stats() if self._current is not None else None
 
     def _context(self) -> JobContext | None:
         return self._current
@@ -126,20 +126,13 @@ class Daemon:
         if ctx is None or self._ready_at is None:
             return Health(False, "starting: the model is loading", {})
         details = {"model": ctx.model_label, "queue_depth": self.jobs.depth(),
-                   "uptime_s": round(time.monotonic() - self._ready_at, 1)}
-        if ctx.session is not None:
-            details["device"] = str(ctx.session.device)
+                   "uptime_s": round(time.monotonic() - self._ready_at, 1), **ctx.matting.health()}
         if self.models is not None and self.models.error:  # a switch failed; the old model serves: no outage
             details["last_model_error"] = without_paths(self.models.error)  # paths: log and status only
         problems = [f"threads not running: {', '.join(dead)}"] if (dead := self.dead_threads()) else []
         if self._incoming_id is None:
             problems.append("the incoming directory is missing; uploads cannot arrive")
-        if (broker := self._queue_stats()) is not None:
-            details["broker"] = dataclasses.asdict(broker)
-            if not broker.connected:
-                problems.append("the RabbitMQ broker is unreachable")
-            elif broker.workers == 0:
-                problems.append("no queue worker is connected")
+        problems += ctx.matting.problems()
         return Health(not problems, "; ".join(problems), details)
 
     @staticmethod
@@ -184,15 +177,13 @@ class Daemon:
         if cfg.queue.broker_url is not None:  # workers matte; this process sends jobs and writes results
             from watcher.remote import RemoteMatting
 
-            self.remote = RemoteMatting(cfg.queue)
-            self.remote.start()
-            self.models = None
-            self._current = JobContext(None, cfg, self.remote)
-            log.info("queue_mode", jobs=cfg.queue.jobs, results=self.remote.results_name,
-                     in_flight=cfg.watcher.workers)
+            remote = RemoteMatting(cfg.queue)
+            remote.start()
+            self._current = JobContext(remote, cfg)
+            log.info("queue_mode", jobs=cfg.queue.jobs, results=remote.results_name, in_flight=cfg.watcher.workers)
         else:
             session = load_session(cfg.engine, model)
-            self._current = JobContext(session, cfg)
+            self._current = JobContext(LocalMatting(session), cfg)
             self._model_loaded(session)
         self.attempts = AttemptLog(cfg.paths.state)
         self.status_file = StatusFile(cfg.paths.state)
@@ -265,19 +256,19 @@ class Daemon:
         if self._reloading is not None:
             self._finish_reload(*self._reloading)
             return
-        current = self._current
-        session = self.models.poll(current.session.path)
+        current = self._current.matting.session
+        session = self.models.poll(current.path)
         if session is not None:
-            self._current = JobContext(session, current.config)
-            log.info("model_switched", model=session.info.label, previous=current.session.info.label)
+            self._current = JobContext(LocalMatting(session), self._current.config)
+            log.info("model_switched", model=session.info.label, previous=current.info.label)
             self.metrics.model_loaded(session)
-            self.retired.retire(current.session)
+            self.retired.retire(current)
 
     def _tick(self, heartbeat: bool) -> None:
         self._watch_incoming()
         self._switch_model()
         if self.retired.release_when_unused():
-            log.info("model_memory_released", gpu_memory_mb=_in_mb(self._gpu_memory()))
+            log.info("model_memory_released", gpu_memory_mb=in_mb(self._gpu_memory()))
         dead = self.dead_threads()
         if dead:
             log.error("threads_dead", threads=dead)
@@ -312,7 +303,7 @@ class Daemon:
 
     def dead_threads(self) -> list[str]:
         threads = [self.observer, self.intake, *self.workers, *([self.batch] if self.http is not None else []),
-                   *([self.remote.listener] if self.remote is not None else [])]
+                   *self._current.matting.threads()]
         return [t.name for t in threads if not t.is_alive()]
 
     def status_dict(self) -> dict:
@@ -321,7 +312,7 @@ class Daemon:
                 "in_hand": self.jobs.in_hand(), "tracked": len(self.tracker), "outcomes": dict(counts.outcomes),
                 "last": {"file": counts.last_file, "outcome": counts.last_outcome},
                 "model": self._current.model_label, "profile": self._current.config.profile,
-                "problems": self._problems(), **self._engine_status()}
+                "problems": self._problems(), **self._current.matting.status()}
 
     def _problems(self) -> list[str]:
         """What an operator must fix, with paths (status.json is not served over HTTP)."""
@@ -331,16 +322,6 @@ class Daemon:
         if self.models is not None and self.models.error:
             problems.append(f"the last model switch failed: {self.models.error}")
         return problems
-
-    def _engine_status(self) -> dict:
-        """Batch sizes and GPU memory of the model here, or the broker's figures in queue mode."""
-        session = self._current.session
-        if session is None:
-            return {"queue": dataclasses.asdict(self._queue_stats())}
-        status: dict = {"batches": {str(size): n for size, n in sorted(session.batch_counts.items())}}
-        if memory := _in_mb(self._gpu_memory()):
-            status["gpu_memory_mb"] = memory
-        return status
 
     def status_text(self) -> str:
         s = self.stats.snapshot().outcomes
@@ -379,7 +360,7 @@ class Daemon:
         self._intake_settings = intake_settings(new)
         self._access = access
         self.config = new
-        self._current = JobContext(self._current.session, new, self.remote)
+        self._current = JobContext(self._current.matting, new)
         log.info("reload_done", model=self._current.model_label, profile=new.profile,
                  model_loading=self._reloading is not None)
 
@@ -410,8 +391,8 @@ class Daemon:
             return
         self.models = switcher
         self.config = dataclasses.replace(self.config, engine=new.engine)
-        self.retired.retire(self._current.session)
-        self._current = JobContext(session, self.config)
+        self.retired.retire(self._current.matting.session)
+        self._current = JobContext(LocalMatting(session), self.config)
         log.info("model_switched", model=session.info.label, reason="reload")
         self.metrics.model_loaded(session)
 
@@ -431,13 +412,12 @@ class Daemon:
         self.intake.stop()
         for worker in self.workers:
             worker.stop()
-        if self.remote is not None:  # answers already on their way are taken; then the rest wait for the next start
-            self.remote.abandon_waits(after_s=QUEUE_STOP_GRACE_S)
+        # queue mode: answers already on their way are taken; then the rest wait for the next start
+        self._current.matting.abandon_waits(after_s=QUEUE_STOP_GRACE_S)
         self.observer.join()
         for thread in (self.intake, *self.workers):
             thread.join()
-        if self.remote is not None:
-            self.remote.stop()
+        self._current.matting.stop()
         if self.models is not None:
             self.models.join()  # a model still loading finishes (seconds) rather than dying mid-read
         if self._reloading is not None:
@@ -455,7 +435,3 @@ def _directory_id(path: Path) -> int | None:
     except OSError:
         return None
     return st.st_ino if path.is_dir() else None
-
-
-def _in_mb(figures: dict[str, int] | None) -> dict[str, float] | None:
-    return {k: round(v / 2**20, 1) for k, v in figures.items()} if figures else None

@@ -61,7 +61,11 @@ class _Waiter:
 
 
 class RemoteMatting:
-    """Sends jobs to ``queue.jobs`` and hands answers to the threads waiting for them."""
+    """Sends jobs to ``queue.jobs`` and hands answers to the threads waiting for them: the
+    ``watcher.matting.Matting`` of queue mode."""
+
+    counts_crashes = False  # the workers run the model; RabbitMQ counts their deaths
+    label = "queue workers"
 
     def __init__(self, cfg: QueueConfig) -> None:
         self.cfg = cfg
@@ -86,7 +90,7 @@ class RemoteMatting:
         incoming and are sent again at the next start."""
         self._abandon_at = time.monotonic() + after_s
 
-    def render(self, job: str, file: str, data: bytes, profile: Profile, max_pixels: int, png_level: int) -> Rendered:
+    def render(self, data: bytes, profile: Profile, job: str, file: str, max_pixels: int, png_level: int) -> Rendered:
         """Send the job, wait for its answer; the answer as ``pipeline.render`` would give it."""
         waiter = _Waiter()
         with self._lock:
@@ -140,6 +144,28 @@ class RemoteMatting:
     def snapshot(self) -> QueueStats:
         """The broker's figures as last sampled, with this watcher's jobs awaiting an answer now."""
         return dataclasses.replace(self.stats, waiting=self.waiting())
+
+    def memory(self) -> None:
+        return None  # no model in this process
+
+    def queue_stats(self) -> QueueStats:
+        return self.snapshot()
+
+    def status(self) -> dict:
+        return {"queue": dataclasses.asdict(self.snapshot())}
+
+    def health(self) -> dict:
+        return {"broker": dataclasses.asdict(self.snapshot())}
+
+    def threads(self) -> list:
+        return [self.listener]
+
+    def problems(self) -> list[str]:
+        """Why the fleet cannot matte now (for ``/health``)."""
+        broker = self.snapshot()
+        if not broker.connected:
+            return ["the RabbitMQ broker is unreachable"]
+        return ["no queue worker is connected"] if broker.workers == 0 else []
 
 
 def _rendered(answer: dict[str, Any] | None) -> Rendered:

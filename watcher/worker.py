@@ -18,51 +18,41 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from engine.errors import ImageError, ImageIncomplete, JobError
 from engine.profile import Profile
-from engine.session import Session
 from watcher.completion import Signature
 from watcher.config import Config
 from watcher.errors import Deferred
 from watcher.jobs import Job, JobQueue
+from watcher.matting import Matting
 from watcher.metrics import Metrics
 from watcher.output import earlier_source, move_durably, output_path, quarantine, write_outputs
-from watcher.pipeline import Rendered, read_source, render
+from watcher.pipeline import Rendered, read_source
 from watcher.state import AttemptLog
 from watcher.threads import StoppableThread
-
-if TYPE_CHECKING:
-    from watcher.remote import RemoteMatting
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
 class JobContext:
-    """What a job runs with, swapped as a whole on reload: never half one model, half another.
+    """What a job runs with, swapped as a whole on reload: never half one model, half another."""
 
-    With ``queue.broker_url`` set there is no session: ``remote`` sends the job to the workers.
-    """
-
-    session: Session | None
+    matting: Matting
     config: Config
-    remote: RemoteMatting | None = None
 
     @property
     def model_label(self) -> str:
-        return self.session.info.label if self.session is not None else "queue workers"
+        return self.matting.label
 
     def render(self, data: bytes, profile: Profile, job: str, file: str) -> Rendered:
-        """The upload's outputs, made here or by a queue worker; ``ImageError`` for bad input."""
+        """The upload's outputs (here or on a queue worker); ``ImageError`` for bad input."""
         cfg = self.config
-        if self.remote is not None:
-            return self.remote.render(job, file, data, profile, cfg.engine.max_input_pixels,
-                                      cfg.output.png_compress_level)
-        return render(data, self.session, profile, cfg.engine.max_input_pixels, cfg.output.png_compress_level)
+        return self.matting.render(data, profile, job, file, cfg.engine.max_input_pixels, cfg.output.png_compress_level)
 
 
 @dataclass
@@ -168,7 +158,7 @@ class JobRunner:
         structlog.contextvars.bind_contextvars(job_id=job_id(key))  # the same id on the workers' lines
         # crash counting guards against files that kill this process; in queue mode the workers run
         # them (RabbitMQ counts their deaths), and a watcher restart says nothing about the file
-        previous = self._attempts.begin(key) if ctx.remote is None else 0
+        previous = self._attempts.begin(key) if ctx.matting.counts_crashes else 0
         if previous >= cfg.watcher.max_attempts:
             reason = f"the daemon stopped {previous} times while processing this file"
             return self._quarantine(job, ctx, profile, JobError(reason), key)
