@@ -48,8 +48,14 @@ def product_photos(folder: Path, width: int, height: int, count: int, distinct: 
     return folder
 
 
-def write_config(root: Path, model: Path, profile: str = "ecom_product", engine: dict | None = None,
-                 http: dict | None = None, **watcher: float) -> Path:
+def write_config(
+    root: Path,
+    model: Path,
+    profile: str = "ecom_product",
+    engine: dict | None = None,
+    http: dict | None = None,
+    **watcher: float,
+) -> Path:
     """The shipped config on a temporary tree, with ``watcher.*``, ``engine.*`` and ``http.*`` overrides."""
     cfg = yaml.safe_load((REPO / "etc/unet-matting.yaml").read_text())
     cfg["paths"] = {k: str(root / k) for k in ("incoming", "output", "archive", "failed", "state")}
@@ -69,8 +75,9 @@ def write_config(root: Path, model: Path, profile: str = "ecom_product", engine:
 
 def start_daemon(config: Path) -> subprocess.Popen:
     log = Path(yaml.safe_load(config.read_text())["logging"]["file"])
-    proc = subprocess.Popen([sys.executable, "-m", "watcher", "watch", "--config", str(config)], cwd=REPO,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "watch", "--config", str(config)], cwd=REPO, stderr=subprocess.DEVNULL
+    )
     while "daemon_ready" not in (log.read_text() if log.exists() else ""):
         if proc.poll() is not None:
             raise RuntimeError("daemon exited during start-up")
@@ -80,5 +87,8 @@ def start_daemon(config: Path) -> subprocess.Popen:
 
 def log_events(log: Path, event: str) -> list[dict]:
     lines = log.read_text().splitlines()
-    return [e for e in (json.loads(x.removeprefix(PREFIX)) for x in lines if x.startswith(PREFIX))
-            if e.get("event") == event]
+    return [
+        e
+        for e in (json.loads(x.removeprefix(PREFIX)) for x in lines if x.startswith(PREFIX))
+        if e.get("event") == event
+    ]

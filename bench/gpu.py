@@ -45,6 +45,7 @@ GiB = 1 << 30
 
 # ---- weights in transit ----------------------------------------------------------------------
 
+
 def pack(onnx_path: Path, out: Path) -> None:
     """Folded IS-Net convolutions -> int8 per output channel (+ float scales, float biases)."""
     import torch
@@ -95,6 +96,7 @@ def unpack(packed: Path, out: Path) -> Path:
 
 # ---- helpers ---------------------------------------------------------------------------------
 
+
 class Results:
     """Figures by step, rewritten to ``gpu.json`` after every step."""
 
@@ -126,9 +128,17 @@ class GpuSampler:
 
     def __enter__(self) -> GpuSampler:
         if shutil.which("nvidia-smi"):
-            self._proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
-                                           "--format=csv,noheader,nounits", "-lms", "100"],
-                                          stdout=subprocess.PIPE, text=True)
+            self._proc = subprocess.Popen(
+                [
+                    "nvidia-smi",
+                    "--query-gpu=utilization.gpu,memory.used",
+                    "--format=csv,noheader,nounits",
+                    "-lms",
+                    "100",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             self._thread = threading.Thread(target=self._read, daemon=True)
             self._thread.start()
         return self
@@ -149,8 +159,10 @@ class GpuSampler:
     def summary(self) -> dict:
         if not self.samples:
             return {"gpu_busy": None, "gpu_memory_used_max_mib": None}
-        return {"gpu_busy": round(statistics.mean(u for u, _ in self.samples) / 100, 3),
-                "gpu_memory_used_max_mib": max(m for _, m in self.samples)}
+        return {
+            "gpu_busy": round(statistics.mean(u for u, _ in self.samples) / 100, 3),
+            "gpu_memory_used_max_mib": max(m for _, m in self.samples),
+        }
 
 
 def make_photos(folder: Path, size: str, count: int, distinct: int = 16) -> Path:
@@ -163,21 +175,34 @@ def _photo_pairs(photos: Path) -> list[tuple[Path, Path]]:
 
 # ---- steps -----------------------------------------------------------------------------------
 
+
 def environment() -> dict:
     import torch
 
-    info = {"python": sys.version.split()[0], "torch": torch.__version__, "cpus": os.cpu_count(),
-            "cuda": torch.cuda.is_available()}
+    info = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "cuda": torch.cuda.is_available(),
+    }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / GiB, 1),
-                    multiprocessors=props.multi_processor_count)
+        info.update(
+            gpu=props.name,
+            gpu_memory_gib=round(props.total_memory / GiB, 1),
+            multiprocessors=props.multi_processor_count,
+        )
     return info
 
 
 def pytest_gpu(out: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
-                           "tests/test_session.py"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests/test_session.py"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     (out / "pytest-gpu.txt").write_text(proc.stdout + proc.stderr)
     return {"returncode": proc.returncode, "summary": proc.stdout.strip().splitlines()[-1:]}
 
@@ -201,31 +226,59 @@ def parity(model: Path, photos: Path, device: str, input_size: int | None, limit
         sa, sb = score(a, mask), score(b, mask)
         scores["cpu"].append((sa.mae, sa.iou))
         scores[device].append((sb.mae, sb.iou))
-        rows.append({"photo": image_path.name, "max_255": round(float(d.max()), 3),
-                     "mean_255": round(float(d.mean()), 4), "over_1_255": round(float((d > 1).mean()), 6)})
+        rows.append(
+            {
+                "photo": image_path.name,
+                "max_255": round(float(d.max()), 3),
+                "mean_255": round(float(d.mean()), 4),
+                "over_1_255": round(float((d > 1).mean()), 6),
+            }
+        )
     every = np.concatenate(diffs)
-    return {"model": model.name, "input_size": gpu.input_size, "photos": len(rows),
-            "max_255": round(float(every.max()), 3), "p999_255": round(float(np.quantile(every, 0.999)), 3),
-            "mean_255": round(float(every.mean()), 4), "pixels_over_1_255": round(float((every > 1).mean()), 6),
-            "mae_iou": {k: [round(float(np.mean([m for m, _ in v])), 4), round(float(np.mean([i for _, i in v])), 4)]
-                        for k, v in scores.items()},
-            "per_photo": rows}
+    return {
+        "model": model.name,
+        "input_size": gpu.input_size,
+        "photos": len(rows),
+        "max_255": round(float(every.max()), 3),
+        "p999_255": round(float(np.quantile(every, 0.999)), 3),
+        "mean_255": round(float(every.mean()), 4),
+        "pixels_over_1_255": round(float((every > 1).mean()), 6),
+        "mae_iou": {
+            k: [round(float(np.mean([m for m, _ in v])), 4), round(float(np.mean([i for _, i in v])), 4)]
+            for k, v in scores.items()
+        },
+        "per_photo": rows,
+    }
 
 
-def throughput(root: Path, model: Path, size: str, count: int, sweep: list[tuple[int, int]], device: str,
-               input_size: int) -> dict:
+def throughput(
+    root: Path, model: Path, size: str, count: int, sweep: list[tuple[int, int]], device: str, input_size: int
+) -> dict:
     src = make_photos(root / f"src-{size}", size, count)
     results = {}
     for workers, batch in sweep:
         work = root / f"run-{size}-{workers}-{batch}"
         with GpuSampler() as sampler:
-            r = bench_daemon(work, src, model, "ecom_product", workers,
-                             {"device": device, "input_size": input_size, "max_batch": batch})
+            r = bench_daemon(
+                work,
+                src,
+                model,
+                "ecom_product",
+                workers,
+                {"device": device, "input_size": input_size, "max_batch": batch},
+            )
         results[f"workers={workers} batch={batch}"] = {
-            "images_per_s": round(r["images_per_s"], 2), "p50_s": round(r["p50_s"], 2), "p95_s": round(r["p95_s"], 2),
-            "cpu_util": round(r["cpu_util"], 2), "stages_ms": r["stages_ms"], "outcomes": r["outcomes"],
-            "gpu_memory_mb": r["status"].get("gpu_memory_mb"), "peak_rss_mb": round(r["peak_rss_mb"]),
-            "batches": r["status"].get("batches"), **sampler.summary()}
+            "images_per_s": round(r["images_per_s"], 2),
+            "p50_s": round(r["p50_s"], 2),
+            "p95_s": round(r["p95_s"], 2),
+            "cpu_util": round(r["cpu_util"], 2),
+            "stages_ms": r["stages_ms"],
+            "outcomes": r["outcomes"],
+            "gpu_memory_mb": r["status"].get("gpu_memory_mb"),
+            "peak_rss_mb": round(r["peak_rss_mb"]),
+            "batches": r["status"].get("batches"),
+            **sampler.summary(),
+        }
         shutil.rmtree(work)
     return {"size": size, "count": count, "profile": "ecom_product", "input_size": input_size, "runs": results}
 
@@ -240,20 +293,28 @@ def render_part(args: argparse.Namespace) -> None:
 
     cfg = load_config(REPO / "etc/unet-matting.yaml")
     profile = cfg.get_profile("ecom_product")
-    session = Session.load(EngineSettings(args.model, device=args.device, input_size=args.input_size,
-                                          max_batch=args.threads))
+    session = Session.load(
+        EngineSettings(args.model, device=args.device, input_size=args.input_size, max_batch=args.threads)
+    )
     files = [Path(line) for line in args.files.read_text().splitlines()]
     print("ready", flush=True)
     sys.stdin.readline()
     started = time.perf_counter()
     with ThreadPoolExecutor(args.threads) as pool:
-        list(pool.map(lambda f: render(f.read_bytes(), session, profile, cfg.engine.max_input_pixels,
-                                       cfg.output.png_compress_level), files))
+        list(
+            pool.map(
+                lambda f: render(
+                    f.read_bytes(), session, profile, cfg.engine.max_input_pixels, cfg.output.png_compress_level
+                ),
+                files,
+            )
+        )
     print(json.dumps({"seconds": time.perf_counter() - started, "files": len(files)}), flush=True)
 
 
-def processes(root: Path, model: Path, device: str, input_size: int, size: str, count: int,
-              shapes: list[tuple[int, int]]) -> dict:
+def processes(
+    root: Path, model: Path, device: str, input_size: int, size: str, count: int, shapes: list[tuple[int, int]]
+) -> dict:
     """What worker processes would give (issue 14's workers, several per GPU): P processes, each
     with its own session and T threads, share the GPU and the files; images/s from "go" to the
     last file, model loading excluded."""
@@ -265,10 +326,30 @@ def processes(root: Path, model: Path, device: str, input_size: int, size: str, 
         for i in range(procs):
             listing = root / f"part-{i}.txt"
             listing.write_text("\n".join(str(f) for f in files[i::procs]))
-            children.append(subprocess.Popen(
-                [sys.executable, "-m", "bench.gpu", "render-part", "--model", str(model), "--files", str(listing),
-                 "--device", device, "--input-size", str(input_size), "--threads", str(threads)],
-                cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+            children.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.gpu",
+                        "render-part",
+                        "--model",
+                        str(model),
+                        "--files",
+                        str(listing),
+                        "--device",
+                        device,
+                        "--input-size",
+                        str(input_size),
+                        "--threads",
+                        str(threads),
+                    ],
+                    cwd=REPO,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
         for child in children:
             if child.stdout.readline().strip() != "ready":
                 raise RuntimeError("a render process failed to start")
@@ -282,8 +363,10 @@ def processes(root: Path, model: Path, device: str, input_size: int, size: str, 
         for child in children:
             child.wait(60)
         results[f"processes={procs} threads={threads}"] = {
-            "images_per_s": round(sum(r["files"] for r in reports) / wall, 2), "wall_s": round(wall, 1),
-            **sampler.summary()}
+            "images_per_s": round(sum(r["files"] for r in reports) / wall, 2),
+            "wall_s": round(wall, 1),
+            **sampler.summary(),
+        }
     return {"size": size, "count": count, "profile": "ecom_product", "input_size": input_size, "runs": results}
 
 
@@ -307,12 +390,18 @@ def memory_cap(root: Path, model: Path, device: str, input_size: int, cap_bytes:
             r = bench_daemon(work, folder, model, "ecom_product", 8, engine)
         except RuntimeError as e:  # the daemon exited: its last log lines say why
             log = work / "daemon/daemon.log"
-            results[name] = {"daemon_exited": str(e),
-                             "log_tail": log.read_text().splitlines()[-3:] if log.exists() else []}
+            results[name] = {
+                "daemon_exited": str(e),
+                "log_tail": log.read_text().splitlines()[-3:] if log.exists() else [],
+            }
             continue
         errors = [j.get("error") for j in log_events(work / "daemon/daemon.log", "job_finished") if j.get("error")]
-        results[name] = {"outcomes": r["outcomes"], "errors": errors[:3], "images_per_s": round(r["images_per_s"], 2),
-                         "gpu_memory_mb": r["status"].get("gpu_memory_mb")}
+        results[name] = {
+            "outcomes": r["outcomes"],
+            "errors": errors[:3],
+            "images_per_s": round(r["images_per_s"], 2),
+            "gpu_memory_mb": r["status"].get("gpu_memory_mb"),
+        }
     return results
 
 
@@ -347,19 +436,31 @@ def live_swap(root: Path, model: Path, device: str, input_size: int, count: int)
         daemon.send_signal(signal.SIGHUP)
 
     try:
-        r = bench_daemon(root / "swap", src, model, "ecom_product", 8,
-                         {"device": device, "input_size": input_size, "max_batch": 8}, during=switch)
+        r = bench_daemon(
+            root / "swap",
+            src,
+            model,
+            "ecom_product",
+            8,
+            {"device": device, "input_size": input_size, "max_batch": 8},
+            during=switch,
+        )
     finally:
         stop.set()
     log = root / "swap/daemon/daemon.log"
     jobs = log_events(log, "job_finished")
     models = {j["model"].split("@")[0] for j in jobs}
     allocated = [m.get("allocated") for _, m in memory if m]
-    return {"outcomes": r["outcomes"], "models_used": sorted(models), "jobs": len(jobs),
-            "switched": bool(log_events(log, "model_switched")),
-            "memory_released": [e.get("gpu_memory_mb") for e in log_events(log, "model_memory_released")],
-            "allocated_mb_first_last_max": [allocated[0], allocated[-1], max(allocated)] if allocated else None,
-            "final_status_gpu_memory_mb": r["status"].get("gpu_memory_mb"), "images_per_s": round(r["images_per_s"], 2)}
+    return {
+        "outcomes": r["outcomes"],
+        "models_used": sorted(models),
+        "jobs": len(jobs),
+        "switched": bool(log_events(log, "model_switched")),
+        "memory_released": [e.get("gpu_memory_mb") for e in log_events(log, "model_memory_released")],
+        "allocated_mb_first_last_max": [allocated[0], allocated[-1], max(allocated)] if allocated else None,
+        "final_status_gpu_memory_mb": r["status"].get("gpu_memory_mb"),
+        "images_per_s": round(r["images_per_s"], 2),
+    }
 
 
 def run(args: argparse.Namespace) -> None:
@@ -382,8 +483,9 @@ def run(args: argparse.Namespace) -> None:
             "throughput_2mp": lambda: throughput(root, isnet, "2mp", count, sweep, device, size),
             "memory_cap_3gb": lambda: memory_cap(root, isnet, device, size, 3 * GiB),
             "live_swap": lambda: live_swap(root, isnet, device, size, 6 if quick else 300),
-            "processes_12mp": lambda: processes(root, isnet, device, size, "12mp", count,
-                                                [(2, 1)] if quick else [(1, 16), (4, 4), (8, 2), (16, 1)]),
+            "processes_12mp": lambda: processes(
+                root, isnet, device, size, "12mp", count, [(2, 1)] if quick else [(1, 16), (4, 4), (8, 2), (16, 1)]
+            ),
         }
         for name in args.steps or steps:
             if name == "pytest_gpu" and device != "cuda":

@@ -39,10 +39,18 @@ def post(url: str, data: bytes, content_type: str) -> float:
 def multipart(field: str, data: bytes, extra: dict[str, str] | None = None) -> tuple[bytes, str]:
     """A multipart/form-data body: the photo in ``field`` and plain ``extra`` fields."""
     boundary = "bench-boundary-7d1c"
-    parts = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n".encode()
-             for k, v in (extra or {}).items()]
-    parts.append((f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"p.jpg\"\r\n"
-                  f"Content-Type: image/jpeg\r\n\r\n").encode() + data + b"\r\n")
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in (extra or {}).items()
+    ]
+    parts.append(
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="p.jpg"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + data
+        + b"\r\n"
+    )
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -111,8 +119,12 @@ def bench_rembg(root: Path, model: Path, photos: list[bytes], clients: int, remb
     os.symlink(model.resolve(), home / "isnet-general-use.onnx")
     port = free_port()
     env = {**os.environ, "U2NET_HOME": str(home), "MODEL_CHECKSUM_DISABLED": "1"}
-    proc = subprocess.Popen([rembg, "s", "--host", "127.0.0.1", "--port", str(port), "--no-ui"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [rembg, "s", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/api/remove"
     try:
         wait_listening(port, proc)
@@ -137,11 +149,15 @@ def main() -> None:
         src = product_photos(root / "src", width, height, args.count)
         photos = [p.read_bytes() for p in sorted(src.iterdir())]
         ours = bench_ours(root, args.model, photos, args.clients, src)
-        print(f"{args.count} JPEGs at {width}x{height}, model {args.model.name}, {args.clients} clients, "
-              f"{os.cpu_count()} CPUs")
+        print(
+            f"{args.count} JPEGs at {width}x{height}, model {args.model.name}, {args.clients} clients, "
+            f"{os.cpu_count()} CPUs"
+        )
         overhead_ms = (ours["latency_s"] - ours["process_s"]) * 1000
-        print(f"one request: {ours['latency_s'] * 1000:.0f} ms (median of 5); `process` on the same image "
-              f"{ours['process_s'] * 1000:.0f} ms; HTTP overhead {overhead_ms:.0f} ms")
+        print(
+            f"one request: {ours['latency_s'] * 1000:.0f} ms (median of 5); `process` on the same image "
+            f"{ours['process_s'] * 1000:.0f} ms; HTTP overhead {overhead_ms:.0f} ms"
+        )
         print(f"ours: {ours['rate']:.2f} img/s with {args.clients} clients")
         if args.rembg:
             theirs = bench_rembg(root, args.model, photos, args.clients, args.rembg)

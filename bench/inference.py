@@ -52,8 +52,10 @@ def main() -> None:
 
     net = timed(forward, args.runs)
     full = timed(lambda: session.predict_alpha(rgb), args.runs)
-    print(f"model {session.info.label} ({session.info.arch}) on {session.device}, {torch.get_num_threads()} "
-          f"threads, input {args.input_size}")
+    print(
+        f"model {session.info.label} ({session.info.arch}) on {session.device}, {torch.get_num_threads()} "
+        f"threads, input {args.input_size}"
+    )
     print(f"network forward: median {statistics.median(net) * 1000:.0f} ms (min {min(net) * 1000:.0f})")
     print(f"predict_alpha on 2000x3000: median {statistics.median(full) * 1000:.0f} ms (min {min(full) * 1000:.0f})")
 

@@ -58,8 +58,10 @@ def run(root: Path, args: argparse.Namespace, width: int, height: int) -> None:
     print(f"{width}x{height} JPEG, {args.runs} uploads, model {jobs[0]['model']}, quiet period {args.quiet} s")
     print(f"upload complete -> PNG visible: median {med:.2f} s (min {min(walls):.2f}, max {max(walls):.2f})")
     print(f"minus quiet period: median {med - args.quiet:.2f} s")
-    print(f"job duration median {statistics.median(j['duration_ms'] for j in jobs):.0f} ms; stages (median ms): "
-          + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
+    print(
+        f"job duration median {statistics.median(j['duration_ms'] for j in jobs):.0f} ms; stages (median ms): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in stages.items())
+    )
 
 
 if __name__ == "__main__":

@@ -106,8 +106,11 @@ def main() -> None:
         sets["synthetic-scenes"] = list(holdout(1.0))
     if args.sets:
         sets = {k: v for k, v in sets.items() if k in args.sets}
-    print("| model | input | " + " | ".join(f"{n} ({len(v)}) MAE / IoU / BF" for n, v in sets.items())
-          + " | CPU s / 2 MP |")
+    print(
+        "| model | input | "
+        + " | ".join(f"{n} ({len(v)}) MAE / IoU / BF" for n, v in sets.items())
+        + " | CPU s / 2 MP |"
+    )
     print("|---|---|" + "---|" * (len(sets) + 1))
     for model in args.model:
         for size in args.sizes:
@@ -115,10 +118,15 @@ def main() -> None:
             cells = []
             for pairs in sets.values():
                 scores = [score(session.predict_alpha(rgb), mask) for rgb, mask in pairs]
-                cells.append(" / ".join(f"{np.mean([getattr(s, f) for s in scores]):.3f}"
-                                        for f in ("mae", "iou", "boundary_f")))
-            print(f"| {model.name}{' +flip' if args.flip_tta else ''} | {session.input_size} | " + " | ".join(cells)
-                  + f" | {seconds_per_2mp(session):.2f} |", flush=True)
+                cells.append(
+                    " / ".join(f"{np.mean([getattr(s, f) for s in scores]):.3f}" for f in ("mae", "iou", "boundary_f"))
+                )
+            print(
+                f"| {model.name}{' +flip' if args.flip_tta else ''} | {session.input_size} | "
+                + " | ".join(cells)
+                + f" | {seconds_per_2mp(session):.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

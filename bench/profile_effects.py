@@ -33,14 +33,17 @@ def png_sizes(photos: list[Path]) -> None:
     for photo in photos:
         image = decode(photo.read_bytes(), cfg.engine.max_input_pixels)
         alpha = session.predict_alpha(image.rgb)
-        for label, profile in [("default, RGB kept under alpha 0", dataclasses.replace(default,
-                                                                                       clear_transparent=False)),
-                               ("default, RGB cleared under alpha 0", default),
-                               ("ecom_product", cfg.get_profile("ecom_product"))]:
+        for label, profile in [
+            ("default, RGB kept under alpha 0", dataclasses.replace(default, clear_transparent=False)),
+            ("default, RGB cleared under alpha 0", default),
+            ("ecom_product", cfg.get_profile("ecom_product")),
+        ]:
             start = time.perf_counter()
             png = encode_png(cutout(alpha, image.rgb, profile, image.alpha), 1)
-            print(f"{photo.name} {image.size[0]}x{image.size[1]}: {label:36s} {len(png) / 1024:8.0f} KiB "
-                  f"({(time.perf_counter() - start) * 1000:.0f} ms post-process + encode)")
+            print(
+                f"{photo.name} {image.size[0]}x{image.size[1]}: {label:36s} {len(png) / 1024:8.0f} KiB "
+                f"({(time.perf_counter() - start) * 1000:.0f} ms post-process + encode)"
+            )
 
 
 def fringe() -> None:
@@ -53,8 +56,10 @@ def fringe() -> None:
     for label, colours in (("before", rgb), ("after decontamination", estimate_foreground(rgb, alpha))):
         px = colours[edge].astype(int)
         cast = px[:, 1] - (px[:, 0] + px[:, 2]) // 2
-        print(f"green fringe {label:22s}: edge pixels' green excess mean {cast.mean():5.1f}, max {cast.max():3d} "
-              f"(over {edge.sum()} px with 0 < alpha < 1)")
+        print(
+            f"green fringe {label:22s}: edge pixels' green excess mean {cast.mean():5.1f}, max {cast.max():3d} "
+            f"(over {edge.sum()} px with 0 < alpha < 1)"
+        )
 
 
 if __name__ == "__main__":

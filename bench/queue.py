@@ -38,8 +38,11 @@ def start_worker(config: Path, name: str) -> subprocess.Popen:
     cfg["logging"]["file"] = str(log)
     path = config.with_name(f"{name}.yaml")
     path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "watcher", "worker", "--config", str(path), "--name", name],
-                            cwd=REPO, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "worker", "--config", str(path), "--name", name],
+        cwd=REPO,
+        stderr=subprocess.DEVNULL,
+    )
     while "worker_ready" not in (log.read_text() if log.exists() else ""):
         if proc.poll() is not None:
             raise RuntimeError(f"worker {name} exited during start-up")
@@ -92,8 +95,11 @@ def burst(root: Path, src: list[Path], count: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_model = REPO / "var/models/isnet-general-use.onnx"
-    ap.add_argument("--model", type=Path,
-                    default=default_model if default_model.exists() else REPO / "engine/weights/u2netp-products.pth")
+    ap.add_argument(
+        "--model",
+        type=Path,
+        default=default_model if default_model.exists() else REPO / "engine/weights/u2netp-products.pth",
+    )
     ap.add_argument("--runs", type=int, default=8)
     ap.add_argument("--burst", type=int, default=24)
     ap.add_argument("--threads", type=int, default=1, help="queue.worker_threads per worker process")
@@ -114,8 +120,16 @@ def main() -> None:
             shapes = [("in-process", None, 0), ("queue, 1 worker", 1, 1), ("queue, 2 workers", 2, 2)]
             for label, workers, n in shapes:
                 root = base / label.replace(" ", "").replace(",", "")
-                queue = None if workers is None else {"broker_url": url, "jobs": f"{root.name}.jobs",
-                                                      "dead": f"{root.name}.dead", "results": f"{root.name}.results"}
+                queue = (
+                    None
+                    if workers is None
+                    else {
+                        "broker_url": url,
+                        "jobs": f"{root.name}.jobs",
+                        "dead": f"{root.name}.dead",
+                        "results": f"{root.name}.results",
+                    }
+                )
                 daemon, procs = setup(root, args.model, queue, n, args.threads, in_flight=max(2, 2 * n))
                 try:
                     walls = latency(root, src, args.runs) if n <= 1 else []

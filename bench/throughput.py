@@ -51,8 +51,15 @@ def proc_stats(pid: int) -> tuple[float, float]:
     return cpu, int(hwm.split()[1]) / 1024
 
 
-def bench_daemon(root: Path, src: Path, model: Path, profile: str, workers: int | None,
-                 engine: dict | None = None, during: Callable[[subprocess.Popen], None] | None = None) -> dict:
+def bench_daemon(
+    root: Path,
+    src: Path,
+    model: Path,
+    profile: str,
+    workers: int | None,
+    engine: dict | None = None,
+    during: Callable[[subprocess.Popen], None] | None = None,
+) -> dict:
     """Drop every file of ``src`` into a fresh daemon at once; images/s, latencies, stages.
 
     ``engine`` overrides ``engine.*``; ``during(daemon)`` runs right after the drop (a model
@@ -90,10 +97,19 @@ def bench_daemon(root: Path, src: Path, model: Path, profile: str, workers: int 
     done = [j for j in jobs if j["outcome"] == "done"]
     stages = {k: statistics.median(j["stages_ms"][k] for j in done) for k in done[0]["stages_ms"]}
     stages["write+archive"] = statistics.median(j["duration_ms"] - sum(j["stages_ms"].values()) for j in done)
-    return {"images_per_s": len(names) / wall, "wall_s": wall, "p50_s": latencies[len(latencies) // 2],
-            "p95_s": latencies[int(len(latencies) * 0.95) - 1], "peak_rss_mb": peak,
-            "cpu_util": (cpu1 - cpu0) / wall / os.cpu_count(), "stages_ms": stages, "copy_s": dropped - started,
-            "status": status, "outcomes": dict(Counter(j["outcome"] for j in jobs)), "config": config}
+    return {
+        "images_per_s": len(names) / wall,
+        "wall_s": wall,
+        "p50_s": latencies[len(latencies) // 2],
+        "p95_s": latencies[int(len(latencies) * 0.95) - 1],
+        "peak_rss_mb": peak,
+        "cpu_util": (cpu1 - cpu0) / wall / os.cpu_count(),
+        "stages_ms": stages,
+        "copy_s": dropped - started,
+        "status": status,
+        "outcomes": dict(Counter(j["outcome"] for j in jobs)),
+        "config": config,
+    }
 
 
 def rembg_argv(home: Path, model: Path, rembg: str) -> list[str]:
@@ -103,16 +119,21 @@ def rembg_argv(home: Path, model: Path, rembg: str) -> list[str]:
         os.symlink(model.resolve(), home / "isnet-general-use.onnx")
         return [rembg, "p", "-m", "isnet-general-use"]
     onnx = home / "unet-matting.onnx"
-    subprocess.run([sys.executable, "-m", "engine.onnx_export", str(model), str(onnx)], check=True, cwd=REPO,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "engine.onnx_export", str(model), str(onnx)], check=True, cwd=REPO, capture_output=True
+    )
     return [rembg, "p", "-m", "u2net_custom", "-x", json.dumps({"model_path": str(onnx)})]
 
 
 def bench_rembg(root: Path, src: Path, model: Path, rembg: str) -> dict:
     home = root / "rembg-home"
     home.mkdir()
-    env = {**os.environ, "U2NET_HOME": str(home), "MODEL_CHECKSUM_DISABLED": "1",
-           "OMP_NUM_THREADS": str(os.cpu_count())}
+    env = {
+        **os.environ,
+        "U2NET_HOME": str(home),
+        "MODEL_CHECKSUM_DISABLED": "1",
+        "OMP_NUM_THREADS": str(os.cpu_count()),
+    }
     argv = rembg_argv(home, model, rembg)
     # First run on an empty folder: pays one-off costs (numba compiles pymatting on a fresh
     # install) and measures rembg's start-up, which the ratio then leaves out (the daemon's
@@ -139,24 +160,52 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         src = product_photos(root / "src", width, height, args.count)
-        print(f"{args.count} JPEGs at {width}x{height}, model {args.model.name}, profile {args.profile}, "
-              f"{os.cpu_count()} CPUs")
-        ours = bench_daemon(root, src, args.model, args.profile, args.workers,
-                            {"input_size": args.input_size} if args.input_size else None)
-        print(f"daemon : {ours['images_per_s']:.2f} img/s ({ours['wall_s']:.1f} s), latency p50 {ours['p50_s']:.1f} s "
-              f"p95 {ours['p95_s']:.1f} s, peak RSS {ours['peak_rss_mb']:.0f} MB, CPU {ours['cpu_util']:.0%}")
+        print(
+            f"{args.count} JPEGs at {width}x{height}, model {args.model.name}, profile {args.profile}, "
+            f"{os.cpu_count()} CPUs"
+        )
+        ours = bench_daemon(
+            root,
+            src,
+            args.model,
+            args.profile,
+            args.workers,
+            {"input_size": args.input_size} if args.input_size else None,
+        )
+        print(
+            f"daemon : {ours['images_per_s']:.2f} img/s ({ours['wall_s']:.1f} s), latency p50 {ours['p50_s']:.1f} s "
+            f"p95 {ours['p95_s']:.1f} s, peak RSS {ours['peak_rss_mb']:.0f} MB, CPU {ours['cpu_util']:.0%}"
+        )
         print("         stages (median ms): " + ", ".join(f"{k} {v:.0f}" for k, v in ours["stages_ms"].items()))
-        wall, rss = run_measured([sys.executable, "-m", "watcher", "process", "--config",
-                                  str(root / "daemon/cfg.yaml"), "--profile", args.profile, "--out",
-                                  str(root / "process-out"), str(src)])
-        print(f"process: {args.count / wall:.2f} img/s ({wall:.1f} s incl. start-up, {wall / args.count:.2f} s/img), "
-              f"peak RSS {rss:.0f} MB")
+        wall, rss = run_measured(
+            [
+                sys.executable,
+                "-m",
+                "watcher",
+                "process",
+                "--config",
+                str(root / "daemon/cfg.yaml"),
+                "--profile",
+                args.profile,
+                "--out",
+                str(root / "process-out"),
+                str(src),
+            ]
+        )
+        print(
+            f"process: {args.count / wall:.2f} img/s ({wall:.1f} s incl. start-up, {wall / args.count:.2f} s/img), "
+            f"peak RSS {rss:.0f} MB"
+        )
         if args.rembg:
             theirs = bench_rembg(root, src, args.model, args.rembg)
-            print(f"rembg p: {theirs['images_per_s']:.2f} img/s excl. its {theirs['startup_s']:.1f} s start-up "
-                  f"({theirs['wall_s']:.1f} s in all), peak RSS {theirs['peak_rss_mb']:.0f} MB")
-            print(f"ratio daemon/rembg: {ours['images_per_s'] / theirs['images_per_s']:.2f}x, "
-                  f"process/rembg: {theirs['wall_s'] / wall:.2f}x")
+            print(
+                f"rembg p: {theirs['images_per_s']:.2f} img/s excl. its {theirs['startup_s']:.1f} s start-up "
+                f"({theirs['wall_s']:.1f} s in all), peak RSS {theirs['peak_rss_mb']:.0f} MB"
+            )
+            print(
+                f"ratio daemon/rembg: {ours['images_per_s'] / theirs['images_per_s']:.2f}x, "
+                f"process/rembg: {theirs['wall_s'] / wall:.2f}x"
+            )
 
 
 if __name__ == "__main__":

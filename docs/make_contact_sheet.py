@@ -5,7 +5,8 @@
 Default photos: the red box of the golden test images (tests/data/golden, drawn by
 tests/data/make_golden.py: a studio shot with a cast shadow) and the desk lamp from the U²-Net demo
 images (../shared/data/eval/u2net-reference, Apache-2.0, github.com/xuebinqin/U-2-Net), a real
-photo (the fallback model is visibly weak on it; the default IS-Net is not). Rows: original | alpha | on checkerboard | on white.
+photo (the fallback model is visibly weak on it; the default IS-Net is not).
+Columns: original | alpha | on checkerboard | on white.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from watcher.imageio import decode
 from watcher.models import load_session
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_PHOTOS = [REPO / "tests/data/golden/box.png",
-                  REPO.parent / "shared/data/eval/u2net-reference/images/lamp2_meitu_1.jpg"]
+DEFAULT_PHOTOS = [
+    REPO / "tests/data/golden/box.png",
+    REPO.parent / "shared/data/eval/u2net-reference/images/lamp2_meitu_1.jpg",
+]
 
 
 def main() -> None:

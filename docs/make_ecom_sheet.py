@@ -23,8 +23,9 @@ from watcher.models import load_session
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO.parent / "shared" / "data" / "eval"
-DEFAULT_PHOTOS = [EVAL / "u2net-reference/images" / n for n in ("lamp2_meitu_1.jpg", "im_14.jpg", "bike.jpg")] + \
-                 [EVAL / "coco-ccby/images" / n for n in ("000000000073.jpg", "000000253956.jpg", "000000553664.jpg")]
+DEFAULT_PHOTOS = [EVAL / "u2net-reference/images" / n for n in ("lamp2_meitu_1.jpg", "im_14.jpg", "bike.jpg")] + [
+    EVAL / "coco-ccby/images" / n for n in ("000000000073.jpg", "000000253956.jpg", "000000553664.jpg")
+]
 BLUE = (58, 120, 216)
 
 

@@ -18,8 +18,12 @@ def bounding_box(alpha: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def canvas_extent(height: int, width: int, profile: Profile, snap: Callable[[float], float] = float,
-                  ) -> tuple[float, float, float]:
+def canvas_extent(
+    height: int,
+    width: int,
+    profile: Profile,
+    snap: Callable[[float], float] = float,
+) -> tuple[float, float, float]:
     """(padding, canvas width, canvas height) around a ``height`` x ``width`` product.
 
     ``snap=round`` gives the pixel sizes ``layout`` draws; the default gives the exact sizes the
@@ -47,7 +51,7 @@ def layout(rgba: np.ndarray, profile: Profile) -> np.ndarray:
     out = np.zeros((canvas_h, canvas_w, 4), np.uint8)
     x = (canvas_w - w) // 2
     y = canvas_h - pad - h if profile.align == "bottom" else (canvas_h - h) // 2
-    out[y:y + h, x:x + w] = rgba
+    out[y : y + h, x : x + w] = rgba
     return cap_size(out, profile.max_size)
 
 

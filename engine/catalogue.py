@@ -78,22 +78,37 @@ class Entry:
 
 
 # Architecture defaults for model files the catalogue does not name (imported checkpoints).
-ARCH_DEFAULTS = MappingProxyType({
-    "u2net": Preprocessing(320),
-    "u2netp": Preprocessing(320),
-    "isnet": Preprocessing(1024, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0)),
-    "isnet-tiny": Preprocessing(64, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0)),
-})
+ARCH_DEFAULTS = MappingProxyType(
+    {
+        "u2net": Preprocessing(320),
+        "u2netp": Preprocessing(320),
+        "isnet": Preprocessing(1024, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0)),
+        "isnet-tiny": Preprocessing(64, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0)),
+    }
+)
 
 
 def _entry(name: str, raw: dict[str, Any]) -> Entry:
     try:
-        pre = Preprocessing(int(raw["input_size"]), tuple(raw["mean"]), tuple(raw["std"]), raw["output"],
-                            raw.get("cpu_input_size"))
-        entry = Entry(name, raw["title"], raw["file"], raw["backend"], pre, int(raw["rank"]),
-                      bool(raw["commercial"]), raw["licence"], raw.get("size"), raw.get("sha256"),
-                      raw.get("md5"), tuple(Source(**s) for s in raw["sources"]),
-                      _figures(raw.get("quality")), _figures(raw.get("cpu_quality")))
+        pre = Preprocessing(
+            int(raw["input_size"]), tuple(raw["mean"]), tuple(raw["std"]), raw["output"], raw.get("cpu_input_size")
+        )
+        entry = Entry(
+            name,
+            raw["title"],
+            raw["file"],
+            raw["backend"],
+            pre,
+            int(raw["rank"]),
+            bool(raw["commercial"]),
+            raw["licence"],
+            raw.get("size"),
+            raw.get("sha256"),
+            raw.get("md5"),
+            tuple(Source(**s) for s in raw["sources"]),
+            _figures(raw.get("quality")),
+            _figures(raw.get("cpu_quality")),
+        )
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(f"{CATALOGUE_FILE}: model {name}: {e}") from e
     if entry.backend not in BACKENDS or pre.output not in OUTPUTS or pre.input_size % 32:

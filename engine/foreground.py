@@ -101,8 +101,10 @@ def _band_tiles(band: np.ndarray, margin: int, size: int = 128):
     h, w = band.shape
     for ty in range(0, h, size):
         for tx in range(0, w, size):
-            if band[ty:ty + size, tx:tx + size].any():
+            if band[ty : ty + size, tx : tx + size].any():
                 inner = (slice(ty, min(h, ty + size)), slice(tx, min(w, tx + size)))
-                outer = (slice(max(0, ty - margin), min(h, ty + size + margin)),
-                         slice(max(0, tx - margin), min(w, tx + size + margin)))
+                outer = (
+                    slice(max(0, ty - margin), min(h, ty + size + margin)),
+                    slice(max(0, tx - margin), min(w, tx + size + margin)),
+                )
                 yield inner, outer

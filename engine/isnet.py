@@ -38,11 +38,23 @@ ISNET_DIS = ISNetSpec(
              (6, 256, 32, 64, False), (7, 128, 16, 64, False)),
 )  # fmt: skip
 ISNET_TINY = ISNetSpec(
-    "isnet-tiny", 8,
-    encoder=((7, 8, 4, 8, False), (6, 8, 4, 8, False), (5, 8, 4, 8, False),
-             (4, 8, 4, 8, False), (4, 8, 4, 8, True), (4, 8, 4, 8, True)),
-    decoder=((4, 16, 4, 8, True), (4, 16, 4, 8, False), (5, 16, 4, 8, False),
-             (6, 16, 4, 8, False), (7, 16, 4, 8, False)),
+    "isnet-tiny",
+    8,
+    encoder=(
+        (7, 8, 4, 8, False),
+        (6, 8, 4, 8, False),
+        (5, 8, 4, 8, False),
+        (4, 8, 4, 8, False),
+        (4, 8, 4, 8, True),
+        (4, 8, 4, 8, True),
+    ),
+    decoder=(
+        (4, 16, 4, 8, True),
+        (4, 16, 4, 8, False),
+        (5, 16, 4, 8, False),
+        (6, 16, 4, 8, False),
+        (7, 16, 4, 8, False),
+    ),
 )  # fmt: skip  (the same graph, narrow: tests export and import it in a second)
 
 
@@ -95,5 +107,6 @@ def spec_for(state_dict: dict[str, torch.Tensor]) -> ISNetSpec:
     for spec in SPECS.values():
         if spec.stem_ch == width:
             return spec
-    raise ValueError(f"conv_in.weight has {width} output channels; expected one of "
-                     f"{sorted(s.stem_ch for s in SPECS.values())}")
+    raise ValueError(
+        f"conv_in.weight has {width} output channels; expected one of {sorted(s.stem_ch for s in SPECS.values())}"
+    )

@@ -92,12 +92,12 @@ def load_strict(net: nn.Module, state: dict[str, torch.Tensor], path: Path, arch
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
         first = f"missing key {missing[0]!r}" if missing else f"unexpected key {unexpected[0]!r}"
-        raise ModelError(f"{path}: does not match {arch} ({first}; "
-                         f"{len(missing)} missing, {len(unexpected)} unexpected)")
+        raise ModelError(
+            f"{path}: does not match {arch} ({first}; {len(missing)} missing, {len(unexpected)} unexpected)"
+        )
     for key, tensor in expected.items():
         if state[key].shape != tensor.shape:
-            raise ModelError(f"{path}: {key} has shape {tuple(state[key].shape)}, "
-                             f"{arch} expects {tuple(tensor.shape)}")
+            raise ModelError(f"{path}: {key} has shape {tuple(state[key].shape)}, {arch} expects {tuple(tensor.shape)}")
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     return net.eval()
 
@@ -135,8 +135,9 @@ def onnx_conv_weights(model) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     for node in model.graph.node:
         if node.op_type != "Conv":
             continue
-        arrays = [numpy_helper.to_array(constants[n]).astype(np.float32) if n in constants else None
-                  for n in node.input[1:3]]
+        arrays = [
+            numpy_helper.to_array(constants[n]).astype(np.float32) if n in constants else None for n in node.input[1:3]
+        ]
         if arrays[0] is None:
             raise ValueError(f"Conv node {node.name or '?'} takes its weights from another node")
         convs.append((node.name, arrays[0], arrays[1] if len(arrays) > 1 else None))
@@ -149,7 +150,8 @@ def onnx_architecture(convs: list[tuple[str, np.ndarray, np.ndarray | None]]) ->
         with torch.device("meta"):  # shapes only: no memory, no initialisation
             convs_net = [m for m in build(arch).modules() if isinstance(m, nn.Conv2d)]
         if len(convs_net) == len(convs) and all(
-                m.weight.shape == w.shape for m, (_, w, _) in zip(convs_net, convs, strict=True)):
+            m.weight.shape == w.shape for m, (_, w, _) in zip(convs_net, convs, strict=True)
+        ):
             return arch
     raise ValueError(f"{len(convs)} convolutions that match no U²-Net or IS-Net configuration")
 

@@ -32,9 +32,16 @@ def export(weights: Path, out: Path, size: int = 320) -> None:
     model = SigmoidOutputs(net.float().eval())
     example = torch.zeros(1, 3, size, size)
     names = ["d0", "d1", "d2", "d3", "d4", "d5", "d6"]
-    torch.onnx.export(model, (example,), str(out), input_names=["input.1"], output_names=names,
-                      dynamic_axes={"input.1": {0: "batch"}, **{n: {0: "batch"} for n in names}},
-                      opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(out),
+        input_names=["input.1"],
+        output_names=names,
+        dynamic_axes={"input.1": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+        opset_version=17,
+        dynamo=False,
+    )
     print(f"exported {info.label} ({info.arch}) to {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -30,8 +30,9 @@ class OnnxRuntimeNetwork:
         try:
             import onnxruntime as ort
         except ImportError as e:
-            raise ModelError("this model runs through onnxruntime, which is not installed "
-                             "(pip install onnxruntime)") from e
+            raise ModelError(
+                "this model runs through onnxruntime, which is not installed (pip install onnxruntime)"
+            ) from e
         try:
             data = path.read_bytes()
         except OSError as e:
@@ -45,16 +46,17 @@ class OnnxRuntimeNetwork:
         except Exception as e:  # onnxruntime raises its own untyped errors for bad files
             raise ModelError(f"{path}: onnxruntime cannot load it ({e.__class__.__name__})") from e
         if len(session.get_inputs()) != 1:
-            raise ModelError(f"{path}: expected a model with one image input, "
-                             f"it has {len(session.get_inputs())}")
+            raise ModelError(f"{path}: expected a model with one image input, it has {len(session.get_inputs())}")
         return cls(session, ModelInfo(path.name, file_digest(data), "onnxruntime"))
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor]:
         batch = x.float().contiguous().cpu().numpy()
         if self.fixed_size is not None and batch.shape[2:] != self.fixed_size:
-            raise ModelError(f"{self.info.name} only runs at {self.fixed_size[0]}x{self.fixed_size[1]}, "
-                             f"not {batch.shape[2]}x{batch.shape[3]}: set engine.input_size to match")
-        parts = [batch[i:i + 1] for i in range(len(batch))] if self.fixed_batch else [batch]
+            raise ModelError(
+                f"{self.info.name} only runs at {self.fixed_size[0]}x{self.fixed_size[1]}, "
+                f"not {batch.shape[2]}x{batch.shape[3]}: set engine.input_size to match"
+            )
+        parts = [batch[i : i + 1] for i in range(len(batch))] if self.fixed_batch else [batch]
         maps = [self.session.run(None, {self.input_name: part})[0] for part in parts]
         out = np.concatenate(maps)[:, :1]
         return (torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32)),)

@@ -31,7 +31,7 @@ def _separable(alpha: np.ndarray, radius: int, combine) -> np.ndarray:
         n = alpha.shape[axis]
         acc = None
         for tap in range(2 * radius + 1):
-            view = padded[tap:tap + n] if axis == 0 else padded[:, tap:tap + n]
+            view = padded[tap : tap + n] if axis == 0 else padded[:, tap : tap + n]
             acc = combine(acc, view, tap)
         alpha = acc
     return alpha
@@ -41,8 +41,9 @@ def erode(alpha: np.ndarray, kernel: int) -> np.ndarray:
     """Grey-level erosion (min filter) with a ``kernel`` x ``kernel`` square."""
     if kernel <= 1:
         return alpha
-    return _separable(alpha, kernel // 2, lambda acc, view, _: view.copy() if acc is None else
-                      np.minimum(acc, view, out=acc))
+    return _separable(
+        alpha, kernel // 2, lambda acc, view, _: view.copy() if acc is None else np.minimum(acc, view, out=acc)
+    )
 
 
 def gaussian_taps(sigma: float) -> np.ndarray:
@@ -97,8 +98,9 @@ def compose_rgba(rgb: np.ndarray, alpha: np.ndarray, clear_transparent: bool = T
     return rgba
 
 
-def cutout(predicted: np.ndarray, rgb: np.ndarray, profile: Profile,
-           input_alpha: np.ndarray | None = None) -> np.ndarray:
+def cutout(
+    predicted: np.ndarray, rgb: np.ndarray, profile: Profile, input_alpha: np.ndarray | None = None
+) -> np.ndarray:
     """The finished RGBA canvas: refined matte, the input's own transparency, colour, layout.
 
     The image is first cropped to the product and shrunk to the output scale, so every later

@@ -52,16 +52,25 @@ class Profile:
     def __post_init__(self) -> None:
         checks = [
             (0.0 <= self.alpha_threshold < 1.0, "alpha_threshold must be in [0, 1)", self.alpha_threshold),
-            (self.levels is None or (len(self.levels) == 2 and 0.0 <= self.levels[0] < self.levels[1] <= 1.0),
-             "levels must be two numbers low < high in [0, 1]", self.levels),
+            (
+                self.levels is None or (len(self.levels) == 2 and 0.0 <= self.levels[0] < self.levels[1] <= 1.0),
+                "levels must be two numbers low < high in [0, 1]",
+                self.levels,
+            ),
             (0 <= self.edge_band_px <= 50, "edge_band_px must be in 0..50", self.edge_band_px),
-            (self.erosion_kernel >= 0 and (self.erosion_kernel == 0 or self.erosion_kernel % 2 == 1),
-             "erosion_kernel must be 0 or an odd size", self.erosion_kernel),
+            (
+                self.erosion_kernel >= 0 and (self.erosion_kernel == 0 or self.erosion_kernel % 2 == 1),
+                "erosion_kernel must be 0 or an odd size",
+                self.erosion_kernel,
+            ),
             (0.0 <= self.edge_feathering <= 50.0, "edge_feathering must be in [0, 50]", self.edge_feathering),
             (self.padding >= 0, "padding must be >= 0", self.padding),
             (self.padding_unit in PADDING_UNITS, f"padding_unit must be one of {PADDING_UNITS}", self.padding_unit),
-            (self.aspect is None or (len(self.aspect) == 2 and min(self.aspect) > 0),
-             "aspect must be two positive numbers like 1:1", self.aspect),
+            (
+                self.aspect is None or (len(self.aspect) == 2 and min(self.aspect) > 0),
+                "aspect must be two positive numbers like 1:1",
+                self.aspect,
+            ),
             (self.align in ALIGNMENTS, f"align must be one of {ALIGNMENTS}", self.align),
             (self.max_size >= 0, "max_size must be >= 0", self.max_size),
             (1 <= self.flat_quality <= 100, "flat_quality must be in 1..100", self.flat_quality),

@@ -75,9 +75,17 @@ class Session:
     share forward passes without anyone waiting for a timer.
     """
 
-    def __init__(self, net: nn.Module | OnnxRuntimeNetwork, info: ModelInfo, device: torch.device,
-                 input_size: int, max_batch: int, path: Path | None = None,
-                 preprocessing: Preprocessing | None = None, flip_tta: bool = False):
+    def __init__(
+        self,
+        net: nn.Module | OnnxRuntimeNetwork,
+        info: ModelInfo,
+        device: torch.device,
+        input_size: int,
+        max_batch: int,
+        path: Path | None = None,
+        preprocessing: Preprocessing | None = None,
+        flip_tta: bool = False,
+    ):
         if input_size < 32 or input_size % 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
         if max_batch < 1:
@@ -120,13 +128,16 @@ class Session:
             index = device.index if device.index is not None else torch.cuda.current_device()
             torch.cuda.set_per_process_memory_fraction(settings.gpu_memory_fraction, index)
         size = settings.input_size or preprocessing.size_on(device.type)
-        session = cls(net, info, device, size, settings.max_batch, settings.model.resolve(), preprocessing,
-                      settings.flip_tta)
+        session = cls(
+            net, info, device, size, settings.max_batch, settings.model.resolve(), preprocessing, settings.flip_tta
+        )
         try:
             session.predict_alpha(np.zeros((size, size, 3), np.uint8))
         except GpuMemoryError as e:
-            raise ModelError(f"{settings.model.name} does not fit in the GPU memory this process may use "
-                             f"(engine.gpu_memory_fraction {settings.gpu_memory_fraction:g}): {e}") from None
+            raise ModelError(
+                f"{settings.model.name} does not fit in the GPU memory this process may use "
+                f"(engine.gpu_memory_fraction {settings.gpu_memory_fraction:g}): {e}"
+            ) from None
         session.batch_counts.clear()
         return session
 
@@ -135,9 +146,11 @@ class Session:
         allocated since start), or None on the CPU."""
         if self.device.type != "cuda":
             return None
-        return {"allocated": torch.cuda.memory_allocated(self.device),
-                "reserved": torch.cuda.memory_reserved(self.device),
-                "peak": torch.cuda.max_memory_allocated(self.device)}
+        return {
+            "allocated": torch.cuda.memory_allocated(self.device),
+            "reserved": torch.cuda.memory_reserved(self.device),
+            "peak": torch.cuda.max_memory_allocated(self.device),
+        }
 
     def predict_alpha(self, rgb: np.ndarray) -> np.ndarray:
         """Alpha matte in [0, 1] (float32, HxW) for an HxWx3 uint8 RGB image."""
@@ -164,7 +177,7 @@ class Session:
         and the other inputs carry on).
         """
         with self._queue_lock:
-            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
         try:
             try:
                 self._forward(batch)
@@ -191,7 +204,7 @@ class Session:
         out = self.net(x)[0].float()
         probs = torch.sigmoid(out) if self._logits else out
         if self.flip_tta:
-            probs = (probs[: len(batch)] + probs[len(batch):].flip(3)) / 2
+            probs = (probs[: len(batch)] + probs[len(batch) :].flip(3)) / 2
         for i, r in enumerate(batch):
             r.probs = probs[i : i + 1]
 

@@ -94,8 +94,14 @@ def config_dict(root: Path, model: Path, **sections: dict) -> dict:
     cfg = {
         "paths": {k: str(root / k) for k in ("incoming", "output", "archive", "failed", "state")},
         "logging": {"file": str(root / "log" / "unet-matting.log"), "level": "info", "console": False},
-        "watcher": {"observer": "inotify", "quiet_period_s": 0.3, "rescan_interval_s": 1.0,
-                    "polling_interval_s": 0.2, "decode_grace_s": 3.0, "max_attempts": 2},
+        "watcher": {
+            "observer": "inotify",
+            "quiet_period_s": 0.3,
+            "rescan_interval_s": 1.0,
+            "polling_interval_s": 0.2,
+            "decode_grace_s": 3.0,
+            "max_attempts": 2,
+        },
         "engine": {"model": str(model), "device": "cpu", "threads": 1, "input_size": 64},
         "output": {"png_compress_level": 1},
         "profiles_file": str(REPO / "etc" / "profiles.yaml"),
@@ -135,8 +141,7 @@ class DaemonProcess:
 
     def start(self, wait_ready: bool = True) -> DaemonProcess:
         command = [*self.prefix, sys.executable, "-m", "watcher", "watch", "--config", str(self.config)]
-        self.proc = subprocess.Popen(command,
-                                     env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if wait_ready:
             starts = len(self.events("daemon_ready"))
             wait_for(lambda: len(self.events("daemon_ready")) > starts or self.proc.poll() is not None, 60)
@@ -194,8 +199,11 @@ def no_leaked_threads() -> Iterator[None]:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         leaked = [t for t in set(threading.enumerate()) - before if t.is_alive() and not t.daemon]
-        ours = [t for t in set(threading.enumerate()) - before
-                if t.is_alive() and (t.name.startswith(("worker-", "intake", "observer")))]
+        ours = [
+            t
+            for t in set(threading.enumerate()) - before
+            if t.is_alive() and (t.name.startswith(("worker-", "intake", "observer")))
+        ]
         if not leaked and not ours:
             return
         time.sleep(0.05)

@@ -42,22 +42,30 @@ class RabbitNode:
         (root / "rabbitmq.conf").write_text(
             f"listeners.tcp.1 = 127.0.0.1:{self.port}\nloopback_users = none\n"
             "consumer_timeout = 900000\n"  # 15 min: longer than any job (README: Scaling out)
-            "log.console = false\nlog.file.level = warning\n")
+            "log.console = false\nlog.file.level = warning\n"
+        )
         rabbit = pwd.getpwnam("rabbitmq")
         for path in [root, *root.rglob("*")]:
             os.chown(path, rabbit.pw_uid, rabbit.pw_gid)
-        self.env = {**os.environ, "RABBITMQ_NODENAME": self.name,
-                    "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_DIST_PORT": str(self.dist_port),
-                    "ERL_EPMD_PORT": str(self.epmd_port), "ERL_EPMD_ADDRESS": "127.0.0.1",
-                    "RABBITMQ_MNESIA_BASE": str(root / "mnesia"), "RABBITMQ_LOG_BASE": str(root / "log"),
-                    "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq"),
-                    "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "enabled_plugins"),
-                    "RABBITMQ_FEATURE_FLAGS_FILE": str(root / "feature_flags"),
-                    "RABBITMQ_PID_FILE": str(root / "rabbit.pid")}
+        self.env = {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(root / "log"),
+            "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "enabled_plugins"),
+            "RABBITMQ_FEATURE_FLAGS_FILE": str(root / "feature_flags"),
+            "RABBITMQ_PID_FILE": str(root / "rabbit.pid"),
+        }
 
     def start(self, timeout: float = 60) -> RabbitNode:
-        self.proc = subprocess.Popen([SERVER], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [SERVER], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -32,13 +32,25 @@ class SshServer:
         (self.root / "authorized_keys").write_text((self.root / "client_key.pub").read_text())
         Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
         config = self.root / "sshd_config"
-        config.write_text("\n".join([
-            f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {self.root / 'host_key'}",
-            f"PidFile {self.root / 'sshd.pid'}", f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
-            "StrictModes no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-            "PermitRootLogin prohibit-password", "UsePAM no", "LogLevel INFO",
-            "Subsystem sftp internal-sftp -u 0007 -l INFO", "",
-        ]))
+        config.write_text(
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {self.root / 'host_key'}",
+                    f"PidFile {self.root / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
+                    "StrictModes no",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PermitRootLogin prohibit-password",
+                    "UsePAM no",
+                    "LogLevel INFO",
+                    "Subsystem sftp internal-sftp -u 0007 -l INFO",
+                    "",
+                ]
+            )
+        )
         self.log = open(self.root / "sshd.log", "wb")  # noqa: SIM115 - lives as long as sshd, closed in stop()
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 15
@@ -52,8 +64,18 @@ class SshServer:
         raise RuntimeError("sshd did not start listening")
 
     def ssh_options(self) -> list[str]:
-        return ["-i", str(self.key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+        return [
+            "-i",
+            str(self.key),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ]
 
     def sftp(self, commands: list[str], limit_kbit: int | None = None, background: bool = False):
         """Run sftp with a batch of commands (absolute remote paths)."""
@@ -70,8 +92,12 @@ class SshServer:
     def rsync(self, source: Path, remote_dir: Path) -> None:
         """Real rsync over this sshd: writes a .name.XXXXXX temp file, then renames it."""
         ssh = " ".join(["ssh", "-p", str(self.port), *self.ssh_options()])
-        subprocess.run(["rsync", "-e", ssh, str(source), f"{self.user}@127.0.0.1:{remote_dir}/"],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["rsync", "-e", ssh, str(source), f"{self.user}@127.0.0.1:{remote_dir}/"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -14,14 +14,17 @@ from tests.images import jpeg_bytes, product_rgb, write
 
 
 def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "watcher", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "watcher", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 def test_version_does_not_import_torch() -> None:
     """--version answers without importing torch (or the engine)."""
-    code = ("import sys\nfrom watcher.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit as e:\n"
-            "    assert e.code == 0\nprint('torch' in sys.modules, 'engine.session' in sys.modules)")
+    code = (
+        "import sys\nfrom watcher.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit as e:\n"
+        "    assert e.code == 0\nprint('torch' in sys.modules, 'engine.session' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     version, imported = out.stdout.splitlines()
     assert version.startswith("unet-matting ") and imported == "False False"
@@ -31,8 +34,10 @@ def test_operator_commands_without_a_model_do_not_import_torch(make_config) -> N
     """status and models list read state and configuration only: torch, numpy and scipy stay unloaded."""
     config = make_config()
     for argv in (["status", "--config", str(config)], ["models", "list", "--config", str(config)]):
-        code = ("import sys\nfrom watcher.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
-                "    pass\nprint(sorted(m for m in ('torch', 'numpy', 'scipy') if m in sys.modules))")
+        code = (
+            "import sys\nfrom watcher.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+            "    pass\nprint(sorted(m for m in ('torch', 'numpy', 'scipy') if m in sys.modules))"
+        )
         out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO)
         assert out.stdout.splitlines()[-1] == "[]", (argv, out.stdout, out.stderr)
 
@@ -71,8 +76,7 @@ def test_process_matches_daemon_output(make_config, tmp_path: Path, daemon) -> N
 
 def test_process_unknown_profile_is_a_config_error(make_config, tmp_path: Path) -> None:
     """--profile with a bad name exits 2 and lists the valid profiles."""
-    result = run("process", "--config", str(make_config()), "--profile", "fancy", "--out", str(tmp_path),
-                 str(tmp_path))
+    result = run("process", "--config", str(make_config()), "--profile", "fancy", "--out", str(tmp_path), str(tmp_path))
     assert result.returncode == 2
     assert "valid profiles: default, ecom_product, ecom_translucent, id_photo" in result.stderr
 
@@ -80,11 +84,20 @@ def test_process_unknown_profile_is_a_config_error(make_config, tmp_path: Path) 
 def test_process_with_explicit_model(make_config, tmp_path: Path, tiny_model: Path) -> None:
     """--model overrides engine.model; a missing file is a clear error, exit 1."""
     src = write(tmp_path / "a.jpg", jpeg_bytes())
-    ok = run("process", "--config", str(make_config()), "--model", str(tiny_model), "--out", str(tmp_path / "o"),
-             str(src))
+    ok = run(
+        "process", "--config", str(make_config()), "--model", str(tiny_model), "--out", str(tmp_path / "o"), str(src)
+    )
     assert ok.returncode == 0 and (tmp_path / "o" / "a.png").exists()
-    bad = run("process", "--config", str(make_config()), "--model", str(tmp_path / "none.pth"), "--out",
-              str(tmp_path / "o"), str(src))
+    bad = run(
+        "process",
+        "--config",
+        str(make_config()),
+        "--model",
+        str(tmp_path / "none.pth"),
+        "--out",
+        str(tmp_path / "o"),
+        str(src),
+    )
     assert bad.returncode == 1 and "cannot read model file" in bad.stderr
 
 

@@ -38,17 +38,21 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path, tin
     assert load_config(path).paths.incoming == tmp_path / "sub" / "in"
 
 
-@pytest.mark.parametrize("section, key, value, message", [
-    ("watcher", "quiet_period_s", -1, r"watcher\.quiet_period_s: must be > 0, got -1"),
-    ("watcher", "observer", "fanotify", r"watcher\.observer: must be one of inotify, polling"),
-    ("watcher", "max_attempts", True, r"watcher\.max_attempts: expected int"),
-    ("engine", "device", "tpu", r"engine\.device: must be one of auto, cpu, cuda"),
-    ("engine", "input_size", 100, r"engine\.input_size: must be a multiple of 32"),
-    ("output", "png_compress_level", 12, r"output\.png_compress_level: must be 0\.\.9"),
-    ("watcher", "quiet_perod_s", 2, r"watcher\.quiet_perod_s: unknown key"),
-])
-def test_bad_values_and_unknown_keys_name_the_key(tmp_path: Path, tiny_model: Path, section: str,
-                                                   key: str, value: object, message: str) -> None:
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("watcher", "quiet_period_s", -1, r"watcher\.quiet_period_s: must be > 0, got -1"),
+        ("watcher", "observer", "fanotify", r"watcher\.observer: must be one of inotify, polling"),
+        ("watcher", "max_attempts", True, r"watcher\.max_attempts: expected int"),
+        ("engine", "device", "tpu", r"engine\.device: must be one of auto, cpu, cuda"),
+        ("engine", "input_size", 100, r"engine\.input_size: must be a multiple of 32"),
+        ("output", "png_compress_level", 12, r"output\.png_compress_level: must be 0\.\.9"),
+        ("watcher", "quiet_perod_s", 2, r"watcher\.quiet_perod_s: unknown key"),
+    ],
+)
+def test_bad_values_and_unknown_keys_name_the_key(
+    tmp_path: Path, tiny_model: Path, section: str, key: str, value: object, message: str
+) -> None:
     """Every invalid value or typo is an error naming its key path, never a silent default."""
     data = config_dict(tmp_path, tiny_model)
     data[section][key] = value
@@ -91,8 +95,11 @@ def test_equal_paths_are_refused(tmp_path: Path, tiny_model: Path, pair: tuple[s
     """Two of the five paths naming one directory (output == incoming would eat its own results) is an error."""
     data = config_dict(tmp_path, tiny_model)
     data["paths"][pair[0]] = data["paths"][pair[1]]
-    with pytest.raises(ConfigError, match=f"paths.{pair[1]} and paths.{pair[0]} are the same directory|"
-                                          f"paths.{pair[0]} and paths.{pair[1]} are the same directory"):
+    with pytest.raises(
+        ConfigError,
+        match=f"paths.{pair[1]} and paths.{pair[0]} are the same directory|"
+        f"paths.{pair[0]} and paths.{pair[1]} are the same directory",
+    ):
         load_config(write(tmp_path, data))
 
 

@@ -39,7 +39,7 @@ def slow_write(path: Path, data: bytes, chunks: int = 8, pause: float = 0.1) -> 
     step = -(-len(data) // chunks)
     with open(path, "wb") as f:
         for i in range(0, len(data), step):
-            f.write(data[i:i + step])
+            f.write(data[i : i + step])
             f.flush()
             time.sleep(pause)
 
@@ -107,12 +107,21 @@ def test_bad_and_odd_inputs(daemon) -> None:
     d: DaemonProcess = daemon()
     incoming = d.path("incoming")
     good = {
-        "cmyk.jpg": cmyk_jpeg_bytes(), "deep.png": png16_rgb_bytes(np.full((30, 40, 3), 40000, np.uint16)),
-        "rotated.jpg": exif_rotated_jpeg(), "palette.png": palette_png_bytes(),
-        "ünïcode name (1).JPG": jpeg_bytes(), "-leading-dash.jpg": jpeg_bytes(), "no-extension": jpeg_bytes(),
+        "cmyk.jpg": cmyk_jpeg_bytes(),
+        "deep.png": png16_rgb_bytes(np.full((30, 40, 3), 40000, np.uint16)),
+        "rotated.jpg": exif_rotated_jpeg(),
+        "palette.png": palette_png_bytes(),
+        "ünïcode name (1).JPG": jpeg_bytes(),
+        "-leading-dash.jpg": jpeg_bytes(),
+        "no-extension": jpeg_bytes(),
     }
-    bad = {"animated.webp": animated_bytes("WEBP"), "bomb.png": png_bomb_bytes(), "anim.gif": animated_bytes("GIF"),
-           "empty.jpg": b"", "notes.txt": b"not an image\n"}  # refused at once: no image starts like these
+    bad = {
+        "animated.webp": animated_bytes("WEBP"),
+        "bomb.png": png_bomb_bytes(),
+        "anim.gif": animated_bytes("GIF"),
+        "empty.jpg": b"",
+        "notes.txt": b"not an image\n",
+    }  # refused at once: no image starts like these
     slow = {"truncated.jpg": jpeg_bytes()[:2000]}
     for name, data in {**good, **bad, **slow}.items():
         write(incoming / name, data)
@@ -144,7 +153,7 @@ def test_interrupted_upload_resumed_is_processed_once(daemon) -> None:
     wait_for(lambda: d.finished("waiting"))
     assert target.exists() and d.finished("done") == []
     with open(target, "ab") as f:  # like sftp 'reput': append to the same inode
-        f.write(data[len(data) // 3:])
+        f.write(data[len(data) // 3 :])
     wait_for(lambda: d.finished("done"))
     time.sleep(1.5)  # a rescan passes: still exactly one output, one archive
     assert len(d.finished("done")) == 1
@@ -219,8 +228,11 @@ def test_sigterm_finishes_the_file_in_hand(daemon) -> None:
     assert d.stop(signal.SIGTERM) == 0
     assert d.finished("done") and (d.path("output") / "big.png").exists()
     assert (d.path("archive") / "big.jpg").exists()
-    order = [e["event"] for e in d.log_lines() if e["event"] in
-             ("job_started", "daemon_stopping", "job_finished", "daemon_stopped")]
+    order = [
+        e["event"]
+        for e in d.log_lines()
+        if e["event"] in ("job_started", "daemon_stopping", "job_finished", "daemon_stopped")
+    ]
     assert order == ["job_started", "daemon_stopping", "job_finished", "daemon_stopped"]
 
 
@@ -260,8 +272,12 @@ def test_worker_refuses_a_path_through_a_symlinked_directory(tmp_path: Path) -> 
 def test_second_daemon_on_the_same_state_exits_at_once(daemon, make_config) -> None:
     """A second watch on the same paths.state fails fast naming the holder's pid; kill -9 frees the lock."""
     first = daemon()
-    second = subprocess.run([sys.executable, "-m", "watcher", "watch", "--config", str(first.config)],
-                            capture_output=True, text=True, timeout=60)
+    second = subprocess.run(
+        [sys.executable, "-m", "watcher", "watch", "--config", str(first.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert second.returncode == 1
     assert f"another unet-matting daemon (pid {first.proc.pid}) is already running" in second.stderr
     assert "Traceback" not in second.stderr
@@ -278,8 +294,10 @@ def test_non_images_are_quarantined_at_once_not_after_the_grace(daemon) -> None:
     write(d.path("incoming") / "empty.png", b"")
     wait_for(lambda: len(d.finished("quarantined")) == 2, timeout=20)
     reasons = {e["file"]: e["error"] for e in d.finished("quarantined")}
-    assert reasons == {"notes.jpg": "not a JPEG, PNG, WebP or TIFF file (it starts with 74 68 69 73 20 69 73 20)",
-                       "empty.png": "empty file (0 bytes)"}
+    assert reasons == {
+        "notes.jpg": "not a JPEG, PNG, WebP or TIFF file (it starts with 74 68 69 73 20 69 73 20)",
+        "empty.png": "empty file (0 bytes)",
+    }
     assert d.finished("waiting") == []
     assert d.stop() == 0
 
@@ -335,6 +353,7 @@ def test_stalled_writer_with_the_file_open_is_not_processed_mid_upload(daemon) -
 
 
 # ---- the third operator trial (issue 19) --------------------------------------------------------
+
 
 def without_dac_override() -> tuple[str, ...]:
     """A command prefix that runs the daemon without CAP_DAC_OVERRIDE/READ_SEARCH (root reads any file)."""
@@ -399,16 +418,18 @@ def test_a_deleted_incoming_is_reported_and_watched_again_when_back(make_config)
     from tests.test_http import request
 
     port = free_port()
-    d = DaemonProcess(make_config(watcher={"rescan_interval_s": 600.0},
-                                  http={"listen": f"127.0.0.1:{port}"})).start()
+    d = DaemonProcess(make_config(watcher={"rescan_interval_s": 600.0}, http={"listen": f"127.0.0.1:{port}"})).start()
     try:
         shutil.rmtree(d.path("incoming"))
         wait_for(lambda: d.events("incoming_missing"), 15)
         status, body, _ = request(f"http://127.0.0.1:{port}/health")
         assert status == 503 and "incoming directory is missing" in json.loads(body)["reason"]
         assert str(d.path("incoming")) not in body.decode()
-        wait_for(lambda: any("is missing" in p for p in
-                             json.loads((d.path("state") / "status.json").read_text())["problems"]))
+        wait_for(
+            lambda: any(
+                "is missing" in p for p in json.loads((d.path("state") / "status.json").read_text())["problems"]
+            )
+        )
         d.path("incoming").mkdir()
         wait_for(lambda: d.events("incoming_restored"), 15)
         time.sleep(0.5)
@@ -429,12 +450,14 @@ def test_an_active_model_outside_models_dir_is_refused(make_config, tmp_path: Pa
     (models / "active_model").write_text("../../../etc/passwd\n")
     port = free_port()
     config = make_config(engine={"model": "auto", "models_dir": str(models)}, http={"listen": f"127.0.0.1:{port}"})
-    result = subprocess.run([sys.executable, "-m", "watcher", "watch", "--config", str(config)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "watcher", "watch", "--config", str(config)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2 and "names ../../../etc/passwd, which is not a file name" in result.stderr
     (models / "active_model").write_text("nonesuch.pth\n")
-    result = subprocess.run([sys.executable, "-m", "watcher", "watch", "--config", str(config)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "watcher", "watch", "--config", str(config)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2 and "nonesuch.pth, is not installed" in result.stderr
     assert not matching(read_log(tmp_path / "log" / "unet-matting.log"), "http_listening")
     (models / "active_model").write_text("first.pth\n")

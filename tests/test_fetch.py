@@ -67,8 +67,9 @@ def server() -> Iterator[Server]:
 
 
 def entry(url: str, sha256: str | None = None, md5: str | None = None) -> Entry:
-    return dataclasses.replace(lookup("u2net"), name="test-model", file="test-model.onnx",
-                               sources=(Source(url=url),), sha256=sha256, md5=md5)
+    return dataclasses.replace(
+        lookup("u2net"), name="test-model", file="test-model.onnx", sources=(Source(url=url),), sha256=sha256, md5=md5
+    )
 
 
 def left_in(directory: Path) -> list[str]:
@@ -164,10 +165,13 @@ def test_npm_failures_are_reported_in_npms_own_words() -> None:
     """The reason keeps npm's code and message, not its stack trace or log path."""
     from watcher.fetch import npm_reason
 
-    stderr = ("npm error code ECONNREFUSED\nnpm error syscall connect\nnpm error errno ECONNREFUSED\n"
-              "npm error FetchError: request to http://127.0.0.1:9/x failed, reason: connect ECONNREFUSED\n"
-              "npm error     at ClientRequest.<anonymous> (index.js:130:14)\n"
-              "npm error A complete log of this run can be found in: /root/.npm/_logs/x.log\n")
-    assert npm_reason(stderr) == ("code ECONNREFUSED; FetchError: request to http://127.0.0.1:9/x failed, "
-                                  "reason: connect ECONNREFUSED")
+    stderr = (
+        "npm error code ECONNREFUSED\nnpm error syscall connect\nnpm error errno ECONNREFUSED\n"
+        "npm error FetchError: request to http://127.0.0.1:9/x failed, reason: connect ECONNREFUSED\n"
+        "npm error     at ClientRequest.<anonymous> (index.js:130:14)\n"
+        "npm error A complete log of this run can be found in: /root/.npm/_logs/x.log\n"
+    )
+    assert npm_reason(stderr) == (
+        "code ECONNREFUSED; FetchError: request to http://127.0.0.1:9/x failed, reason: connect ECONNREFUSED"
+    )
     assert npm_reason("") == "npm printed no reason"

@@ -47,8 +47,22 @@ def test_the_guides_curl_command_returns_a_png(api, tmp_path: Path) -> None:
     """curl -X POST .../api/matting/single -F image=@input.jpg -o result.png works as written."""
     _, url = api
     photo = write(tmp_path / "input.jpg", jpeg_bytes(product_rgb(160, 120)))
-    subprocess.run(["curl", "-sS", "-f", "-X", "POST", f"{url}/api/matting/single", "-F", f"image=@{photo}",
-                    "-o", str(tmp_path / "result.png")], check=True, timeout=60)
+    subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-f",
+            "-X",
+            "POST",
+            f"{url}/api/matting/single",
+            "-F",
+            f"image=@{photo}",
+            "-o",
+            str(tmp_path / "result.png"),
+        ],
+        check=True,
+        timeout=60,
+    )
     with Image.open(tmp_path / "result.png") as im:
         assert im.format == "PNG" and im.mode == "RGBA" and im.size == (160, 120)
 
@@ -57,27 +71,35 @@ def test_base64_json_raw_body_and_the_white_jpeg(api) -> None:
     """The webhook form answers JSON with the PNG in base64; a raw body works; output=jpg gives the JPEG."""
     _, url = api
     photo = jpeg_bytes(product_rgb(100, 80))
-    status, body, _ = request(f"{url}/api/matting/single", json.dumps(
-        {"image_base64": base64.b64encode(photo).decode()}).encode(), {"Content-Type": "application/json"})
+    status, body, _ = request(
+        f"{url}/api/matting/single",
+        json.dumps({"image_base64": base64.b64encode(photo).decode()}).encode(),
+        {"Content-Type": "application/json"},
+    )
     assert status == 200
     reply = json.loads(body)
     assert Image.open(io.BytesIO(base64.b64decode(reply["png_base64"]))).size == (100, 80)
     assert reply["profile"] == "default" and reply["model"].startswith("tiny-u2netp.pth@")
-    status, body, headers = request(f"{url}/api/matting/single?scenario=ecom_product&output=jpg", photo,
-                                    {"Content-Type": "image/jpeg"})
+    status, body, headers = request(
+        f"{url}/api/matting/single?scenario=ecom_product&output=jpg", photo, {"Content-Type": "image/jpeg"}
+    )
     assert status == 200 and headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(body)).format == "JPEG"
 
 
-@pytest.mark.parametrize(("body", "headers", "query", "status", "message"), [
-    (b"", {"Content-Type": "image/jpeg"}, "", 400, "no image"),
-    (b"hello, not a photo", {"Content-Type": "image/jpeg"}, "", 415, "not a JPEG, PNG, WebP or TIFF"),
-    (png_bomb_bytes(), {"Content-Type": "image/png"}, "", 413, "exceeds engine.max_input_pixels"),
-    (b"x" * 2_000_001, {"Content-Type": "image/jpeg"}, "", 413, "http.max_body_bytes"),
-    (jpeg_bytes(), {"Content-Type": "image/jpeg"}, "?profile=fancy", 400, "unknown profile 'fancy'"),
-    (b'{"image": 1}', {"Content-Type": "application/json"}, "", 400, "image_base64"),
-])
-def test_errors_are_json_with_the_right_status(api, body: bytes, headers: dict, query: str, status: int,
-                                               message: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "headers", "query", "status", "message"),
+    [
+        (b"", {"Content-Type": "image/jpeg"}, "", 400, "no image"),
+        (b"hello, not a photo", {"Content-Type": "image/jpeg"}, "", 415, "not a JPEG, PNG, WebP or TIFF"),
+        (png_bomb_bytes(), {"Content-Type": "image/png"}, "", 413, "exceeds engine.max_input_pixels"),
+        (b"x" * 2_000_001, {"Content-Type": "image/jpeg"}, "", 413, "http.max_body_bytes"),
+        (jpeg_bytes(), {"Content-Type": "image/jpeg"}, "?profile=fancy", 400, "unknown profile 'fancy'"),
+        (b'{"image": 1}', {"Content-Type": "application/json"}, "", 400, "image_base64"),
+    ],
+)
+def test_errors_are_json_with_the_right_status(
+    api, body: bytes, headers: dict, query: str, status: int, message: str
+) -> None:
     """Each bad request gets its status and a JSON error sentence."""
     _, url = api
     got, reply, _ = request(f"{url}/api/matting/single{query}", body, headers)
@@ -95,8 +117,11 @@ def test_health_and_metrics_follow_uploads_and_requests(api) -> None:
     write(d.path("incoming") / "up.jpg", jpeg_bytes())
     wait_for(lambda: d.finished("done"))
     _, text, _ = request(f"{url}/metrics")
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(text.decode()) for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text.decode())
+        for s in family.samples
+    }
     assert samples[("unet_matting_jobs_total", (("outcome", "done"), ("source", "http")))] == 1
     assert samples[("unet_matting_jobs_total", (("outcome", "done"), ("source", "upload")))] == 1
     assert samples[("unet_matting_last_success_timestamp_seconds", ())] > 0
@@ -127,25 +152,35 @@ def test_watch_refuses_a_token_file_others_can_read(make_config, tmp_path: Path)
     token = write(tmp_path / "token", b"s3cret\n")
     token.chmod(0o644)
     config = make_config(http={"listen": f"127.0.0.1:{port}", "token_file": str(token)})
-    result = subprocess.run([sys.executable, "-m", "watcher", "watch", "--config", str(config)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "watcher", "watch", "--config", str(config)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"unet-matting: configuration error: http.token_file: {token} "
-                                     "(mode -rw-r--r--) is readable by others; chmod 600 it")
+    assert result.stderr.strip() == (
+        f"unet-matting: configuration error: http.token_file: {token} "
+        "(mode -rw-r--r--) is readable by others; chmod 600 it"
+    )
 
 
 def test_health_is_503_with_the_reason_while_not_ready() -> None:
     """A daemon whose model is still loading (or whose threads died) answers 503 and says why."""
     port = free_port()
-    app = build_app(lambda: None, lambda: Health(False, "starting: the model is loading", {}),
-                    Metrics(lambda: 0, lambda: 0), lambda: Access(None, 1000), 1)
+    app = build_app(
+        lambda: None,
+        lambda: Health(False, "starting: the model is loading", {}),
+        Metrics(lambda: 0, lambda: 0),
+        lambda: Access(None, 1000),
+        1,
+    )
     server = HttpServer(app, "127.0.0.1", port)
     server.start()
     try:
         assert server.wait_started()
         status, body, _ = request(f"http://127.0.0.1:{port}/health")
-        assert status == 503 and json.loads(body) == {"status": "unavailable",
-                                                      "reason": "starting: the model is loading"}
+        assert status == 503 and json.loads(body) == {
+            "status": "unavailable",
+            "reason": "starting: the model is loading",
+        }
         status, body, _ = request(f"http://127.0.0.1:{port}/api/matting/single", jpeg_bytes())
         assert status == 503
     finally:
@@ -201,8 +236,9 @@ def test_batch_through_a_restart_ends_with_every_output_once(make_config, tmp_pa
     config = make_config(http={"listen": f"127.0.0.1:{port}", "batch_roots": [str(root)]})
     url = f"http://127.0.0.1:{port}"
     d = DaemonProcess(config).start()
-    status, reply = post_json(f"{url}/api/matting/batch", {"input_dir": str(root / "in"),
-                                                            "output_dir": str(root / "out")})
+    status, reply = post_json(
+        f"{url}/api/matting/batch", {"input_dir": str(root / "in"), "output_dir": str(root / "out")}
+    )
     assert status == 202 and reply["status"] == "submitted"
     task = reply["task_id"]
     wait_for(lambda: len(d.events("batch_file_done")) >= 5, timeout=60, interval=0.02)
@@ -269,8 +305,11 @@ def test_100_concurrent_requests_and_uploads_at_the_same_time(daemon) -> None:
     wait_for(lambda: len(d.finished("done")) == 5)
     assert sorted(s for s, _ in results) == [200] * 100
     assert sum(r for _, r in results) > 0, "max_pending 8 never refused anyone: the gate was not exercised"
-    peak_kb = int(next(line for line in Path(f"/proc/{d.proc.pid}/status").read_text().splitlines()
-                       if line.startswith("VmHWM")).split()[1])
+    peak_kb = int(
+        next(
+            line for line in Path(f"/proc/{d.proc.pid}/status").read_text().splitlines() if line.startswith("VmHWM")
+        ).split()[1]
+    )
     assert peak_kb < 1_500_000, f"peak RSS {peak_kb / 1024:.0f} MB"
     assert d.stop() == 0
 
@@ -289,9 +328,11 @@ def test_a_batch_file_that_breaks_the_pipeline_is_recorded_not_retried(tmp_path:
         def predict_alpha(self, rgb):
             raise RuntimeError("CUDA error: device lost")
 
-    config = SimpleNamespace(get_profile=Profile,
-                             engine=SimpleNamespace(max_input_pixels=10**8),
-                             output=SimpleNamespace(png_compress_level=1))
+    config = SimpleNamespace(
+        get_profile=Profile,
+        engine=SimpleNamespace(max_input_pixels=10**8),
+        output=SimpleNamespace(png_compress_level=1),
+    )
     tasks = BatchTasks(tmp_path / "state", lambda: JobContext(LocalMatting(Broken()), config), IgnoreRules([]))
     write(tmp_path / "in" / "a.jpg", jpeg_bytes())
     task = tasks.submit(tmp_path / "in", tmp_path / "out", "default")
@@ -314,8 +355,12 @@ def test_gpu_memory_is_a_metric_only_while_a_cuda_model_runs() -> None:
     names = {s.name for f in text_string_to_metric_families(metrics.render().decode()) for s in f.samples}
     assert "unet_matting_gpu_memory_bytes" not in names
     figures.update(allocated=90 << 20, reserved=2 << 30, peak=1 << 30)
-    samples = {s.labels["kind"]: s.value for f in text_string_to_metric_families(metrics.render().decode())
-               for s in f.samples if s.name == "unet_matting_gpu_memory_bytes"}
+    samples = {
+        s.labels["kind"]: s.value
+        for f in text_string_to_metric_families(metrics.render().decode())
+        for s in f.samples
+        if s.name == "unet_matting_gpu_memory_bytes"
+    }
     assert samples == {"allocated": 90 << 20, "reserved": 2 << 30, "peak": 1 << 30}
 
 
@@ -353,6 +398,7 @@ def test_a_batch_waits_out_a_broker_outage_instead_of_failing_files(tmp_path: Pa
 
 # ---- the third operator trial (issue 19) --------------------------------------------------------
 
+
 def raw_http(port: int, data: bytes, read: bool = True, timeout: float = 10) -> bytes:
     """Send ``data`` on a fresh connection and return what the server answers until it closes."""
     import socket
@@ -365,14 +411,18 @@ def raw_http(port: int, data: bytes, read: bool = True, timeout: float = 10) -> 
         return b"".join(chunks)
 
 
-@pytest.mark.parametrize(("body", "headers", "query", "status", "message"), [
-    (b'{"image_base64": ', {"Content-Type": "application/json"}, "", 400, "the JSON could not be parsed"),
-    (b"--x\r\nbroken", {"Content-Type": "multipart/form-data"}, "", 400, "multipart body could not be parsed"),
-    (jpeg_bytes(), {"Content-Type": "image/jpeg"}, "?output=webp", 400, "choose one of: png, jpg"),
-    (jpeg_bytes(), {"Content-Type": "image/jpeg"}, "?scenario=id_photo&profile=default", 400, "disagree"),
-])
-def test_bad_requests_of_the_trial_are_400_json(api, body: bytes, headers: dict, query: str, status: int,
-                                                message: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "headers", "query", "status", "message"),
+    [
+        (b'{"image_base64": ', {"Content-Type": "application/json"}, "", 400, "the JSON could not be parsed"),
+        (b"--x\r\nbroken", {"Content-Type": "multipart/form-data"}, "", 400, "multipart body could not be parsed"),
+        (jpeg_bytes(), {"Content-Type": "image/jpeg"}, "?output=webp", 400, "choose one of: png, jpg"),
+        (jpeg_bytes(), {"Content-Type": "image/jpeg"}, "?scenario=id_photo&profile=default", 400, "disagree"),
+    ],
+)
+def test_bad_requests_of_the_trial_are_400_json(
+    api, body: bytes, headers: dict, query: str, status: int, message: str
+) -> None:
     """Malformed JSON, a broken multipart body, an output format not offered and two different profile
     names are 400 with a JSON sentence, never a 500 or a silent choice."""
     _, url = api
@@ -389,8 +439,9 @@ def test_unknown_paths_and_methods_answer_the_documented_error_shape(api) -> Non
     assert status == 404 and json.loads(body) == {"error": "no such endpoint"}
     status, body, _ = request(f"{url}/api/matting/single")  # GET
     assert status == 405 and json.loads(body) == {"error": "method not allowed on this endpoint"}
-    status, reply = post_json(f"{url}/api/matting/figma",
-                              {"image_base64": base64.b64encode(jpeg_bytes(product_rgb(90, 60))).decode()})
+    status, reply = post_json(
+        f"{url}/api/matting/figma", {"image_base64": base64.b64encode(jpeg_bytes(product_rgb(90, 60))).decode()}
+    )
     assert status == 200 and reply["profile"] == "default"
     assert Image.open(io.BytesIO(base64.b64decode(reply["png_base64"]))).size == (90, 60)
     assert d.stop() == 0
@@ -422,9 +473,12 @@ def test_a_batch_into_its_own_folder_is_refused_and_the_originals_stay(daemon, t
     port = free_port()
     d = daemon(http={"listen": f"127.0.0.1:{port}", "batch_roots": [str(root)]})
     url = f"http://127.0.0.1:{port}/api/matting/batch"
-    for src, out, reason in [(root / "in", root / "in", "same folder"), (root / "in", root / "alias", "same folder"),
-                             (root / "in", root / "in" / "out", "lies inside input_dir"),
-                             (root / "in", root, "lies inside output_dir")]:
+    for src, out, reason in [
+        (root / "in", root / "in", "same folder"),
+        (root / "in", root / "alias", "same folder"),
+        (root / "in", root / "in" / "out", "lies inside input_dir"),
+        (root / "in", root, "lies inside output_dir"),
+    ]:
         status, reply = post_json(url, {"input_dir": str(src), "output_dir": str(out)})
         assert status == 400 and reason in reply["error"], reply
     status, reply = post_json(url, {"input_dir": f"{root}/in\0x", "output_dir": str(root / "out")})
@@ -449,8 +503,9 @@ def test_a_batch_follows_the_same_stem_rule_says_done_and_is_counted(daemon, tmp
     port = free_port()
     d = daemon(http={"listen": f"127.0.0.1:{port}", "batch_roots": [str(root)]})
     url = f"http://127.0.0.1:{port}"
-    status, reply = post_json(f"{url}/api/matting/batch", {"input_dir": str(root / "in"),
-                                                            "output_dir": str(root / "out")})
+    status, reply = post_json(
+        f"{url}/api/matting/batch", {"input_dir": str(root / "in"), "output_dir": str(root / "out")}
+    )
     task = reply["task_id"]
     wait_for(lambda: task_state(url, task) in ("done", "failed"), timeout=60)
     final = json.loads(request(f"{url}/api/matting/task/{task}")[1])
@@ -460,8 +515,11 @@ def test_a_batch_follows_the_same_stem_rule_says_done_and_is_counted(daemon, tmp
     assert d.events("same_stem_replaced", file="im_01.png", earlier_source="im_01.jpg")
     names = zipfile.ZipFile(io.BytesIO(request(f"{url}/download/{task}.zip")[1])).namelist()
     assert sorted(names) == ["im_01.png", "im_02.png"]
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for family in
-               text_string_to_metric_families(request(f"{url}/metrics")[1].decode()) for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(request(f"{url}/metrics")[1].decode())
+        for s in family.samples
+    }
     assert samples[("unet_matting_jobs_total", (("outcome", "done"), ("source", "batch")))] == 3
     assert samples[("unet_matting_last_success_timestamp_seconds", ())] > 0
 
@@ -475,8 +533,11 @@ def test_an_empty_matte_is_held_back_not_published(make_config, tmp_path: Path) 
     port = free_port()
     d = DaemonProcess(make_config(engine={"model": str(empty)}, http={"listen": f"127.0.0.1:{port}"})).start()
     try:
-        status, body, _ = request(f"http://127.0.0.1:{port}/api/matting/single",
-                                  jpeg_bytes(np.full((64, 64, 3), 128, np.uint8)), {"Content-Type": "image/jpeg"})
+        status, body, _ = request(
+            f"http://127.0.0.1:{port}/api/matting/single",
+            jpeg_bytes(np.full((64, 64, 3), 128, np.uint8)),
+            {"Content-Type": "image/jpeg"},
+        )
         assert status == 422 and json.loads(body)["error"].startswith("no product found in the photo")
         write(d.path("incoming") / "blank.png", _png(np.full((1, 1, 3), 255, np.uint8)))
         wait_for(lambda: d.finished("quarantined"))
@@ -552,8 +613,9 @@ def test_trickling_clients_are_cut_off_while_normal_requests_go_on(daemon) -> No
             closed_after.append(float("inf"))
 
     heads = [b"POST /api/matting/single HTTP/1.1\r\nHost: x\r\nX-Slow: "] * 10
-    heads.append(b"POST /api/matting/single HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-                 b"Content-Length: 100000\r\n\r\n")
+    heads.append(
+        b"POST /api/matting/single HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n"
+    )
     threads = [threading.Thread(target=trickle, args=(h,)) for h in heads]
     for t in threads:
         t.start()
@@ -572,14 +634,16 @@ def test_a_client_that_disconnects_mid_body_is_an_abort_not_an_error(api) -> Non
     no error counted; the next request is answered."""
     d, url = api
     port = int(url.rsplit(":", 1)[1])
-    head = (b"POST /api/matting/single HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-            b"Content-Length: 100000\r\n\r\n")
+    head = b"POST /api/matting/single HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n"
     for _ in range(5):
         raw_http(port, head + b"x" * 1000, read=False)
     wait_for(lambda: len(d.events("http_client_aborted")) == 5)
     assert request(f"{url}/api/matting/single", jpeg_bytes(), {"Content-Type": "image/jpeg"})[0] == 200
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for family in
-               text_string_to_metric_families(request(f"{url}/metrics")[1].decode()) for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(request(f"{url}/metrics")[1].decode())
+        for s in family.samples
+    }
     assert samples[("unet_matting_jobs_total", (("outcome", "aborted"), ("source", "http")))] == 5
     assert ("unet_matting_jobs_total", (("outcome", "error"), ("source", "http"))) not in samples
     assert not [e for e in d.log_lines() if e.get("level") in ("error", "critical") or "exception" in e]
@@ -601,6 +665,10 @@ def test_health_shows_no_file_system_paths(daemon, tmp_path: Path) -> None:
     body = wait_for(lambda: (b := request(f"http://127.0.0.1:{port}/health")[1]) and b"last_model_error" in b and b)
     assert json.loads(body)["status"] == "ok" and "/" not in json.loads(body)["last_model_error"]
     assert str(tmp_path) not in body.decode()
-    wait_for(lambda: any(str(models / "broken.pth") in p for p in
-                         json.loads((d.path("state") / "status.json").read_text())["problems"]))
+    wait_for(
+        lambda: any(
+            str(models / "broken.pth") in p
+            for p in json.loads((d.path("state") / "status.json").read_text())["problems"]
+        )
+    )
     assert d.stop() == 0

@@ -34,16 +34,20 @@ def test_truncated_jpeg_is_incomplete(cut: float) -> None:
 
 def test_empty_and_non_image_are_refused_at_once() -> None:
     """An empty file or one no image can start with is refused (no waiting for decode_grace_s)."""
-    for data, reason in [(b"", "empty file"), (b"%PDF-1.7 not an image at all", "starts with 25 50 44 46"),
-                         (b"hello, this is text named .jpg\n", "not a JPEG, PNG, WebP or TIFF file"),
-                         (b"RIFF\x10\x00\x00\x00WAVEfmt ", "not a JPEG")]:
+    for data, reason in [
+        (b"", "empty file"),
+        (b"%PDF-1.7 not an image at all", "starts with 25 50 44 46"),
+        (b"hello, this is text named .jpg\n", "not a JPEG, PNG, WebP or TIFF file"),
+        (b"RIFF\x10\x00\x00\x00WAVEfmt ", "not a JPEG"),
+    ]:
         with pytest.raises(ImageError, match=reason) as info:
             decode(data, LIMIT)
         assert not isinstance(info.value, ImageIncomplete), data
 
 
-@pytest.mark.parametrize("data", [b"\xff", b"\xff\xd8\xff\xe0\x00", b"\x89PN", b"RIFF\x00\x00",
-                                  b"RIFF\x00\x00\x00\x00WE", b"II*"])
+@pytest.mark.parametrize(
+    "data", [b"\xff", b"\xff\xd8\xff\xe0\x00", b"\x89PN", b"RIFF\x00\x00", b"RIFF\x00\x00\x00\x00WE", b"II*"]
+)
 def test_a_truncated_start_of_an_image_waits(data: bytes) -> None:
     """The first bytes of a JPEG, PNG, WebP or TIFF may be an upload in progress: incomplete."""
     with pytest.raises(ImageIncomplete):
@@ -102,8 +106,7 @@ def test_palette_png_with_transparency_keeps_its_alpha() -> None:
     assert decode(palette_png_bytes(False), LIMIT).alpha is None
 
 
-@pytest.mark.parametrize("fmt, message", [("GIF", "unsupported format GIF"), ("WEBP", "3 frames"),
-                                          ("PNG", "3 frames")])
+@pytest.mark.parametrize("fmt, message", [("GIF", "unsupported format GIF"), ("WEBP", "3 frames"), ("PNG", "3 frames")])
 def test_animated_and_unsupported_are_rejected(fmt: str, message: str) -> None:
     """Animated WebP/APNG (and GIF, not an accepted format) are refused with the reason."""
     with pytest.raises(ImageError, match=message) as info:

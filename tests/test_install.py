@@ -29,8 +29,9 @@ def seed_root(root: Path) -> None:
 
 
 def install(root: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(REPO / "install.sh"), "--root", str(root), "--no-apt", *args],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(REPO / "install.sh"), "--root", str(root), "--no-apt", *args], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -61,9 +62,12 @@ def test_accounts_and_directories(installed: Path) -> None:
     assert "unet-matting" in users and {"unet-matting", "sftpusers"} <= set(groups)
     assert "unet-matting" in (installed / "etc" / "group").read_text().split("sftpusers:")[1].split("\n")[0]
     expected = {
-        "srv/unet-matting/incoming": (0o2770, "sftpusers"), "srv/unet-matting/output": (0o755, "unet-matting"),
-        "srv/unet-matting/archive": (0o750, "unet-matting"), "srv/unet-matting/failed": (0o750, "unet-matting"),
-        "var/lib/unet-matting": (0o750, "unet-matting"), "var/log/unet-matting": (0o750, "unet-matting"),
+        "srv/unet-matting/incoming": (0o2770, "sftpusers"),
+        "srv/unet-matting/output": (0o755, "unet-matting"),
+        "srv/unet-matting/archive": (0o750, "unet-matting"),
+        "srv/unet-matting/failed": (0o750, "unet-matting"),
+        "var/lib/unet-matting": (0o750, "unet-matting"),
+        "var/log/unet-matting": (0o750, "unet-matting"),
     }
     for rel, (mode, group) in expected.items():
         st = (installed / rel).stat()
@@ -85,12 +89,18 @@ def test_files_and_config(installed: Path) -> None:
     assert "/srv/unet-matting/incoming" in unit.split("ReadWritePaths=")[1].split("\n")[0]
     assert "/var/log/unet-matting/*.log" in (installed / "etc/logrotate.d/unet-matting").read_text()
     worker = (installed / "etc/systemd/system/unet-matting-worker@.service").read_text()  # enabled per GPU by hand
-    assert ("ExecStart=/opt/unet-matting/venv/bin/unet-matting worker --config /etc/unet-matting/unet-matting.yaml "
-            "--name %i") in worker
+    assert (
+        "ExecStart=/opt/unet-matting/venv/bin/unet-matting worker --config /etc/unet-matting/unet-matting.yaml "
+        "--name %i"
+    ) in worker
     script = installed / "opt/unet-matting/venv/bin/unet-matting"
     assert script.read_text().startswith("#!/opt/unet-matting/venv/bin/python")
-    version = subprocess.run([str(installed / "opt/unet-matting/venv/bin/python"), "-m", "watcher", "--version"],
-                             capture_output=True, text=True, check=True)
+    version = subprocess.run(
+        [str(installed / "opt/unet-matting/venv/bin/python"), "-m", "watcher", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert version.stdout.startswith("unet-matting ")
 
 
@@ -122,17 +132,36 @@ def test_the_service_account_can_run_the_installed_venv(installed: Path, tmp_pat
     work = Path(tempfile.mkdtemp(prefix="unet-matting-svc-"))
     work.chmod(0o777)
     config = work / "cfg.yaml"
-    config.write_text(yaml.safe_dump({
-        "paths": {k: str(work / k) for k in ("incoming", "output", "archive", "failed", "state")},
-        "logging": {"file": None, "console": True},
-        "engine": {"model": str(installed / "opt/unet-matting/models/u2netp-products.pth"), "device": "cpu"},
-        "profiles_file": str(installed / "etc/unet-matting/profiles.yaml"),
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {k: str(work / k) for k in ("incoming", "output", "archive", "failed", "state")},
+                "logging": {"file": None, "console": True},
+                "engine": {"model": str(installed / "opt/unet-matting/models/u2netp-products.pth"), "device": "cpu"},
+                "profiles_file": str(installed / "etc/unet-matting/profiles.yaml"),
+            }
+        )
+    )
     config.chmod(0o644)
     python = installed / "opt/unet-matting/venv/bin/python"
-    result = subprocess.run(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-                             str(python), "-m", "watcher", "check", "--config", str(config)],
-                            capture_output=True, text=True, timeout=300, cwd="/")
+    result = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={nobody.pw_uid}",
+            f"--regid={nobody.pw_gid}",
+            "--clear-groups",
+            str(python),
+            "-m",
+            "watcher",
+            "check",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd="/",
+    )
     shutil.rmtree(work)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"ok: {config}" in result.stdout and "note: model u2netp-products.pth@" in result.stdout
@@ -148,4 +177,3 @@ def test_uninstall_keeps_data_and_config(installed: Path) -> None:
     assert not (installed / "etc/logrotate.d/unet-matting").exists()
     assert (installed / "srv/unet-matting/archive/keep.jpg").read_bytes() == b"original"
     assert (installed / "etc/unet-matting/unet-matting.yaml").exists()
-

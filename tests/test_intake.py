@@ -100,8 +100,12 @@ def test_handler_counts_opens_without_touching_and_ignores_deletions() -> None:
 
     hints: queue.SimpleQueue = queue.SimpleQueue()
     handler = HintHandler(hints)
-    for event in (FileOpenedEvent("/i/a"), FileClosedNoWriteEvent("/i/a"), FileDeletedEvent("/i/a"),
-                  FileClosedEvent("/i/a")):
+    for event in (
+        FileOpenedEvent("/i/a"),
+        FileClosedNoWriteEvent("/i/a"),
+        FileDeletedEvent("/i/a"),
+        FileClosedEvent("/i/a"),
+    ):
         handler.dispatch(event)
     got = [hints.get_nowait() for _ in range(3)]
     assert hints.empty()

@@ -19,9 +19,15 @@ from engine.session import Session
 from engine.settings import EngineSettings
 
 OFFICIAL_KEYS = [  # from the DIS repository's isnet.py / isnet-general-use.pth
-    "conv_in.weight", "conv_in.bias", "stage1.rebnconvin.conv_s1.weight", "stage1.rebnconv7.bn_s1.running_var",
-    "stage5.rebnconv4.conv_s1.weight", "stage5d.rebnconv3d.bn_s1.weight", "stage1d.rebnconv1d.conv_s1.bias",
-    "side1.weight", "side6.bias",
+    "conv_in.weight",
+    "conv_in.bias",
+    "stage1.rebnconvin.conv_s1.weight",
+    "stage1.rebnconv7.bn_s1.running_var",
+    "stage5.rebnconv4.conv_s1.weight",
+    "stage5d.rebnconv3d.bn_s1.weight",
+    "stage1d.rebnconv1d.conv_s1.bias",
+    "side1.weight",
+    "side6.bias",
 ]
 
 
@@ -49,8 +55,15 @@ def export(net: nn.Module, path: Path, size: int, names: bool = True) -> Path:
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
             return tuple(torch.sigmoid(m) for m in self.net(x))
 
-    torch.onnx.export(Probabilities().eval(), (torch.zeros(1, 3, size, size),), str(path), input_names=["input"],
-                      output_names=["output"], opset_version=17, dynamo=False)
+    torch.onnx.export(
+        Probabilities().eval(),
+        (torch.zeros(1, 3, size, size),),
+        str(path),
+        input_names=["input"],
+        output_names=["output"],
+        opset_version=17,
+        dynamo=False,
+    )
     if not names:
         model = onnx.load(str(path))
         for node in model.graph.node:
@@ -123,8 +136,9 @@ def test_u2net_onnx_imports_too(tmp_path: Path) -> None:
 def test_isnet_checkpoint_loads_strictly(tmp_path: Path) -> None:
     """An IS-Net state dict (fp16, as published builds often are) loads with its architecture detected."""
     net = randomised(ISNetDIS(ISNET_TINY), seed=5)
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()},
-               tmp_path / "isnet.pth")
+    torch.save(
+        {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}, tmp_path / "isnet.pth"
+    )
     loaded, info = load_network(tmp_path / "isnet.pth")
     assert info.arch == "isnet-tiny"
     x = np.random.default_rng(4).uniform(-0.5, 0.5, (1, 3, 64, 64)).astype(np.float32)
@@ -168,9 +182,16 @@ class Bright(nn.Module):
 def test_onnxruntime_backend_follows_the_catalogue(tmp_path: Path) -> None:
     """A catalogue model with the onnxruntime backend runs through it: normalised input, sigmoid of logits."""
     path = tmp_path / "birefnet-general.onnx"  # the catalogue's file name: onnxruntime, ImageNet, logits
-    torch.onnx.export(Bright().eval(), (torch.zeros(1, 3, 64, 64),), str(path), input_names=["input"],
-                      output_names=["output"], dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}},
-                      opset_version=17, dynamo=False)
+    torch.onnx.export(
+        Bright().eval(),
+        (torch.zeros(1, 3, 64, 64),),
+        str(path),
+        input_names=["input"],
+        output_names=["output"],
+        dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}},
+        opset_version=17,
+        dynamo=False,
+    )
     session = Session.load(EngineSettings(path, device="cpu", threads=1, input_size=64))
     assert session.info.arch == "onnxruntime"
     white, black = (session.predict_alpha(np.full((40, 40, 3), v, np.uint8)) for v in (255, 0))

@@ -56,9 +56,25 @@ def test_evaluate_command(make_config, tmp_path: Path) -> None:
         write(tmp_path / "images" / f"im{i}.jpg", jpeg_bytes(product_rgb(80, 60, seed=i)))
         Image.fromarray(np.full((60, 80), 255 * (i % 2), np.uint8)).save(write(tmp_path / "masks" / f"im{i}.png", b""))
     write(tmp_path / "images" / "nomask.jpg", jpeg_bytes())
-    out = subprocess.run([sys.executable, "-m", "watcher", "evaluate", "--config", str(make_config()),
-                          "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"),
-                          "--sheet", str(tmp_path / "sheet.png")], capture_output=True, text=True, cwd=REPO)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "watcher",
+            "evaluate",
+            "--config",
+            str(make_config()),
+            "--images",
+            str(tmp_path / "images"),
+            "--masks",
+            str(tmp_path / "masks"),
+            "--sheet",
+            str(tmp_path / "sheet.png"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert any(line.startswith("im0.jpg") for line in lines) and any("MEAN (2 images)" in line for line in lines)

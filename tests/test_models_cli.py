@@ -42,11 +42,13 @@ def test_bad_requests_are_one_plain_sentence(make_config, tmp_path: Path) -> Non
     config, models = models_config(make_config, tmp_path)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a model")
-    for args, message in [(("use", "isnet-general-use"), "is not installed"),
-                          (("use", "nonsense"), "nonsense.* is not installed"),
-                          (("pull", "nonsense"), "no model called 'nonsense' in the catalogue"),
-                          (("import", str(junk)), "not a loadable PyTorch checkpoint"),
-                          (("import", str(junk), "--as", "u2net"), "is not u2net: md5 is")]:
+    for args, message in [
+        (("use", "isnet-general-use"), "is not installed"),
+        (("use", "nonsense"), "nonsense.* is not installed"),
+        (("pull", "nonsense"), "no model called 'nonsense' in the catalogue"),
+        (("import", str(junk)), "not a loadable PyTorch checkpoint"),
+        (("import", str(junk), "--as", "u2net"), "is not u2net: md5 is"),
+    ]:
         result = run("models", *args, "--config", str(config))
         assert result.returncode == 1, (args, result.stdout)
         lines = result.stderr.strip().splitlines()
@@ -92,18 +94,26 @@ def test_list_reports_what_a_running_daemon_runs(daemon, make_config, tmp_path: 
     (models / "active_model").write_text("nonesuch.pth\n")
     wait_for(lambda: d.events("model_loading", model=str(models / "nonesuch.pth")) or d.events("model_load_failed"))
     listed = run("models", "list", "--config", str(d.config)).stdout
-    assert re.search(r"^running: first\.pth@[0-9a-f]{12} \(daemon pid \d+; engine\.model: auto\); "
-                     r"nonesuch\.pth is chosen, but it is not installed$", listed, re.M), listed
+    assert re.search(
+        r"^running: first\.pth@[0-9a-f]{12} \(daemon pid \d+; engine\.model: auto\); "
+        r"nonesuch\.pth is chosen, but it is not installed$",
+        listed,
+        re.M,
+    ), listed
     assert d.stop() == 0
 
 
 def test_list_shows_quality_at_the_input_side_that_runs(make_config, tmp_path: Path) -> None:
     """On a CPU, IS-Net runs at 768 and list shows its 768 figures; on CUDA, the 1024 ones."""
     for device, figures in (("cpu", "0.75 / 0.94 @768"), ("cuda", "0.73 / 0.94 @1024")):
-        config = make_config(engine={"model": "auto", "models_dir": str(tmp_path / "models"), "device": device,
-                                     "input_size": None})
-        line = next(line for line in run("models", "list", "--config", str(config)).stdout.splitlines()
-                    if line[2:].startswith("isnet-general-use "))
+        config = make_config(
+            engine={"model": "auto", "models_dir": str(tmp_path / "models"), "device": device, "input_size": None}
+        )
+        line = next(
+            line
+            for line in run("models", "list", "--config", str(config)).stdout.splitlines()
+            if line[2:].startswith("isnet-general-use ")
+        )
         assert figures in line, line
 
 

@@ -56,8 +56,9 @@ def test_ghosts_never_above_half_opacity_are_dropped() -> None:
 
 def test_levels_stretch_and_clip() -> None:
     """low -> 0, high -> 1, linear between."""
-    np.testing.assert_allclose(levels(np.array([0.0, 0.05, 0.475, 0.9, 1.0], np.float32), 0.05, 0.9),
-                               [0, 0, 0.5, 1, 1], atol=1e-6)
+    np.testing.assert_allclose(
+        levels(np.array([0.0, 0.05, 0.475, 0.9, 1.0], np.float32), 0.05, 0.9), [0, 0, 0.5, 1, 1], atol=1e-6
+    )
 
 
 def test_ecom_product_publishes_an_opaque_body() -> None:

@@ -30,8 +30,11 @@ def test_config_diff_is_empty_for_defaults(tmp_path: Path, tiny_model: Path) -> 
     """A config that only sets paths and the model differs from the defaults in nothing."""
     from tests.conftest import REPO
 
-    data = {"paths": {k: str(tmp_path / k) for k in ("incoming", "output", "archive", "failed", "state")},
-            "engine": {"model": str(tiny_model)}, "profiles_file": str(REPO / "etc/profiles.yaml")}
+    data = {
+        "paths": {k: str(tmp_path / k) for k in ("incoming", "output", "archive", "failed", "state")},
+        "engine": {"model": str(tiny_model)},
+        "profiles_file": str(REPO / "etc/profiles.yaml"),
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
     assert config_diff(load_config(tmp_path / "c.yaml")) == []
 
@@ -78,8 +81,16 @@ def test_preview_with_a_canvas_profile(make_config, tmp_path: Path) -> None:
     """ecom_product trims and squares the canvas: the sheet shows the original at its shape and
     the cut-out tiles at theirs (this crashed while on-white used the original's shape)."""
     good = write(tmp_path / "a.jpg", jpeg_bytes(product_rgb(240, 180)))
-    result = run("preview", "--config", str(make_config()), "--profile", "ecom_product",
-                 "--out", str(tmp_path / "sheet.png"), str(good))
+    result = run(
+        "preview",
+        "--config",
+        str(make_config()),
+        "--profile",
+        "ecom_product",
+        "--out",
+        str(tmp_path / "sheet.png"),
+        str(good),
+    )
     assert result.returncode == 0, result.stderr
     assert "(1 image, model" in result.stdout
     with Image.open(tmp_path / "sheet.png") as sheet:
@@ -137,8 +148,10 @@ def test_check_reports_a_directory_the_service_account_cannot_list(tiny_model: P
         problems = f.read().splitlines()
     os.waitpid(pid, 0)
     shutil.rmtree(root)
-    assert problems == [f"paths.incoming: {cfg.paths.incoming} (owner uid {nobody.pw_uid}, gid {nobody.pw_gid}, "
-                        f"mode d-wx------) cannot be listed by uid {nobody.pw_uid}"]
+    assert problems == [
+        f"paths.incoming: {cfg.paths.incoming} (owner uid {nobody.pw_uid}, gid {nobody.pw_gid}, "
+        f"mode d-wx------) cannot be listed by uid {nobody.pw_uid}"
+    ]
 
 
 def test_check_shows_settings_as_yaml_not_python() -> None:

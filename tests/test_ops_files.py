@@ -17,8 +17,9 @@ from tests.conftest import REPO
 
 UNIT = REPO / "systemd" / "unet-matting.service"
 LOGROTATE = REPO / "logrotate" / "unet-matting"
-needs = pytest.mark.skipif(not os.environ.get("CI") and not shutil.which("systemd-analyze"),
-                           reason="systemd-analyze not installed")
+needs = pytest.mark.skipif(
+    not os.environ.get("CI") and not shutil.which("systemd-analyze"), reason="systemd-analyze not installed"
+)
 
 
 def local_unit(tmp_path: Path) -> Path:
@@ -39,8 +40,9 @@ def test_unit_verifies_without_any_output(tmp_path: Path) -> None:
 @needs
 def test_unit_security_exposure_at_most_2(tmp_path: Path) -> None:
     """systemd-analyze security --offline=yes rates the unit 2.0 or lower."""
-    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(local_unit(tmp_path))],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(local_unit(tmp_path))], capture_output=True, text=True
+    )
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= 2.0
@@ -49,9 +51,18 @@ def test_unit_security_exposure_at_most_2(tmp_path: Path) -> None:
 def test_unit_has_the_operational_contract() -> None:
     """notify type, watchdog, reload by SIGHUP, no restart on config errors, GPU not hidden."""
     text = UNIT.read_text()
-    for line in ["Type=notify", "NotifyAccess=main", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure",
-                 "RestartPreventExitStatus=2", "KillMode=mixed", "ProtectSystem=strict", "NoNewPrivileges=yes",
-                 "CapabilityBoundingSet=", "DeviceAllow=/dev/nvidiactl rw"]:
+    for line in [
+        "Type=notify",
+        "NotifyAccess=main",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=on-failure",
+        "RestartPreventExitStatus=2",
+        "KillMode=mixed",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=",
+        "DeviceAllow=/dev/nvidiactl rw",
+    ]:
         assert re.search(rf"^{re.escape(line)}$", text, re.M), line
     assert re.search(r"^WatchdogSec=\d+", text, re.M) and re.search(r"^ExecStartPre=.* check ", text, re.M)
     assert not re.search(r"^PrivateDevices=", text, re.M)
@@ -85,12 +96,12 @@ def test_logrotate_create_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     log_dir = tmp_path / "log"
     log_dir.mkdir(mode=0o750)
     conf = rotate_config(tmp_path, log_dir)
-    debug = subprocess.run(["logrotate", "-d", "-s", str(tmp_path / "state"), str(conf)], capture_output=True,
-                           text=True)
+    debug = subprocess.run(
+        ["logrotate", "-d", "-s", str(tmp_path / "state"), str(conf)], capture_output=True, text=True
+    )
     assert "error:" not in debug.stdout + debug.stderr, debug.stderr
     count = 2000
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(log_dir / "unet-matting.log"), str(count)],
-                              cwd=REPO)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(log_dir / "unet-matting.log"), str(count)], cwd=REPO)
     rotations = 0
     while writer.poll() is None and rotations < 3:
         if (log_dir / "unet-matting.log").exists() and (log_dir / "unet-matting.log").stat().st_size > 4096:

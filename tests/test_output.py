@@ -93,8 +93,12 @@ def test_quarantine_writes_reason_beside_the_file(tmp_path: Path) -> None:
     incoming = tmp_path / "in" / "sub"
     incoming.mkdir(parents=True)
     (incoming / "bad.jpg").write_bytes(b"junk")
-    target = quarantine(incoming / "bad.jpg", tmp_path / "failed", Path("sub/bad.jpg"),
-                        {"error": "ImageError", "reason": "not an image"})
+    target = quarantine(
+        incoming / "bad.jpg",
+        tmp_path / "failed",
+        Path("sub/bad.jpg"),
+        {"error": "ImageError", "reason": "not an image"},
+    )
     assert target == tmp_path / "failed" / "sub" / "bad.jpg" and target.read_bytes() == b"junk"
     report = json.loads((tmp_path / "failed" / "sub" / "bad.jpg.error.json").read_text())
     assert report["reason"] == "not an image" and report["file"] == "sub/bad.jpg"

@@ -58,11 +58,14 @@ def test_cutout_respects_the_inputs_own_transparency() -> None:
     assert rgba[:, :2, 3].max() == 0 and rgba[:, 2:, 3].min() == 255
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"alpha_threshold": 1.5}, "alpha_threshold"),
-    ({"erosion_kernel": 4}, "erosion_kernel"),
-    ({"edge_feathering": -1.0}, "edge_feathering"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"alpha_threshold": 1.5}, "alpha_threshold"),
+        ({"erosion_kernel": 4}, "erosion_kernel"),
+        ({"edge_feathering": -1.0}, "edge_feathering"),
+    ],
+)
 def test_profile_rejects_bad_values(kwargs: dict, message: str) -> None:
     """Profiles validate their knobs at construction."""
     with pytest.raises(ValueError, match=message):
@@ -74,7 +77,7 @@ def test_separable_filters_match_a_direct_reference() -> None:
     rng = np.random.default_rng(3)
     alpha = rng.random((23, 31), dtype=np.float32)
     padded = np.pad(alpha, 1, mode="edge")
-    direct = np.min([padded[dy:dy + 23, dx:dx + 31] for dy in range(3) for dx in range(3)], axis=0)
+    direct = np.min([padded[dy : dy + 23, dx : dx + 31] for dy in range(3) for dx in range(3)], axis=0)
     np.testing.assert_array_equal(erode(alpha, 3), direct)
     from engine.postprocess import gaussian_taps
 
@@ -82,7 +85,9 @@ def test_separable_filters_match_a_direct_reference() -> None:
     r = len(taps) // 2
     padded = np.pad(alpha, r, mode="edge")
     kernel = np.outer(taps, taps)
-    direct = sum(kernel[dy, dx] * padded[dy:dy + 23, dx:dx + 31] for dy in range(2 * r + 1) for dx in range(2 * r + 1))
+    direct = sum(
+        kernel[dy, dx] * padded[dy : dy + 23, dx : dx + 31] for dy in range(2 * r + 1) for dx in range(2 * r + 1)
+    )
     np.testing.assert_allclose(feather(alpha, 0.8), direct, atol=1e-6)
 
 

@@ -70,8 +70,10 @@ def test_trim_pad_square_center() -> None:
 
 def test_bottom_alignment_and_pixel_padding() -> None:
     """A tall 4:5 canvas with the product on the bottom padding line."""
-    out = layout(rgba_with_box(50, 50, 10, 20, 5, 45),
-                 Profile("p", trim=True, padding=2, padding_unit="px", aspect=(4, 5), align="bottom"))
+    out = layout(
+        rgba_with_box(50, 50, 10, 20, 5, 45),
+        Profile("p", trim=True, padding=2, padding_unit="px", aspect=(4, 5), align="bottom"),
+    )
     assert out.shape == (55, 44, 4)
     rows = np.nonzero(out[..., 3])[0]
     assert rows.max() == 55 - 2 - 1 and rows.min() == 55 - 2 - 10
@@ -111,8 +113,11 @@ def test_adobe_rgb_is_converted_to_srgb() -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), (100, 150, 200)).save(buffer, "PNG", icc_profile=icc)
     got = decode(buffer.getvalue(), 10**6).rgb[0, 0].astype(int)
-    expected = ImageCms.profileToProfile(Image.new("RGB", (1, 1), (100, 150, 200)),
-                                         ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"))
+    expected = ImageCms.profileToProfile(
+        Image.new("RGB", (1, 1), (100, 150, 200)),
+        ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+        ImageCms.createProfile("sRGB"),
+    )
     assert abs(got - np.array(expected.getpixel((0, 0)))).max() <= 1
     assert abs(got - np.array([100, 150, 200])).max() > 20
 
@@ -127,12 +132,15 @@ def test_shipped_profiles_and_folder_mapping() -> None:
     assert ecom.decontaminate and ecom.trim and ecom.aspect == (1, 1) and ecom.flat_background == (255, 255, 255)
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("aspect", "square", "aspect must look like 1:1"),
-    ("flat_background", "white", "flat_background must be a colour like '#ffffff'"),
-    ("align", "top", "align must be one of"),
-    ("sharpen", True, r"profiles\.ecom_product\.sharpen: unknown key"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("aspect", "square", "aspect must look like 1:1"),
+        ("flat_background", "white", "flat_background must be a colour like '#ffffff'"),
+        ("align", "top", "align must be one of"),
+        ("sharpen", True, r"profiles\.ecom_product\.sharpen: unknown key"),
+    ],
+)
 def test_bad_profile_keys_are_errors(tmp_path: Path, tiny_model: Path, key: str, value: object, message: str) -> None:
     """Invalid or unknown profile keys stop the config from loading, naming the key."""
     (tmp_path / "profiles.yaml").write_text(yaml.safe_dump({"ecom_product": {key: value}}))

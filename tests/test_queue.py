@@ -42,8 +42,9 @@ def test_queue_settings_are_validated_without_echoing_the_url(tmp_path: Path, ti
     raw = config_dict(tmp_path, tiny_model, queue={"broker_url": "amqp://u:p@broker:5672/shop", "max_deliveries": 0})
     with pytest.raises(ConfigError, match=r"queue\.max_deliveries"):
         load_config_data(raw, tmp_path / "c.yaml")
-    cfg = load_config_data(config_dict(tmp_path, tiny_model, queue={"broker_url": "amqp://u:p@broker:5672/shop"}),
-                           tmp_path / "c.yaml")
+    cfg = load_config_data(
+        config_dict(tmp_path, tiny_model, queue={"broker_url": "amqp://u:p@broker:5672/shop"}), tmp_path / "c.yaml"
+    )
     assert cfg.queue.jobs == "unet-matting.jobs" and cfg.queue.max_deliveries == 3
 
 
@@ -63,8 +64,12 @@ def test_answers_become_the_pipelines_results_and_errors() -> None:
 
     ok = _rendered(answer_ok("j", {".png": b"png"}, 3, 2, 10, {"inference": 1.0}, "m@1", "w1@h"))
     assert ok.files == {".png": b"png"} and (ok.width, ok.height, ok.model, ok.worker) == (3, 2, "m@1", "w1@h")
-    for kind, error in (("incomplete", ImageIncomplete), ("too_large", ImageTooLarge), ("image", ImageError),
-                        ("job", JobError)):
+    for kind, error in (
+        ("incomplete", ImageIncomplete),
+        ("too_large", ImageTooLarge),
+        ("image", ImageError),
+        ("job", JobError),
+    ):
         with pytest.raises(error, match="why"):
             _rendered(answer_error("j", kind, "why", "m@1", "w1@h"))
     dead = dead_answer({"id": "j", "x-death": [{"reason": "delivery_limit"}], "x-first-death-reason": "delivery_limit"})
@@ -116,9 +121,12 @@ class WorkerProcess:
     def start(self, wait_ready: bool = True) -> WorkerProcess:
         starts = len(self.events("worker_ready"))
         named = ["--name", self.name] if self.name is not None else []
-        self.proc = subprocess.Popen([sys.executable, "-m", "watcher", "worker", "--config", str(self.config), *named],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "watcher", "worker", "--config", str(self.config), *named],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         if wait_ready:
             wait_for(lambda: len(self.events("worker_ready")) > starts or self.proc.poll() is not None, 90)
             assert self.proc.poll() is None, self.proc.stderr.read().decode()
@@ -143,9 +151,16 @@ class Fleet:
 
     def __init__(self, root: Path, model: Path, rabbit: RabbitNode, name: str, **queue: object) -> None:
         self.root, self.rabbit = root, rabbit
-        self.queue = {"broker_url": rabbit.url, "jobs": f"{name}.jobs", "dead": f"{name}.dead",
-                      "results": f"{name}.results", "result_timeout_s": 60, "retry_s": 1, "worker_threads": 2,
-                      **queue}
+        self.queue = {
+            "broker_url": rabbit.url,
+            "jobs": f"{name}.jobs",
+            "dead": f"{name}.dead",
+            "results": f"{name}.results",
+            "result_timeout_s": 60,
+            "retry_s": 1,
+            "worker_threads": 2,
+            **queue,
+        }
         self.cfg = config_dict(root, model, queue=self.queue, watcher={"workers": 16})
         self.config = root / "watcher.yaml"
         self.config.write_text(yaml.safe_dump(self.cfg))
@@ -154,8 +169,11 @@ class Fleet:
 
     def worker(self, name: str, node: str | None = "", **engine: object) -> WorkerProcess:
         """A worker with config and log file ``name``; ``node`` its --name ("": ``name``, None: none)."""
-        cfg = {**self.cfg, "logging": {**self.cfg["logging"], "file": str(self.root / "log" / f"{name}.log")},
-               "engine": {**self.cfg["engine"], **engine}}
+        cfg = {
+            **self.cfg,
+            "logging": {**self.cfg["logging"], "file": str(self.root / "log" / f"{name}.log")},
+            "engine": {**self.cfg["engine"], **engine},
+        }
         path = self.root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         worker = WorkerProcess(path, name if node == "" else node)
@@ -361,14 +379,16 @@ def test_status_health_and_metrics_show_the_queue(fleet, rabbit: RabbitNode) -> 
         assert e.code == 503 and "no queue worker" in json.loads(e.read())["reason"]
     f.worker("w1").start()
     wait_for(lambda: json.loads(status.read_text())["queue"]["workers"] == 1, 30, 0.2)
-    shown = subprocess.run([sys.executable, "-m", "watcher", "status", "--config", str(f.config)],
-                           capture_output=True, text=True).stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "watcher", "status", "--config", str(f.config)], capture_output=True, text=True
+    ).stdout
     assert "broker: connected, 0 jobs waiting for a worker, 1 workers connected" in shown
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert "unet_matting_broker_workers 1.0" in text and "unet_matting_broker_connected 1.0" in text
     assert json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())["status"] == "ok"
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/matting/single", data=small(5),
-                                     headers={"Content-Type": "image/jpeg"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/matting/single", data=small(5), headers={"Content-Type": "image/jpeg"}
+    )
     with urllib.request.urlopen(request, timeout=60) as reply:  # HTTP requests go through the workers too
         assert reply.read().startswith(b"\x89PNG") and reply.headers["X-Model"].startswith("tiny-u2netp.pth@")
     wait_for(lambda: f.workers[0].events("job_finished", outcome="done", file="http request"), 10)  # logged
@@ -406,15 +426,17 @@ def test_check_reports_the_broker_without_its_password(fleet, rabbit: RabbitNode
     f = fleet()
     f.worker("w1").start()
     f.config.chmod(0o644)
-    out = subprocess.run([sys.executable, "-m", "watcher", "check", "--config", str(f.config)],
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "watcher", "check", "--config", str(f.config)], capture_output=True, text=True
+    ).stdout
     assert f"note: queue: broker amqp://guest:**@127.0.0.1:{rabbit.port}//, 1 workers connected, 0 jobs" in out
     assert "readable by every user and queue.broker_url holds a password; chmod 640 it" in out
     f.cfg["queue"]["broker_url"] = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
     f.config.write_text(yaml.safe_dump(f.cfg))
     f.config.chmod(0o640)
-    out = subprocess.run([sys.executable, "-m", "watcher", "check", "--config", str(f.config)],
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "watcher", "check", "--config", str(f.config)], capture_output=True, text=True
+    ).stdout
     assert "not reachable" in out and "uploads will wait in incoming until it answers" in out
     assert ":guest@" not in out and "chmod 640" not in out
 
@@ -428,8 +450,14 @@ def test_a_cut_out_too_large_for_a_message_is_refused_with_that_reason(monkeypat
     holder = type("Holder", (), {})()
     holder.session = Session.load(EngineSettings(tiny_model, device="cpu", threads=1, input_size=64))
     monkeypatch.setattr(worker_module, "MAX_MESSAGE_BYTES", 1000)
-    job = {"job": "j", "file": "a.jpg", "data": small(3), "profile": {"name": "default"}, "max_pixels": 10**8,
-           "png_level": 1}
+    job = {
+        "job": "j",
+        "file": "a.jpg",
+        "data": small(3),
+        "profile": {"name": "default"},
+        "max_pixels": 10**8,
+        "png_level": 1,
+    }
     answer, outcome = worker_module.answer_for(job, holder, "w1@h")
     assert outcome == "refused" and answer["kind"] == "too_large"
     assert answer["reason"].startswith("the cut-out is 0 MB, more than the 0 MB a queue message may carry")
@@ -445,11 +473,14 @@ def test_a_worker_tells_systemd_it_is_ready_once_its_model_loaded_and_when_it_co
     try:
         f = fleet()
         worker = f.worker("w1")
-        env = {**os.environ, "NOTIFY_SOCKET": str(listener.path), "WATCHDOG_USEC": "1000000",
-               "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "NOTIFY_SOCKET": str(listener.path), "WATCHDOG_USEC": "1000000", "PYTHONUNBUFFERED": "1"}
         rabbit.stop()  # the broker is down while the worker starts
-        worker.proc = subprocess.Popen([sys.executable, "-m", "watcher", "worker", "--config", str(worker.config),
-                                        "--name", "w1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        worker.proc = subprocess.Popen(
+            [sys.executable, "-m", "watcher", "worker", "--config", str(worker.config), "--name", "w1"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         wait_for(lambda: any(m.startswith("READY=1") for m in listener.poll()), 90)
         wait_for(lambda: listener.poll().count("WATCHDOG=1") >= 2, 30)
         ready = next(m for m in listener.messages if m.startswith("READY=1"))
@@ -458,7 +489,7 @@ def test_a_worker_tells_systemd_it_is_ready_once_its_model_loaded_and_when_it_co
         wait_for(lambda: any("STATUS=consuming" in m for m in listener.poll()), 120, 0.2)
         assert worker.stop() == 0
         states = listener.states()
-        assert states[0] == "READY" and "STOPPING" in states and "READY" not in states[states.index("STOPPING"):]
+        assert states[0] == "READY" and "STOPPING" in states and "READY" not in states[states.index("STOPPING") :]
     finally:
         if rabbit.proc is None or rabbit.proc.poll() is not None:
             rabbit.start()

@@ -163,8 +163,10 @@ def test_an_image_out_of_gpu_memory_alone_fails_its_job_with_a_plain_reason(tiny
     net = session.net
 
     def no_room(x: torch.Tensor) -> object:
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity "
-                                     "of 139.81 GiB of which ... (simulated)")
+        raise torch.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity "
+            "of 139.81 GiB of which ... (simulated)"
+        )
 
     session.net = no_room  # type: ignore[assignment]
     with pytest.raises(GpuMemoryError, match=r"^out of GPU memory running the network: tried to allocate 2.00 gib$"):
@@ -182,8 +184,11 @@ def test_a_model_that_does_not_fit_in_the_gpu_cap_fails_at_load(tiny_model: Path
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 512.00 MiB")
 
     monkeypatch.setattr(Session, "_forward", no_room)
-    with pytest.raises(ModelError, match=r"does not fit in the GPU memory this process may use "
-                                         r"\(engine.gpu_memory_fraction 0.02\)"):
+    with pytest.raises(
+        ModelError,
+        match=r"does not fit in the GPU memory this process may use "
+        r"\(engine.gpu_memory_fraction 0.02\)",
+    ):
         Session.load(EngineSettings(tiny_model, device="cpu", threads=1, input_size=64, gpu_memory_fraction=0.02))
 
 

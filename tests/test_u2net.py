@@ -14,10 +14,15 @@ from engine.u2net import build, detect_architecture
 # Parameter counts of the published networks (u2net.pth: 176.3 MB fp32, u2netp.pth: 4.7 MB).
 OFFICIAL_PARAMS = {"u2net": 44_009_869, "u2netp": 1_131_181}
 OFFICIAL_KEYS = [
-    "stage1.rebnconvin.conv_s1.weight", "stage1.rebnconv7.bn_s1.running_var",
-    "stage1.rebnconv6d.conv_s1.bias", "stage5.rebnconv4.conv_s1.weight",
-    "stage5d.rebnconv3d.bn_s1.num_batches_tracked", "stage1d.rebnconv1d.conv_s1.weight",
-    "side1.weight", "side6.bias", "outconv.weight",
+    "stage1.rebnconvin.conv_s1.weight",
+    "stage1.rebnconv7.bn_s1.running_var",
+    "stage1.rebnconv6d.conv_s1.bias",
+    "stage5.rebnconv4.conv_s1.weight",
+    "stage5d.rebnconv3d.bn_s1.num_batches_tracked",
+    "stage1d.rebnconv1d.conv_s1.weight",
+    "side1.weight",
+    "side6.bias",
+    "outconv.weight",
 ]
 
 

@@ -41,8 +41,9 @@ def _images(dirs: list[Path], pattern: str = "*") -> list[Path]:
     return sorted(p for d in dirs for p in d.rglob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load_cutouts(dirs: list[Path], min_side: int = 96, limit: int = 4000, crop: bool = False,
-                 pattern: str = "*") -> list[Image.Image]:
+def load_cutouts(
+    dirs: list[Path], min_side: int = 96, limit: int = 4000, crop: bool = False, pattern: str = "*"
+) -> list[Image.Image]:
     """RGBA images whose alpha really separates an object (some clear, some opaque pixels).
 
     ``crop``: cut each to its object's bounding box first (renders, whose framing leaves a tall
@@ -157,7 +158,7 @@ class SampleMaker:
             if kind == "noise":
                 arr = arr + np.random.default_rng(rng.randrange(1 << 30)).normal(0, 12, (s, s, 3))
         vignette = rng.uniform(0, 0.25)
-        yy, xx = np.mgrid[-1:1:complex(s), -1:1:complex(s)]
+        yy, xx = np.mgrid[-1 : 1 : complex(s), -1 : 1 : complex(s)]
         arr = arr * (1 - vignette * (xx**2 + yy**2)[..., None] / 2)
         return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
@@ -197,8 +198,12 @@ class SampleMaker:
         s = 256
         mask = Image.new("L", (s * 2, s * 2), 0)  # drawn at 2x, downsampled: anti-aliased edges
         draw = ImageDraw.Draw(mask)
-        box = [rng.randint(0, s // 2), rng.randint(0, s // 2), rng.randint(s * 3 // 2, 2 * s),
-               rng.randint(s * 3 // 2, 2 * s)]
+        box = [
+            rng.randint(0, s // 2),
+            rng.randint(0, s // 2),
+            rng.randint(s * 3 // 2, 2 * s),
+            rng.randint(s * 3 // 2, 2 * s),
+        ]
         shape = rng.choice(("ellipse", "rounded", "polygon"))
         if shape == "ellipse":
             draw.ellipse(box, fill=255)
@@ -206,15 +211,16 @@ class SampleMaker:
             draw.rounded_rectangle(box, radius=rng.randint(0, s // 2), fill=255)
         else:
             cx, cy = s, s
-            pts = [(cx + rng.uniform(0.3, 1) * s * np.cos(a), cy + rng.uniform(0.3, 1) * s * np.sin(a))
-                   for a in sorted(rng.uniform(0, 2 * np.pi) for _ in range(rng.randint(3, 9)))]
+            pts = [
+                (cx + rng.uniform(0.3, 1) * s * np.cos(a), cy + rng.uniform(0.3, 1) * s * np.sin(a))
+                for a in sorted(rng.uniform(0, 2 * np.pi) for _ in range(rng.randint(3, 9)))
+            ]
             draw.polygon(pts, fill=255)
         if rng.random() < 0.3:  # a hole (handles, rings, cut-outs)
             r = rng.randint(s // 8, s // 3)
             draw.ellipse([s - r, s - r, s + r, s + r], fill=0)
         if rng.random() < 0.3:  # a thin part (cable, strap, stem)
-            draw.line([(rng.randint(0, 2 * s), 0), (rng.randint(0, 2 * s), 2 * s)], fill=255,
-                      width=rng.randint(4, 16))
+            draw.line([(rng.randint(0, 2 * s), 0), (rng.randint(0, 2 * s), 2 * s)], fill=255, width=rng.randint(4, 16))
         mask = mask.resize((s, s), Image.LANCZOS)
         if self.photos and rng.random() < 0.6:
             tex = self._crop(rng, rng.choice(self.photos), s, s)
@@ -225,8 +231,16 @@ class SampleMaker:
         tex.putalpha(mask)
         return tex
 
-    def _place(self, rng: random.Random, canvas: Image.Image, matte: Image.Image, obj: Image.Image,
-               rel: float | None = None, floor: int | None = None, closeup: bool = False) -> None:
+    def _place(
+        self,
+        rng: random.Random,
+        canvas: Image.Image,
+        matte: Image.Image,
+        obj: Image.Image,
+        rel: float | None = None,
+        floor: int | None = None,
+        closeup: bool = False,
+    ) -> None:
         """Composite ``obj`` (longest side ``rel`` x the canvas) and add it to the matte; with a
         ``floor`` (a horizon row) it stands on the surface below it, with a contact shadow; a
         ``closeup`` keeps its top near the top of the frame (a portrait, a bottle's neck)."""
@@ -243,8 +257,9 @@ class SampleMaker:
         if rng.random() < 0.5:  # shadow: darkens the backdrop, stays out of the matte
             strength = rng.uniform(0.2, 0.6)
             shadow = Image.new("RGBA", (w, h), (0, 0, 0, 0))
-            shadow.putalpha(alpha.filter(ImageFilter.GaussianBlur(rng.uniform(2, 10)))
-                            .point(lambda v: int(v * strength)))
+            shadow.putalpha(
+                alpha.filter(ImageFilter.GaussianBlur(rng.uniform(2, 10))).point(lambda v: int(v * strength))
+            )
             canvas.alpha_composite(self._layer(shadow, (x + rng.randint(-6, 10), y + rng.randint(0, 14))))
         canvas.alpha_composite(self._layer(obj, (x, y)))
         layer = self._layer(obj, (x, y)).getchannel("A")
@@ -294,16 +309,18 @@ class SampleMaker:
             if surfaces and rng.random() < 0.7:
                 tex = self._crop(rng, rng.choice(surfaces), 2 * s, s)
                 k = rng.uniform(0.1, 0.35)  # the far edge shows a wider stretch of the surface
-                surface = tex.transform((s, depth), Image.QUAD,
-                                        (0, 0, 2 * s * k, s, 2 * s * (1 - k), s, 2 * s, 0), Image.BILINEAR)
+                surface = tex.transform(
+                    (s, depth), Image.QUAD, (0, 0, 2 * s * k, s, 2 * s * (1 - k), s, 2 * s, 0), Image.BILINEAR
+                )
                 if rng.random() < 0.4:  # a plain, lightly textured table
                     plain = Image.new("RGB", surface.size, self._colour(rng, studio=True))
                     surface = Image.blend(surface, plain, rng.uniform(0.5, 0.9))
             else:
                 surface = Image.new("RGB", (s, depth), self._colour(rng, studio=rng.random() < 0.5))
             light = np.linspace(rng.uniform(0.7, 1.0), rng.uniform(0.9, 1.15), depth, dtype=np.float32)
-            surface = Image.fromarray(np.clip(np.asarray(surface, np.float32) * light[:, None, None], 0, 255)
-                                      .astype(np.uint8))
+            surface = Image.fromarray(
+                np.clip(np.asarray(surface, np.float32) * light[:, None, None], 0, 255).astype(np.uint8)
+            )
             canvas.paste(surface, (0, floor))
             if rng.random() < 0.5:  # the table's front edge or the skirting board
                 edge = ImageDraw.Draw(canvas)
@@ -337,8 +354,9 @@ class SampleMaker:
         if rng.random() < 0.15:  # plate / pedestal, part of the scene
             pw = width * rng.uniform(0.6, 0.85)
             ph = pw * rng.uniform(0.15, 0.35)
-            ImageDraw.Draw(canvas).ellipse([cx - pw, base - ph, cx + pw, base + ph],
-                                           fill=(*self._colour(rng, studio=True), 255))
+            ImageDraw.Draw(canvas).ellipse(
+                [cx - pw, base - ph, cx + pw, base + ph], fill=(*self._colour(rng, studio=True), 255)
+            )
         shadow = Image.new("L", canvas.size, 0)
         sw, sh = width * rng.uniform(0.4, 0.6), max(2.0, width * rng.uniform(0.05, 0.15))
         ImageDraw.Draw(shadow).ellipse([cx - sw, base - sh, cx + sw, base + sh], fill=int(255 * rng.uniform(0.3, 0.8)))

@@ -99,7 +99,8 @@ def stage(rng: random.Random, centre, size: float, res: int, samples: int) -> No
     azimuth, elevation = rng.uniform(0, 2 * math.pi), math.radians(rng.uniform(0, 40))
     distance = size * cam.data.lens / 36 * rng.uniform(1.5, 2.2)  # object fills much of the frame, uncut
     cam.location = centre + distance * mathutils.Vector(
-        (math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)))
+        (math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation))
+    )
     aim(cam, centre)
     scene.camera = cam
     for i in range(rng.randint(2, 4)):
@@ -111,7 +112,8 @@ def stage(rng: random.Random, centre, size: float, res: int, samples: int) -> No
         scene.collection.objects.link(lamp)
         a, e = rng.uniform(0, 2 * math.pi), math.radians(rng.uniform(10, 80))
         lamp.location = centre + 1.5 * size * mathutils.Vector(
-            (math.cos(e) * math.cos(a), math.cos(e) * math.sin(a), math.sin(e)))
+            (math.cos(e) * math.cos(a), math.cos(e) * math.sin(a), math.sin(e))
+        )
         aim(lamp, centre)
     world = bpy.data.worlds.new("w")
     grey = rng.uniform(0.3, 0.8)
@@ -186,9 +188,12 @@ def main(argv: list[str]) -> None:
                     failed += 1
                     print(f"RENDER_FAILED {model['id']}: {e}", flush=True)
                 marker.unlink()
-            print(f"RENDER_PROGRESS {archive_path.name}: {done} models done, {failed} failed, "
-                  f"{time.time() - started:.0f} s", flush=True)
+            print(
+                f"RENDER_PROGRESS {archive_path.name}: {done} models done, {failed} failed, "
+                f"{time.time() - started:.0f} s",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
-    main(sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else [])
+    main(sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else [])

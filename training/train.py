@@ -89,10 +89,20 @@ def main() -> None:
     ap.add_argument("--fg", type=Path, nargs="*", default=CUTOUTS, help="dirs of RGBA cut-outs")
     ap.add_argument("--bg", type=Path, nargs="*", default=PHOTOS, help="dirs of background photos")
     ap.add_argument("--scenes", type=float, default=0.0, help="share of samples drawn as scenes")
-    ap.add_argument("--props", type=Path, nargs="*", default=PROPS,
-                    help="dirs of rendered products (RGBA): scene products and distractors")
-    ap.add_argument("--textures", type=Path, nargs="*", default=TEXTURES,
-                    help="dirs of surface textures (JPEGs, and inside *.sh3f catalogues)")
+    ap.add_argument(
+        "--props",
+        type=Path,
+        nargs="*",
+        default=PROPS,
+        help="dirs of rendered products (RGBA): scene products and distractors",
+    )
+    ap.add_argument(
+        "--textures",
+        type=Path,
+        nargs="*",
+        default=TEXTURES,
+        help="dirs of surface textures (JPEGs, and inside *.sh3f catalogues)",
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/ckpt.pt"))
     ap.add_argument("--resume", type=Path)
     ap.add_argument("--init", type=Path, help="start from these weights (an exported .pth), new optimiser")
@@ -124,9 +134,12 @@ def train(args: argparse.Namespace) -> None:
         maker.props = load_cutouts(args.props, crop=True)
         maker.people = load_cutouts(args.props, crop=True, pattern=PEOPLE)
         maker.textures = load_textures(args.textures)
-    print(f"data: {len(maker.cutouts)} cut-outs, {len(maker.photos)} photos, {len(maker.props)} props "
-          f"({len(maker.people)} people), {len(maker.textures)} textures, scenes {args.scenes:.0%}, "
-          f"device {device}", flush=True)
+    print(
+        f"data: {len(maker.cutouts)} cut-outs, {len(maker.photos)} photos, {len(maker.props)} props "
+        f"({len(maker.people)} people), {len(maker.textures)} textures, scenes {args.scenes:.0%}, "
+        f"device {device}",
+        flush=True,
+    )
     net = build(args.arch).to(device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     step = 0
@@ -142,8 +155,9 @@ def train(args: argparse.Namespace) -> None:
     seen = step * args.batch
     train_ds = Synthetic(maker, HOLDOUT_SEED - seen, 2 * args.seed * HOLDOUT_SEED + seen)
     hold = DataLoader(Synthetic(maker, 128, HOLDOUT_SEED), batch_size=32, num_workers=0)
-    loader = DataLoader(train_ds, batch_size=args.batch, num_workers=args.workers, shuffle=False,
-                        persistent_workers=args.workers > 0)
+    loader = DataLoader(
+        train_ds, batch_size=args.batch, num_workers=args.workers, shuffle=False, persistent_workers=args.workers > 0
+    )
     deadline = time.monotonic() + args.minutes * 60
     started, losses = time.monotonic(), []
     for x, y in loader:

@@ -73,8 +73,10 @@ def overlap(input_dir: Path, output_dir: Path) -> str | None:
     if input_dir == output_dir:
         return f"output_dir is the same folder as input_dir ({input_dir}); the cut-outs would replace the originals"
     if input_dir in output_dir.parents:
-        return (f"output_dir ({output_dir}) lies inside input_dir ({input_dir}); "
-                "a later batch would cut out its own cut-outs")
+        return (
+            f"output_dir ({output_dir}) lies inside input_dir ({input_dir}); "
+            "a later batch would cut out its own cut-outs"
+        )
     if output_dir in input_dir.parents:
         return f"input_dir ({input_dir}) lies inside output_dir ({output_dir}); keep the two folders apart"
     return None
@@ -101,15 +103,21 @@ def _mtime(path: Path) -> int:
 class BatchTasks(StoppableThread):
     """Submits, records, runs and reports batch tasks."""
 
-    def __init__(self, state_dir: Path, context: Callable[[], JobContext | None], ignore: IgnoreRules,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        context: Callable[[], JobContext | None],
+        ignore: IgnoreRules,
+        metrics: Metrics | None = None,
+    ) -> None:
         super().__init__("batch")
         self.dir = state_dir / "tasks"
         self.dir.mkdir(parents=True, exist_ok=True)
         self._context, self._ignore, self._metrics = context, ignore, metrics
         self._lock = threading.Lock()
-        self._queue: deque[str] = deque(t["id"] for t in sorted(self._all(), key=lambda t: t["created"])
-                                        if t["status"] not in FINISHED)  # unfinished tasks resume
+        self._queue: deque[str] = deque(
+            t["id"] for t in sorted(self._all(), key=lambda t: t["created"]) if t["status"] not in FINISHED
+        )  # unfinished tasks resume
         self._wake = threading.Event()
 
     def _all(self) -> list[dict]:
@@ -125,9 +133,19 @@ class BatchTasks(StoppableThread):
         return _read(path)
 
     def submit(self, input_dir: Path, output_dir: Path, profile: str) -> dict:
-        task = {"id": uuid.uuid4().hex, "status": "submitted", "input_dir": str(input_dir),
-                "output_dir": str(output_dir), "profile": profile, "created": time.time(),
-                "finished_at": None, "total": None, "done": [], "errors": {}, "replaced": {}}
+        task = {
+            "id": uuid.uuid4().hex,
+            "status": "submitted",
+            "input_dir": str(input_dir),
+            "output_dir": str(output_dir),
+            "profile": profile,
+            "created": time.time(),
+            "finished_at": None,
+            "total": None,
+            "done": [],
+            "errors": {},
+            "replaced": {},
+        }
         self._save(task)
         with self._lock:
             self._queue.append(task["id"])
@@ -157,8 +175,13 @@ class BatchTasks(StoppableThread):
             self._end(task, "failed", error=problem)
             return
         task["status"] = "running"
-        files = same_stem_order([(path, path.relative_to(src)) for path in walk_files(src)
-                                 if not self._ignore.ignored(path.relative_to(src))])
+        files = same_stem_order(
+            [
+                (path, path.relative_to(src))
+                for path in walk_files(src)
+                if not self._ignore.ignored(path.relative_to(src))
+            ]
+        )
         task["total"] = len(files)
         self._save(task)
         made: dict[Path, str] = {output_path(Path(), Path(rel)): rel for rel in task["done"]}
@@ -177,8 +200,14 @@ class BatchTasks(StoppableThread):
         if error is not None:
             task["error"] = error
         self._save(task)
-        log.info("batch_finished", task=task["id"], status=status, done=len(task["done"]),
-                 failed=len(task["errors"]), **({"error": error} if error else {}))
+        log.info(
+            "batch_finished",
+            task=task["id"],
+            status=status,
+            done=len(task["done"]),
+            failed=len(task["errors"]),
+            **({"error": error} if error else {}),
+        )
 
     def _one(self, task: dict, path: Path, rel: Path, out: Path, earlier: str | None) -> bool:
         """Make one file's outputs; True when they were written."""
@@ -192,8 +221,13 @@ class BatchTasks(StoppableThread):
             outcome = "done"
             if earlier is not None:  # dup.jpg then dup.png: the later one's cut-out stays
                 task.setdefault("replaced", {})[str(rel)] = earlier
-                log.warning("same_stem_replaced", task=task["id"], file=str(rel), earlier_source=earlier,
-                            output=str(output_path(Path(), rel)))
+                log.warning(
+                    "same_stem_replaced",
+                    task=task["id"],
+                    file=str(rel),
+                    earlier_source=earlier,
+                    output=str(output_path(Path(), rel)),
+                )
             log.info("batch_file_done", task=task["id"], file=str(rel))
             return True
         except (ImageError, OSError) as e:
@@ -208,15 +242,27 @@ class BatchTasks(StoppableThread):
             task["errors"][str(rel)] = f"{e.__class__.__name__}: {e}"
         finally:
             if self._metrics is not None:
-                self._metrics.finished(outcome, "batch", time.perf_counter() - started,
-                                       rendered.timings_ms if rendered else None, time.time())
+                self._metrics.finished(
+                    outcome,
+                    "batch",
+                    time.perf_counter() - started,
+                    rendered.timings_ms if rendered else None,
+                    time.time(),
+                )
         return False
 
     def status(self, task: dict) -> dict:
         end = task["finished_at"] or time.time()
-        body = {"task_id": task["id"], "status": task["status"], "total": task.get("total"),
-                "done": len(task["done"]), "failed": len(task["errors"]), "errors": task["errors"],
-                "replaced": task.get("replaced", {}), "elapsed_s": round(end - task["created"], 1)}
+        body = {
+            "task_id": task["id"],
+            "status": task["status"],
+            "total": task.get("total"),
+            "done": len(task["done"]),
+            "failed": len(task["errors"]),
+            "errors": task["errors"],
+            "replaced": task.get("replaced", {}),
+            "elapsed_s": round(end - task["created"], 1),
+        }
         if "error" in task:
             body["error"] = task["error"]
         if task["status"] in FINISHED:
@@ -229,8 +275,11 @@ class BatchTasks(StoppableThread):
         if not target.exists():
             tmp = target.with_name(f".{target.name}.tmp")
             out = Path(task["output_dir"])
-            produced = dict.fromkeys(output_path(out, Path(rel), suffix)  # a replaced stem once
-                                     for rel in task["done"] for suffix in OUTPUT_SUFFIXES)
+            produced = dict.fromkeys(
+                output_path(out, Path(rel), suffix)  # a replaced stem once
+                for rel in task["done"]
+                for suffix in OUTPUT_SUFFIXES
+            )
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:  # PNG and JPEG: no recompressing
                 for path in produced:
                     if path.is_file():

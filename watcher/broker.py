@@ -49,15 +49,24 @@ def dead_letters() -> Exchange:
 
 def jobs_queue(cfg: QueueConfig) -> Queue:
     exchange = Exchange(cfg.jobs, type="direct", durable=True)
-    return Queue(cfg.jobs, exchange, routing_key=cfg.jobs, durable=True, queue_arguments={
-        "x-queue-type": "quorum", "x-delivery-limit": cfg.max_deliveries - 1,
-        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE})
+    return Queue(
+        cfg.jobs,
+        exchange,
+        routing_key=cfg.jobs,
+        durable=True,
+        queue_arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": cfg.max_deliveries - 1,
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        },
+    )
 
 
 def dead_queue(cfg: QueueConfig) -> Queue:
     """Dead jobs kept for the operator (bounded: the oldest go first past 10,000)."""
-    return Queue(cfg.dead, dead_letters(), durable=True,
-                 queue_arguments={"x-max-length": 10_000, "x-overflow": "drop-head"})
+    return Queue(
+        cfg.dead, dead_letters(), durable=True, queue_arguments={"x-max-length": 10_000, "x-overflow": "drop-head"}
+    )
 
 
 def results_queue(name: str) -> Queue:
@@ -100,11 +109,18 @@ def make_app(cfg: QueueConfig, name: str = "unet-matting") -> Celery:
 
 # ---- the two messages ------------------------------------------------------------------------
 
+
 def job_message(job: str, file: str, profile: Profile, data: bytes, max_pixels: int, png_level: int) -> dict:
     """A job's keyword arguments: everything a worker needs, the profile by value (workers
     need no copy of the watcher's profiles.yaml)."""
-    return {"job": job, "file": file, "profile": dataclasses.asdict(profile), "data": data,
-            "max_pixels": max_pixels, "png_level": png_level}
+    return {
+        "job": job,
+        "file": file,
+        "profile": dataclasses.asdict(profile),
+        "data": data,
+        "max_pixels": max_pixels,
+        "png_level": png_level,
+    }
 
 
 def profile_from(raw: Mapping[str, Any]) -> Profile:
@@ -112,10 +128,27 @@ def profile_from(raw: Mapping[str, Any]) -> Profile:
     return Profile(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 
-def answer_ok(job: str, files: dict[str, bytes], width: int, height: int, input_bytes: int,
-              timings_ms: dict[str, float], model: str, worker: str) -> dict:
-    return {"job": job, "ok": True, "files": files, "width": width, "height": height, "input_bytes": input_bytes,
-            "timings_ms": timings_ms, "model": model, "worker": worker}
+def answer_ok(
+    job: str,
+    files: dict[str, bytes],
+    width: int,
+    height: int,
+    input_bytes: int,
+    timings_ms: dict[str, float],
+    model: str,
+    worker: str,
+) -> dict:
+    return {
+        "job": job,
+        "ok": True,
+        "files": files,
+        "width": width,
+        "height": height,
+        "input_bytes": input_bytes,
+        "timings_ms": timings_ms,
+        "model": model,
+        "worker": worker,
+    }
 
 
 def answer_error(job: str, kind: str, reason: str, model: str, worker: str) -> dict:

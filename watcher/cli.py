@@ -31,15 +31,23 @@ def default_config() -> Path:
 DEFAULT_CONFIG = default_config()
 
 
-def _command(sub: argparse._SubParsersAction, name: str, help_text: str,
-             engine: bool = False, profile: str | None = None) -> argparse.ArgumentParser:
+def _command(
+    sub: argparse._SubParsersAction, name: str, help_text: str, engine: bool = False, profile: str | None = None
+) -> argparse.ArgumentParser:
     """A subcommand with --config, and --profile/--model when it runs the engine on files."""
     cmd = sub.add_parser(name, help=help_text)
-    cmd.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG),
-                     help=f"config file (default: $UNET_MATTING_CONFIG, {SYSTEM_CONFIG} or the checkout's etc/)")
+    cmd.add_argument(
+        "--config",
+        type=Path,
+        default=Path(DEFAULT_CONFIG),
+        help=f"config file (default: $UNET_MATTING_CONFIG, {SYSTEM_CONFIG} or the checkout's etc/)",
+    )
     if engine:
-        cmd.add_argument("--profile", default=profile,
-                         help=f"post-processing profile (default: {profile or 'the configured one, per folder'})")
+        cmd.add_argument(
+            "--profile",
+            default=profile,
+            help=f"post-processing profile (default: {profile or 'the configured one, per folder'})",
+        )
         cmd.add_argument("--model", type=Path, help="weights file (default: the active model)")
     return cmd
 
@@ -60,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     preview = _command(sub, "preview", "contact sheet: original | alpha | on checkerboard | on white", engine=True)
     preview.add_argument("--out", type=Path, required=True, help="PNG to write")
     preview.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    evaluate = _command(sub, "evaluate", "score the model against reference masks", engine=True,
-                        profile="default")  # scores the raw matte unless a profile is named
+    evaluate = _command(
+        sub, "evaluate", "score the model against reference masks", engine=True, profile="default"
+    )  # scores the raw matte unless a profile is named
     evaluate.add_argument("--images", type=Path, required=True, help="directory of photos")
     evaluate.add_argument("--masks", type=Path, required=True, help="8-bit masks with the same base names")
     evaluate.add_argument("--input-size", type=int, help="network input side (default: engine.input_size)")
@@ -114,8 +123,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from watcher.commands.evaluate import run_evaluate
 
-        return run_evaluate(args.config, args.images, args.masks, args.model, args.profile, args.sheet,
-                            args.input_size)
+        return run_evaluate(args.config, args.images, args.masks, args.model, args.profile, args.sheet, args.input_size)
     from watcher.commands.check import run_check
 
     return run_check(args.config)
@@ -133,4 +141,3 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-

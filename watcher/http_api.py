@@ -91,8 +91,14 @@ class Gate:
         self._slots.release()
 
 
-def build_app(context: Callable[[], JobContext | None], health: Callable[[], Health], metrics: Metrics,
-              access: Callable[[], Access], max_pending: int, batch: BatchTasks | None = None) -> FastAPI:
+def build_app(
+    context: Callable[[], JobContext | None],
+    health: Callable[[], Health],
+    metrics: Metrics,
+    access: Callable[[], Access],
+    max_pending: int,
+    batch: BatchTasks | None = None,
+) -> FastAPI:
     """The API; ``context`` is the daemon's current model + config (None while the model loads)."""
     app = FastAPI(title="unet-matting", docs_url=None, redoc_url=None, openapi_url=None)
     gate = Gate(max_pending)
@@ -104,8 +110,9 @@ def build_app(context: Callable[[], JobContext | None], health: Callable[[], Hea
 
     @app.exception_handler(StarletteHTTPException)
     async def framework_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(exc.status_code,
-                                                                                            str(exc.detail))
+        message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(
+            exc.status_code, str(exc.detail)
+        )
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -157,8 +164,9 @@ def build_app(context: Callable[[], JobContext | None], health: Callable[[], Hea
             outcome = "rejected" if e.status == 429 else "refused"
             raise
         finally:
-            metrics.finished(outcome, "http", time.perf_counter() - started,
-                             rendered.timings_ms if rendered else None, time.time())
+            metrics.finished(
+                outcome, "http", time.perf_counter() - started, rendered.timings_ms if rendered else None, time.time()
+            )
         return _reply(rendered, ctx, profile.name, as_json, output)
 
     @app.post("/api/matting/batch")
@@ -208,8 +216,11 @@ def _choices(ctx: JobContext, request: Request) -> tuple[Profile, str]:
     query = request.query_params
     named = {query[k] for k in ("profile", "scenario") if query.get(k)}
     if len(named) > 1:
-        raise HttpError(400, f"profile={query['profile']} and scenario={query['scenario']} disagree; "
-                             "give one of them (scenario is another name for profile)")
+        raise HttpError(
+            400,
+            f"profile={query['profile']} and scenario={query['scenario']} disagree; "
+            "give one of them (scenario is another name for profile)",
+        )
     output = query.get("output", "png").lower()
     if output not in OUTPUTS:
         raise HttpError(400, f"output={query['output']} is not offered; choose one of: {', '.join(OUTPUTS)}")
@@ -245,8 +256,9 @@ async def _image_bytes(request: Request, limit: int) -> tuple[bytes, bool]:
         try:
             form = await request.form()
         except (MultiPartException, StarletteHTTPException):  # no boundary, truncated parts
-            raise HttpError(400, "the multipart body could not be parsed; "
-                                 "send the photo in the field 'image'") from None
+            raise HttpError(
+                400, "the multipart body could not be parsed; send the photo in the field 'image'"
+            ) from None
         upload = form.get("image")
         if upload is None or isinstance(upload, str):
             raise HttpError(400, "no image: send the photo in the multipart field 'image'")
@@ -285,8 +297,13 @@ async def _render(ctx: JobContext, profile: Profile, data: bytes) -> Rendered:
 def _reply(rendered: Rendered, ctx: JobContext, profile: str, as_json: bool, output: str) -> Response:
     headers = {"X-Model": rendered.model or ctx.model_label, "X-Profile": profile}
     if as_json:
-        body = {"png_base64": base64.b64encode(rendered.files[".png"]).decode(), "width": rendered.width,
-                "height": rendered.height, "model": rendered.model or ctx.model_label, "profile": profile}
+        body = {
+            "png_base64": base64.b64encode(rendered.files[".png"]).decode(),
+            "width": rendered.width,
+            "height": rendered.height,
+            "model": rendered.model or ctx.model_label,
+            "profile": profile,
+        }
         if ".jpg" in rendered.files:
             body["jpg_base64"] = base64.b64encode(rendered.files[".jpg"]).decode()
         return JSONResponse(body, headers=headers)
@@ -327,8 +344,7 @@ def deadline_protocol(request_timeout_s: float) -> type[H11Protocol]:
         def _overdue(self) -> None:
             if self.transport.is_closing() or self.conn.their_state is h11.DONE:
                 return  # the request is in; the app is answering it
-            log.info("http_request_timeout", client=":".join(map(str, self.client or ())),
-                     timeout_s=request_timeout_s)
+            log.info("http_request_timeout", client=":".join(map(str, self.client or ())), timeout_s=request_timeout_s)
             self.transport.close()
 
     return DeadlineH11Protocol
@@ -337,12 +353,22 @@ def deadline_protocol(request_timeout_s: float) -> type[H11Protocol]:
 class HttpServer(StoppableThread):
     """uvicorn serving the app in a daemon thread; ``stop`` asks it to finish and return."""
 
-    def __init__(self, app: FastAPI, host: str, port: int, request_timeout_s: float = 30.0,
-                 max_connections: int = 256) -> None:
+    def __init__(
+        self, app: FastAPI, host: str, port: int, request_timeout_s: float = 30.0, max_connections: int = 256
+    ) -> None:
         super().__init__("http")
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=5, http=deadline_protocol(request_timeout_s),
-                                timeout_keep_alive=5, limit_concurrency=max_connections)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+            http=deadline_protocol(request_timeout_s),
+            timeout_keep_alive=5,
+            limit_concurrency=max_connections,
+        )
         self.server = uvicorn.Server(config)
         self.gate: Gate | None = None
 

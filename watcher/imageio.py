@@ -18,8 +18,15 @@ from engine.errors import ImageError, ImageIncomplete, ImageTooLarge
 
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "TIFF"})
 # How each accepted format starts: (offset, bytes). WebP is RIFF....WEBP; TIFF and BigTIFF both byte orders.
-SIGNATURES = (((0, b"\xff\xd8\xff"),), ((0, b"\x89PNG\r\n\x1a\n"),), ((0, b"RIFF"), (8, b"WEBP")),
-              ((0, b"II*\x00"),), ((0, b"MM\x00*"),), ((0, b"II+\x00"),), ((0, b"MM\x00+"),))
+SIGNATURES = (
+    ((0, b"\xff\xd8\xff"),),
+    ((0, b"\x89PNG\r\n\x1a\n"),),
+    ((0, b"RIFF"), (8, b"WEBP")),
+    ((0, b"II*\x00"),),
+    ((0, b"MM\x00*"),),
+    ((0, b"II+\x00"),),
+    ((0, b"MM\x00+"),),
+)
 Image.MAX_IMAGE_PIXELS = None  # our own limit, checked before load, replaces Pillow's warning
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 _SRGB = ImageCms.createProfile("sRGB")
@@ -67,8 +74,10 @@ def could_be_image(data: bytes) -> bool:
     Whatever fails this can never become an image by more bytes arriving: it is refused at
     once; a truncated image passes and waits for the rest (``decode_grace_s``).
     """
-    return any(all(data[offset:offset + len(magic)] == magic[:max(0, len(data) - offset)]
-                   for offset, magic in signature) for signature in SIGNATURES)
+    return any(
+        all(data[offset : offset + len(magic)] == magic[: max(0, len(data) - offset)] for offset, magic in signature)
+        for signature in SIGNATURES
+    )
 
 
 def _not_accepted(data: bytes) -> str:
@@ -85,13 +94,13 @@ def _check_header(im: Image.Image, max_pixels: int) -> None:
         raise ImageError(f"unsupported format {im.format}; {ACCEPTED}")
     width, height = im.size
     if width * height > max_pixels:
-        raise ImageTooLarge(f"{width}x{height} = {width * height} pixels exceeds "
-                            f"engine.max_input_pixels = {max_pixels}")
+        raise ImageTooLarge(
+            f"{width}x{height} = {width * height} pixels exceeds engine.max_input_pixels = {max_pixels}"
+        )
     if width == 0 or height == 0:
         raise ImageError(f"image has no pixels ({width}x{height})")
     if getattr(im, "n_frames", 1) > 1 and im.format != "MPO":
-        raise ImageError(f"{im.format} has {im.n_frames} frames (animated or multi-page); "
-                         "upload a single still image")
+        raise ImageError(f"{im.format} has {im.n_frames} frames (animated or multi-page); upload a single still image")
 
 
 def _to_arrays(im: Image.Image) -> Decoded:

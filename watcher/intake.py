@@ -38,9 +38,15 @@ class Intake(StoppableThread):
     of every pass (a reload swaps the snapshot; nobody pokes this thread's attributes).
     """
 
-    def __init__(self, incoming: Path, hints: queue.SimpleQueue[Hint], tracker: CompletionTracker,
-                 jobs: JobQueue, settings: Callable[[], IntakeSettings],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        incoming: Path,
+        hints: queue.SimpleQueue[Hint],
+        tracker: CompletionTracker,
+        jobs: JobQueue,
+        settings: Callable[[], IntakeSettings],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__("intake")
         self.incoming = incoming
         self.hints = hints

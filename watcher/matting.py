@@ -28,8 +28,7 @@ class Matting(Protocol):
         """The model as the logs name it (file@hash), or who makes the mattes."""
         ...
 
-    def render(self, data: bytes, profile: Profile, job: str, file: str, max_pixels: int,
-               png_level: int) -> Rendered:
+    def render(self, data: bytes, profile: Profile, job: str, file: str, max_pixels: int, png_level: int) -> Rendered:
         """The outputs of one upload; ``ImageError`` for bad input, ``Deferred`` for "not now"."""
         ...
 
@@ -78,8 +77,7 @@ class LocalMatting:
     def label(self) -> str:
         return self.session.info.label
 
-    def render(self, data: bytes, profile: Profile, job: str, file: str, max_pixels: int,
-               png_level: int) -> Rendered:
+    def render(self, data: bytes, profile: Profile, job: str, file: str, max_pixels: int, png_level: int) -> Rendered:
         return render(data, self.session, profile, max_pixels, png_level)
 
     def memory(self) -> dict[str, int] | None:

@@ -21,28 +21,52 @@ STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 class Metrics:
     """Counters and histograms the job paths update; gauges read live values when scraped."""
 
-    def __init__(self, queue_depth: Callable[[], float], in_flight: Callable[[], float],
-                 gpu_memory: Callable[[], Mapping[str, int] | None] = lambda: None,
-                 broker: Callable[[], QueueStats | None] = lambda: None) -> None:
+    def __init__(
+        self,
+        queue_depth: Callable[[], float],
+        in_flight: Callable[[], float],
+        gpu_memory: Callable[[], Mapping[str, int] | None] = lambda: None,
+        broker: Callable[[], QueueStats | None] = lambda: None,
+    ) -> None:
         self.registry = CollectorRegistry()
-        self.jobs = Counter("unet_matting_jobs", "Jobs finished, by outcome and source (upload, http)",
-                            ["outcome", "source"], registry=self.registry)
-        self.stage_seconds = Histogram("unet_matting_stage_seconds", "Time per pipeline stage",
-                                       ["stage"], buckets=STAGE_BUCKETS, registry=self.registry)
-        self.job_seconds = Histogram("unet_matting_job_seconds", "Time per job, start to outcome",
-                                     ["source"], buckets=STAGE_BUCKETS, registry=self.registry)
-        self.last_success = Gauge("unet_matting_last_success_timestamp_seconds",
-                                  "Unix time of the last job that produced a cut-out", registry=self.registry)
+        self.jobs = Counter(
+            "unet_matting_jobs",
+            "Jobs finished, by outcome and source (upload, http)",
+            ["outcome", "source"],
+            registry=self.registry,
+        )
+        self.stage_seconds = Histogram(
+            "unet_matting_stage_seconds",
+            "Time per pipeline stage",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.job_seconds = Histogram(
+            "unet_matting_job_seconds",
+            "Time per job, start to outcome",
+            ["source"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "unet_matting_last_success_timestamp_seconds",
+            "Unix time of the last job that produced a cut-out",
+            registry=self.registry,
+        )
         self.model = Info("unet_matting_model", "The model that runs", registry=self.registry)
-        Gauge("unet_matting_queue_depth", "Uploads waiting for a worker",
-              registry=self.registry).set_function(queue_depth)
-        Gauge("unet_matting_in_flight", "Jobs being processed now (uploads and HTTP)",
-              registry=self.registry).set_function(in_flight)
+        Gauge("unet_matting_queue_depth", "Uploads waiting for a worker", registry=self.registry).set_function(
+            queue_depth
+        )
+        Gauge(
+            "unet_matting_in_flight", "Jobs being processed now (uploads and HTTP)", registry=self.registry
+        ).set_function(in_flight)
         self.registry.register(GpuMemoryCollector(gpu_memory))
         self.registry.register(BrokerCollector(broker))
 
-    def finished(self, outcome: str, source: str, seconds: float, stages_ms: Mapping[str, float] | None,
-                 now: float) -> None:
+    def finished(
+        self, outcome: str, source: str, seconds: float, stages_ms: Mapping[str, float] | None, now: float
+    ) -> None:
         self.jobs.labels(outcome, source).inc()
         self.job_seconds.labels(source).observe(seconds)
         for stage, ms in (stages_ms or {}).items():
@@ -51,8 +75,14 @@ class Metrics:
             self.last_success.set(now)
 
     def model_loaded(self, session: Session) -> None:
-        self.model.info({"model": session.info.label, "arch": session.info.arch, "device": str(session.device),
-                         "input_size": str(session.input_size)})
+        self.model.info(
+            {
+                "model": session.info.label,
+                "arch": session.info.arch,
+                "device": str(session.device),
+                "input_size": str(session.input_size),
+            }
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -83,11 +113,13 @@ class BrokerCollector:
     """Queue mode only: the broker's jobs waiting, workers connected, dead jobs, and this
     watcher's jobs awaiting an answer (a sample is left out while the broker is unreachable)."""
 
-    GAUGES = (("connected", "1 while the watcher is connected to RabbitMQ"),
-              ("jobs_ready", "Jobs in the broker waiting for a worker"),
-              ("workers", "Worker processes consuming the jobs queue"),
-              ("dead", "Jobs in the dead-letter queue"),
-              ("waiting", "This watcher's jobs sent and not yet answered"))
+    GAUGES = (
+        ("connected", "1 while the watcher is connected to RabbitMQ"),
+        ("jobs_ready", "Jobs in the broker waiting for a worker"),
+        ("workers", "Worker processes consuming the jobs queue"),
+        ("dead", "Jobs in the dead-letter queue"),
+        ("waiting", "This watcher's jobs sent and not yet answered"),
+    )
 
     def __init__(self, read: Callable[[], QueueStats | None]) -> None:
         self._read = read
@@ -99,7 +131,15 @@ class BrokerCollector:
         stats = self._read()
         if stats is None:
             return []
-        values = {"connected": float(stats.connected), "jobs_ready": stats.jobs_ready, "workers": stats.workers,
-                  "dead": stats.dead, "waiting": stats.waiting}
-        return [GaugeMetricFamily(f"unet_matting_broker_{name}", text, value=values[name])
-                for name, text in self.GAUGES if values[name] is not None]
+        values = {
+            "connected": float(stats.connected),
+            "jobs_ready": stats.jobs_ready,
+            "workers": stats.workers,
+            "dead": stats.dead,
+            "waiting": stats.waiting,
+        }
+        return [
+            GaugeMetricFamily(f"unet_matting_broker_{name}", text, value=values[name])
+            for name, text in self.GAUGES
+            if values[name] is not None
+        ]

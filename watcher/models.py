@@ -77,8 +77,10 @@ def named_model(models_dir: Path, name: str) -> Path:
     its own file name (``models use u2netp-products``). Paths are refused: the control file
     confines the daemon to ``models_dir``."""
     if name in (".", "..") or Path(name).name != name or "\0" in name or "/" in name:
-        raise ModelError(f"{models_dir / CONTROL_FILE} names {name}, which is not a file name in "
-                         "engine.models_dir; choose a model with: unet-matting models use NAME")
+        raise ModelError(
+            f"{models_dir / CONTROL_FILE} names {name}, which is not a file name in "
+            "engine.models_dir; choose a model with: unet-matting models use NAME"
+        )
     if name == SHIPPED_MODEL.name and not (models_dir / name).exists():
         return SHIPPED_MODEL
     return (models_dir / name).resolve()
@@ -138,8 +140,7 @@ class ModelSwitcher:
     def start(self, path: Path) -> None:
         """Load ``path`` in the background; ``take_ready`` hands the session over once loaded."""
         self.error = None
-        self._thread = threading.Thread(target=self._load_in_background, args=(path,), name="model-loader",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._load_in_background, args=(path,), name="model-loader", daemon=True)
         self._thread.start()
 
     def take_ready(self) -> Session | None:

@@ -83,8 +83,7 @@ class OverflowHook(logging.Handler):
             self.on_overflow()
 
 
-def make_observer(kind: str, root: Path, handler: FileSystemEventHandler,
-                  polling_interval_s: float) -> BaseObserver:
+def make_observer(kind: str, root: Path, handler: FileSystemEventHandler, polling_interval_s: float) -> BaseObserver:
     """An inotify (``Observer``) or polling observer scheduled recursively on ``root``.
 
     The polling one snapshots with ``lstat``: a symlink to a directory is an entry (refused like

@@ -157,8 +157,12 @@ def _copy_across(source: Path, target: Path) -> None:
 def quarantine(source: Path, failed_root: Path, relative: Path, reason: dict[str, Any]) -> Path:
     """Move ``source`` under ``failed_root`` and write ``<name>.error.json`` beside it."""
     target = move_durably(source, failed_root, relative)
-    report = {"file": str(relative), "quarantined_as": target.name,
-              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **reason}
+    report = {
+        "file": str(relative),
+        "quarantined_as": target.name,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **reason,
+    }
     body = json.dumps(report, indent=2, ensure_ascii=False, default=str).encode("utf-8", "surrogateescape")
     atomic_write(target.with_name(target.name + ".error.json"), body + b"\n")
     return target

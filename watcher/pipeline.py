@@ -71,8 +71,7 @@ def read_source(path: Path) -> Source:
         os.close(fd)
 
 
-def render(data: bytes, session: Session, profile: Profile, max_pixels: int,
-           compress_level: int) -> Rendered:
+def render(data: bytes, session: Session, profile: Profile, max_pixels: int, compress_level: int) -> Rendered:
     """Bytes of an upload -> PNG bytes of its cut-out; raises ``ImageError`` for bad input."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()

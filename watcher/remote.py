@@ -100,13 +100,17 @@ class RemoteMatting:
             waited = 0.0  # counted only while a worker could have taken the job: no pile of re-sends
             while not waiter.event.wait(WAIT_STEP_S):  # in the broker while no worker is connected
                 if time.monotonic() > self._abandon_at:
-                    raise Deferred("the watcher stopped before the workers answered; sent again at the next start",
-                                   None)
+                    raise Deferred(
+                        "the watcher stopped before the workers answered; sent again at the next start", None
+                    )
                 if self.stats.connected and self.stats.workers:
                     waited += WAIT_STEP_S
                 if waited > self.cfg.result_timeout_s:
-                    raise Deferred(f"no answer from the workers within {self.cfg.result_timeout_s:g} s "
-                                   f"(queue.result_timeout_s); sent again", 0.0)
+                    raise Deferred(
+                        f"no answer from the workers within {self.cfg.result_timeout_s:g} s "
+                        f"(queue.result_timeout_s); sent again",
+                        0.0,
+                    )
         finally:
             with self._lock:
                 waiting = self._waiters.get(job, [])
@@ -118,14 +122,22 @@ class RemoteMatting:
 
     def _send(self, job: str, file: str, data: bytes, profile: Profile, max_pixels: int, png_level: int) -> None:
         if len(data) > MAX_MESSAGE_BYTES:
-            raise ImageTooLarge(f"the upload is {len(data) / 1e6:.0f} MB, more than the "
-                                f"{MAX_MESSAGE_BYTES / 1e6:.0f} MB a queue message may carry")
+            raise ImageTooLarge(
+                f"the upload is {len(data) / 1e6:.0f} MB, more than the "
+                f"{MAX_MESSAGE_BYTES / 1e6:.0f} MB a queue message may carry"
+            )
         try:
-            self.app.send_task(TASK, kwargs=job_message(job, file, profile, data, max_pixels, png_level),
-                               task_id=job, reply_to=self.results_name, queue=jobs_queue(self.cfg))
+            self.app.send_task(
+                TASK,
+                kwargs=job_message(job, file, profile, data, max_pixels, png_level),
+                task_id=job,
+                reply_to=self.results_name,
+                queue=jobs_queue(self.cfg),
+            )
         except Exception as e:  # kombu's OperationalError, socket errors, a refused publish
-            raise Deferred(f"the broker is unreachable ({_reason(e)}); sent again in {self.cfg.retry_s:g} s",
-                           self.cfg.retry_s) from None
+            raise Deferred(
+                f"the broker is unreachable ({_reason(e)}); sent again in {self.cfg.retry_s:g} s", self.cfg.retry_s
+            ) from None
         log.debug("job_sent", job_id=job, file=file, bytes=len(data))
 
     def deliver(self, answer: dict[str, Any]) -> bool:
@@ -172,12 +184,23 @@ def _rendered(answer: dict[str, Any] | None) -> Rendered:
     if answer is None:
         raise JobError("an empty answer from the queue")
     if answer.get("ok"):
-        return Rendered(dict(answer["files"]), int(answer["width"]), int(answer["height"]),
-                        int(answer["input_bytes"]), dict(answer.get("timings_ms") or {}),
-                        model=answer.get("model", ""), worker=answer.get("worker", ""))
+        return Rendered(
+            dict(answer["files"]),
+            int(answer["width"]),
+            int(answer["height"]),
+            int(answer["input_bytes"]),
+            dict(answer.get("timings_ms") or {}),
+            model=answer.get("model", ""),
+            worker=answer.get("worker", ""),
+        )
     kind, reason = answer.get("kind"), str(answer.get("reason", "no reason given"))
-    error = {"incomplete": ImageIncomplete, "too_large": ImageTooLarge, "no_product": NoProduct, "image": ImageError,
-             "dead": DeadJob}.get(kind)
+    error = {
+        "incomplete": ImageIncomplete,
+        "too_large": ImageTooLarge,
+        "no_product": NoProduct,
+        "image": ImageError,
+        "dead": DeadJob,
+    }.get(kind)
     if error is not None:
         raise error(reason)
     raise JobError(f"worker {answer.get('worker', '?')}: {reason}")
@@ -192,9 +215,14 @@ def dead_answer(headers: dict[str, Any]) -> dict[str, Any]:
     """The answer a dead-lettered job stands for, from its headers (``id``, ``x-death``)."""
     deaths = headers.get("x-death") or [{}]
     reason = headers.get("x-first-death-reason") or deaths[0].get("reason", "dead-lettered")
-    return {"job": headers.get("id", ""), "ok": False, "kind": "dead", "worker": "",
-            "reason": f"the workers stopped while processing this file every time it was delivered "
-                      f"(RabbitMQ dead-lettered the job: {reason}); it is kept in the dead-letter queue"}
+    return {
+        "job": headers.get("id", ""),
+        "ok": False,
+        "kind": "dead",
+        "worker": "",
+        "reason": f"the workers stopped while processing this file every time it was delivered "
+        f"(RabbitMQ dead-lettered the job: {reason}); it is kept in the dead-letter queue",
+    }
 
 
 class _Listener(StoppableThread):
@@ -223,8 +251,14 @@ class _Listener(StoppableThread):
         channel = conn.channel()
         for queue in (jobs_queue(cfg), dead_queue(cfg), results_queue(self.remote.results_name)):
             queue(channel).declare()
-        consumer = Consumer(channel, queues=[results_queue(self.remote.results_name)], callbacks=[self._on_message],
-                            accept=["msgpack"], no_ack=False, prefetch_count=64)
+        consumer = Consumer(
+            channel,
+            queues=[results_queue(self.remote.results_name)],
+            callbacks=[self._on_message],
+            accept=["msgpack"],
+            no_ack=False,
+            prefetch_count=64,
+        )
         with consumer:
             stats.connected = True
             log.info("queue_connected", results=self.remote.results_name, jobs=cfg.jobs)

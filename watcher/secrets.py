@@ -20,8 +20,7 @@ def secret_file_problem(path: Path, key: str) -> str | None:
     except OSError as e:
         return f"{key}: cannot read {path}: {e.strerror or e}"
     if st.st_mode & 0o077:
-        return (f"{key}: {path} (mode {stat.filemode(st.st_mode)}) is readable by others; "
-                f"chmod 600 it")
+        return f"{key}: {path} (mode {stat.filemode(st.st_mode)}) is readable by others; chmod 600 it"
     if not os.access(path, os.R_OK):
         return f"{key}: {path} is not readable by uid {os.geteuid()}"
     return None

@@ -12,7 +12,7 @@ TILE_HEIGHT = 180
 
 def checkerboard(height: int, width: int, square: int = 12) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width]
-    light = ((yy // square + xx // square) % 2 == 0)
+    light = (yy // square + xx // square) % 2 == 0
     return np.where(light[..., None], 235, 190).astype(np.uint8).repeat(3, axis=2)
 
 

@@ -83,8 +83,9 @@ class InstanceLock:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise AlreadyRunning(f"another unet-matting daemon (pid {holder}) is already running on "
-                                 f"{self.path.parent}; stop it first") from None
+            raise AlreadyRunning(
+                f"another unet-matting daemon (pid {holder}) is already running on {self.path.parent}; stop it first"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd

@@ -106,9 +106,15 @@ class JobRunner:
     Each step returns an ``Outcome``; ``run`` alone logs it (one ``job_finished`` line) and counts it.
     """
 
-    def __init__(self, context: Callable[[], JobContext], attempts: AttemptLog, stats: Stats,
-                 clock: Callable[[], float] = time.monotonic,
-                 recheck: Callable[[Path, float], None] | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        context: Callable[[], JobContext],
+        attempts: AttemptLog,
+        stats: Stats,
+        clock: Callable[[], float] = time.monotonic,
+        recheck: Callable[[Path, float], None] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._context = context
         self._metrics = metrics
         self._recheck = recheck  # asks for the file again at a given clock time
@@ -132,8 +138,14 @@ class JobRunner:
             log.exception("job_error", file=str(job.relative))
         seconds = time.perf_counter() - started
         fields = {"model": ctx.model_label, **outcome.fields}
-        getattr(log, outcome.level)("job_finished", file=str(job.relative), outcome=outcome.name,
-                                    profile=profile.name, **fields, duration_ms=round(seconds * 1000, 1))
+        getattr(log, outcome.level)(
+            "job_finished",
+            file=str(job.relative),
+            outcome=outcome.name,
+            profile=profile.name,
+            **fields,
+            duration_ms=round(seconds * 1000, 1),
+        )
         structlog.contextvars.unbind_contextvars("job_id")
         if self._metrics is not None:
             self._metrics.finished(outcome.name, "upload", seconds, outcome.fields.get("stages_ms"), time.time())
@@ -143,15 +155,17 @@ class JobRunner:
     def _run(self, job: Job, ctx: JobContext, profile: Profile) -> Outcome:
         cfg = ctx.config
         if not inside(cfg.paths.incoming, job):
-            return Outcome("refused", {"error": "a directory on the path is a symbolic link; "
-                                                "refusing to read or move anything"})
+            return Outcome(
+                "refused", {"error": "a directory on the path is a symbolic link; refusing to read or move anything"}
+            )
         try:
             source = read_source(job.path)
         except FileNotFoundError:
             return Outcome("gone")
         except PermissionError as e:  # the uploader's mode (000) or owner: it may be fixed; else quarantined
-            return self._incomplete(job, ctx, profile, ImageIncomplete(f"the daemon may not read it ({os_reason(e)})"),
-                                    "still unreadable")
+            return self._incomplete(
+                job, ctx, profile, ImageIncomplete(f"the daemon may not read it ({os_reason(e)})"), "still unreadable"
+            )
         except ImageError as e:
             return self._quarantine(job, ctx, profile, e)
         key = attempt_key(job.relative, source.signature)
@@ -182,9 +196,16 @@ class JobRunner:
             self._attempts.end(key)
         self._forget_failure(job.path)
         remote = {"model": rendered.model, "worker": rendered.worker} if rendered.worker else {}
-        return outcome.adding(width=rendered.width, height=rendered.height, input_bytes=rendered.input_bytes,
-                              output_bytes=rendered.output_bytes, stages_ms=rendered.timings_ms, **replaced,
-                              output=str(targets[-1].relative_to(cfg.paths.output)), **remote)
+        return outcome.adding(
+            width=rendered.width,
+            height=rendered.height,
+            input_bytes=rendered.input_bytes,
+            output_bytes=rendered.output_bytes,
+            stages_ms=rendered.timings_ms,
+            **replaced,
+            output=str(targets[-1].relative_to(cfg.paths.output)),
+            **remote,
+        )
 
     def _archive(self, job: Job, cfg: Config, decoded: Signature) -> Outcome:
         try:
@@ -196,8 +217,9 @@ class JobRunner:
         archived = move_durably(job.path, cfg.paths.archive, job.relative)
         return Outcome("done", {"archived_as": str(archived.relative_to(cfg.paths.archive))})
 
-    def _incomplete(self, job: Job, ctx: JobContext, profile: Profile, error: ImageError,
-                    still: str = "still undecodable") -> Outcome:
+    def _incomplete(
+        self, job: Job, ctx: JobContext, profile: Profile, error: ImageError, still: str = "still undecodable"
+    ) -> Outcome:
         now = self._clock()
         with self._lock:
             first = self._first_failure.setdefault(job.path, now)
@@ -210,15 +232,22 @@ class JobRunner:
         note = f"{still} {waited:.1f} s after its first failed attempt (decode_grace_s = {grace:g} s)"
         return self._quarantine(job, ctx, profile, error, note=note).adding(waited_s=round(waited, 1))
 
-    def _quarantine(self, job: Job, ctx: JobContext, profile: Profile, error: BaseException,
-                    key: str | None = None, note: str = "") -> Outcome:
-        reason = {"error": error.__class__.__name__, "reason": str(error), **({"note": note} if note else {}),
-                  "model": ctx.model_label, "profile": profile.name}
+    def _quarantine(
+        self, job: Job, ctx: JobContext, profile: Profile, error: BaseException, key: str | None = None, note: str = ""
+    ) -> Outcome:
+        reason = {
+            "error": error.__class__.__name__,
+            "reason": str(error),
+            **({"note": note} if note else {}),
+            "model": ctx.model_label,
+            "profile": profile.name,
+        }
         target = quarantine(job.path, ctx.config.paths.failed, job.relative, reason)
         if key is not None:
             self._attempts.end(key)
-        return Outcome("quarantined", {"error": str(error),
-                                       "quarantined_as": str(target.relative_to(ctx.config.paths.failed))})
+        return Outcome(
+            "quarantined", {"error": str(error), "quarantined_as": str(target.relative_to(ctx.config.paths.failed))}
+        )
 
     def _forget_failure(self, path: Path) -> None:
         with self._lock:
@@ -238,8 +267,12 @@ def replacement(cfg: Config, job: Job) -> dict[str, str]:
         return {}
     earlier = earlier_source(cfg.paths.archive, job.relative)
     if earlier is not None and earlier.name != job.relative.name:
-        log.warning("same_stem_replaced", file=str(job.relative), earlier_source=str(earlier),
-                    output=str(output_path(Path(), job.relative)))
+        log.warning(
+            "same_stem_replaced",
+            file=str(job.relative),
+            earlier_source=str(earlier),
+            output=str(output_path(Path(), job.relative)),
+        )
     return {"replaced": str(earlier) if earlier is not None else "an output of unknown source"}
 
 

@@ -31,8 +31,9 @@ class Section:
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
 
-    def take(self, name: str, kind: type, default: Any = _MISSING,
-             check: Callable[[Any], str | None] | None = None) -> Any:
+    def take(
+        self, name: str, kind: type, default: Any = _MISSING, check: Callable[[Any], str | None] | None = None
+    ) -> Any:
         value = self.raw.pop(name, default)
         if value is _MISSING:
             raise ConfigError(f"{self.key(name)}: required")

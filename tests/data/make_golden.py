@@ -29,14 +29,19 @@ def shade(mask: Image.Image, colour: tuple[int, int, int], light: float = 0.35) 
     return Image.fromarray(np.broadcast_to(arr, (H, W, 3)).astype(np.uint8))
 
 
-def compose(background: Image.Image, mask: Image.Image, colour: tuple[int, int, int],
-            shadow_offset: tuple[int, int] | None = None) -> Image.Image:
+def compose(
+    background: Image.Image,
+    mask: Image.Image,
+    colour: tuple[int, int, int],
+    shadow_offset: tuple[int, int] | None = None,
+) -> Image.Image:
     image = background.copy()
     if shadow_offset:
         shadow = Image.new("L", (W, H), 0)
         shadow.paste(mask.point(lambda v: v * 0.45), shadow_offset)
-        image = Image.composite(Image.new("RGB", (W, H), (60, 60, 60)), image,
-                                shadow.filter(ImageFilter.GaussianBlur(6)))
+        image = Image.composite(
+            Image.new("RGB", (W, H), (60, 60, 60)), image, shadow.filter(ImageFilter.GaussianBlur(6))
+        )
     return Image.composite(shade(mask, colour), image, mask)
 
 
@@ -52,14 +57,32 @@ def draw(shapes) -> Image.Image:
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     scenes = {
-        "bottle": (sweep((250, 250, 250), (236, 236, 236)), (40, 70, 50), None,
-                   [("rounded_rectangle", (130, 70, 190, 215), {"radius": 18}),
-                    ("rectangle", (148, 30, 172, 80), {}), ("rectangle", (144, 22, 176, 34), {})]),
-        "box": (sweep((215, 215, 220), (170, 170, 178)), (190, 30, 35), (10, 8),
-                [("polygon", [(90, 90), (200, 70), (240, 110), (240, 190), (130, 210), (90, 170)], {})]),
-        "sneaker": (sweep((240, 228, 205), (225, 210, 185)), (30, 60, 140), (6, 6),
-                    [("ellipse", (50, 110, 270, 190), {}), ("ellipse", (60, 80, 160, 160), {}),
-                     ("rectangle", (60, 150, 270, 185), {})]),
+        "bottle": (
+            sweep((250, 250, 250), (236, 236, 236)),
+            (40, 70, 50),
+            None,
+            [
+                ("rounded_rectangle", (130, 70, 190, 215), {"radius": 18}),
+                ("rectangle", (148, 30, 172, 80), {}),
+                ("rectangle", (144, 22, 176, 34), {}),
+            ],
+        ),
+        "box": (
+            sweep((215, 215, 220), (170, 170, 178)),
+            (190, 30, 35),
+            (10, 8),
+            [("polygon", [(90, 90), (200, 70), (240, 110), (240, 190), (130, 210), (90, 170)], {})],
+        ),
+        "sneaker": (
+            sweep((240, 228, 205), (225, 210, 185)),
+            (30, 60, 140),
+            (6, 6),
+            [
+                ("ellipse", (50, 110, 270, 190), {}),
+                ("ellipse", (60, 80, 160, 160), {}),
+                ("rectangle", (60, 150, 270, 185), {}),
+            ],
+        ),
     }
     for name, (background, colour, shadow, shapes) in scenes.items():
         mask = draw(shapes)

@@ -31,8 +31,13 @@ def _nearest_existing(path: Path) -> Path:
 
 # What the daemon does in each directory: list and read uploads and rename them away; write,
 # rename and read back its own files elsewhere.
-NEEDS = {"incoming": os.R_OK | os.W_OK | os.X_OK, "output": os.W_OK | os.X_OK, "archive": os.W_OK | os.X_OK,
-         "failed": os.W_OK | os.X_OK, "state": os.R_OK | os.W_OK | os.X_OK}
+NEEDS = {
+    "incoming": os.R_OK | os.W_OK | os.X_OK,
+    "output": os.W_OK | os.X_OK,
+    "archive": os.W_OK | os.X_OK,
+    "failed": os.W_OK | os.X_OK,
+    "state": os.R_OK | os.W_OK | os.X_OK,
+}
 _VERBS = ((os.R_OK, "listed"), (os.W_OK, "written"), (os.X_OK, "entered"))
 
 
@@ -42,8 +47,10 @@ def access_problem(where: str, path: Path, needed: int) -> str | None:
     if not missing:
         return None
     st = path.stat()
-    return (f"{where}: {path} (owner uid {st.st_uid}, gid {st.st_gid}, mode {stat.filemode(st.st_mode)}) "
-            f"cannot be {' or '.join(missing)} by uid {os.geteuid()}")
+    return (
+        f"{where}: {path} (owner uid {st.st_uid}, gid {st.st_gid}, mode {stat.filemode(st.st_mode)}) "
+        f"cannot be {' or '.join(missing)} by uid {os.geteuid()}"
+    )
 
 
 def directory_problems(cfg: Config) -> list[str]:
@@ -76,8 +83,9 @@ def disk_problems(cfg: Config, minimum: int = MIN_FREE_BYTES) -> list[str]:
         path = _nearest_existing(getattr(cfg.paths, key))
         free = shutil.disk_usage(path).free
         if free < minimum:
-            problems.append(f"paths.{key}: only {free / 1024**3:.1f} GiB free on {path} "
-                            f"(want at least {minimum / 1024**3:.0f} GiB)")
+            problems.append(
+                f"paths.{key}: only {free / 1024**3:.1f} GiB free on {path} (want at least {minimum / 1024**3:.0f} GiB)"
+            )
     return problems
 
 
@@ -91,8 +99,10 @@ def inotify_problems(cfg: Config, limit_file: Path = INOTIFY_LIMIT) -> list[str]
         return []
     dirs = 1 + sum(len(d) for _, d, _ in os.walk(cfg.paths.incoming))
     if dirs * 2 > limit:
-        return [f"watcher.observer: incoming has {dirs} directories, fs.inotify.max_user_watches is {limit}; "
-                "raise it (sysctl fs.inotify.max_user_watches=524288) or use the polling observer"]
+        return [
+            f"watcher.observer: incoming has {dirs} directories, fs.inotify.max_user_watches is {limit}; "
+            "raise it (sysctl fs.inotify.max_user_watches=524288) or use the polling observer"
+        ]
     return []
 
 
@@ -111,8 +121,10 @@ def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
         _, info, _ = open_model(path, cfg.engine.settings.threads)
         notes.append(f"note: model {info.label} ({info.arch})")
         if path.resolve() == SHIPPED_MODEL.resolve():
-            notes.append("warning: only the small fallback model is installed; cut-outs of real photos "
-                            "need a strong one: unet-matting models pull isnet-general-use")
+            notes.append(
+                "warning: only the small fallback model is installed; cut-outs of real photos "
+                "need a strong one: unet-matting models pull isnet-general-use"
+            )
     except ModelError as e:
         problems.append(f"engine.model: {e}")
     return problems, notes
@@ -132,8 +144,12 @@ def config_diff(cfg: Config) -> list[str]:
     """Every setting that differs from the built-in defaults, each section of the config included
     (locations excluded: the paths, the log file, the model and its directory; the broker URL,
     which may hold a password, is reported by the queue line)."""
-    minimal = {"paths": dataclasses.asdict(cfg.paths), "engine": {"model": str(cfg.engine.settings.model or "auto")},
-               "profiles_file": str(cfg.source.parent / "unused"), "logging": {"file": None}}
+    minimal = {
+        "paths": dataclasses.asdict(cfg.paths),
+        "engine": {"model": str(cfg.engine.settings.model or "auto")},
+        "profiles_file": str(cfg.source.parent / "unused"),
+        "logging": {"file": None},
+    }
     defaults = load_config_data(minimal, cfg.source, profiles=cfg.profiles)
     lines = []
     for section in ("watcher", "engine", "output", "logging", "http", "queue"):
@@ -186,8 +202,10 @@ def queue_findings(cfg: Config) -> list[str]:
     with Connection(url, connect_timeout=5) as conn:
         mode = cfg.source.stat().st_mode
         if conn.password and mode & 0o004:
-            notes.append(f"warning: {cfg.source} (mode {stat.filemode(mode)}) is readable by every user and "
-                         f"queue.broker_url holds a password; chmod 640 it")
+            notes.append(
+                f"warning: {cfg.source} (mode {stat.filemode(mode)}) is readable by every user and "
+                f"queue.broker_url holds a password; chmod 640 it"
+            )
         shown = conn.as_uri()  # the password masked
         try:
             conn.connect()
@@ -195,10 +213,16 @@ def queue_findings(cfg: Config) -> list[str]:
         except Exception as e:  # refused, unknown vhost, bad password, queue not declared yet
             reason = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             if "NOT_FOUND" in reason:
-                return [*notes, f"note: queue: broker {shown} reachable; {cfg.queue.jobs} is declared when the "
-                                 f"watcher or a worker first connects"]
-            return [*notes, f"warning: queue: broker {shown} not reachable ({reason}); uploads will wait "
-                            f"in incoming until it answers"]
+                return [
+                    *notes,
+                    f"note: queue: broker {shown} reachable; {cfg.queue.jobs} is declared when the "
+                    f"watcher or a worker first connects",
+                ]
+            return [
+                *notes,
+                f"warning: queue: broker {shown} not reachable ({reason}); uploads will wait "
+                f"in incoming until it answers",
+            ]
     return [*notes, f"note: queue: broker {shown}, {workers} workers connected, {ready} jobs waiting for one"]
 
 
@@ -206,14 +230,12 @@ def run_check(config_path: Path) -> int:
     """Exit 0 when all is well, 1 with one printed line per problem (config errors raise: 2)."""
     cfg = load_config(config_path)
     engine_problems, notes = engine_findings(cfg)
-    problems = (directory_problems(cfg) + disk_problems(cfg) + inotify_problems(cfg) + token_problems(cfg)
-                + engine_problems)
+    problems = (
+        directory_problems(cfg) + disk_problems(cfg) + inotify_problems(cfg) + token_problems(cfg) + engine_problems
+    )
     for line in problems + notes + queue_findings(cfg) + config_diff(cfg):
         print(line)
     if not problems:
         active = active_model(cfg.engine.models_dir, cfg.engine.settings.model)
-        print(f"ok: {cfg.source} (model {active.name}, profile {cfg.profile}, "
-              f"observer {cfg.watcher.observer})")
+        print(f"ok: {cfg.source} (model {active.name}, profile {cfg.profile}, observer {cfg.watcher.observer})")
     return 1 if problems else 0
-
-

@@ -30,8 +30,15 @@ def load_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
         return np.asarray(mask)
 
 
-def run_evaluate(config_path: Path, images: Path, masks: Path, model: Path | None, profile: str | None,
-                 sheet_path: Path | None, input_size: int | None) -> int:
+def run_evaluate(
+    config_path: Path,
+    images: Path,
+    masks: Path,
+    model: Path | None,
+    profile: str | None,
+    sheet_path: Path | None,
+    input_size: int | None,
+) -> int:
     cfg = load_config(config_path)
     for flag, folder in (("--images", images), ("--masks", masks)):
         if not folder.is_dir():

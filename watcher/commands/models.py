@@ -41,16 +41,20 @@ def run_list(config_path: Path) -> int:
     except ModelError as e:
         chosen, problem = None, str(e)
     runs = running["model"].split("@")[0] if running else (chosen.name if chosen and chosen.is_file() else None)
-    print(f"{'':2s}{'name':26s} {'installed':9s} {'rank':>4s} {'size':>7s}  {'quality (IoU coco / ref @ input)':32s} "
-          "licence")
+    print(
+        f"{'':2s}{'name':26s} {'installed':9s} {'rank':>4s} {'size':>7s}  {'quality (IoU coco / ref @ input)':32s} "
+        "licence"
+    )
     for entry in catalogue().values():
         mark = "*" if entry.file == runs else " "
         state = "shipped" if not entry.sources else ("yes" if entry.name in have else "-")
         size = cfg.engine.settings.input_size or entry.preprocessing.size_on(device)  # the side that runs here
         figures = entry.quality_at(size)
         quality = " / ".join(f"{figures[s][0]:.2f}" if s in figures else "?" for s in ("coco-ccby", "u2net-reference"))
-        print(f"{mark} {entry.name:26s} {state:9s} {entry.rank:4d} {_size(entry):>7s}  "
-              f"{f'{quality} @{size}':32s} {entry.licence}")
+        print(
+            f"{mark} {entry.name:26s} {state:9s} {entry.rank:4d} {_size(entry):>7s}  "
+            f"{f'{quality} @{size}':32s} {entry.licence}"
+        )
     print(_active_line(cfg, chosen, problem, running))
     return 0
 
@@ -137,8 +141,15 @@ def run_verify(config_path: Path) -> int:
         problem = checksum_problem(models_dir / entry.file, entry)
         bad += problem is not None
         print(f"{'BAD' if problem else 'ok'}  {entry.name}: {problem or 'checksum matches the catalogue'}")
-    others = sorted(p.name for p in models_dir.glob("*") if p.is_file() and not p.name.startswith(".")
-                    and p.name != CONTROL_FILE and entry_for_file(p) is None) if models_dir.is_dir() else []
+    others = (
+        sorted(
+            p.name
+            for p in models_dir.glob("*")
+            if p.is_file() and not p.name.startswith(".") and p.name != CONTROL_FILE and entry_for_file(p) is None
+        )
+        if models_dir.is_dir()
+        else []
+    )
     for name in others:
         print(f"--  {name}: not in the catalogue (imported); nothing to check it against")
     print(f"{bad} model(s) do not match their checksum" if bad else "all catalogue models verified")

@@ -50,8 +50,7 @@ def same_stem_last(items: list[tuple[Path, Path]]) -> list[list[tuple[Path, Path
     return batches
 
 
-def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str | None,
-                model: Path | None) -> int:
+def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str | None, model: Path | None) -> int:
     """Process every input, carry on past failures, exit 1 if any failed."""
     cfg = load_config(config_path)
     logs.configure("warning", None, console=True)
@@ -67,8 +66,9 @@ def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str |
         started = time.perf_counter()
         try:
             chosen = cfg.get_profile(profile) if profile else cfg.profile_for(rel)
-            rendered = render(read_source(path).data, session, chosen,
-                              cfg.engine.max_input_pixels, cfg.output.png_compress_level)
+            rendered = render(
+                read_source(path).data, session, chosen, cfg.engine.max_input_pixels, cfg.output.png_compress_level
+            )
             target = write_outputs(out, rel, rendered.files)[-1]
         except (ImageError, OSError) as e:
             return False, f"FAILED {path}: {e}"

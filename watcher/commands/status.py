@@ -47,16 +47,20 @@ def run_status(config_path: Path) -> int:
     outcomes = status.get("outcomes", {})
     last = status.get("last", {})
     print(f"{'running' if running else 'NOT RUNNING'}: pid {status.get('pid')}, status {age:.0f} s old")
-    print(f"queue: {status.get('queued', 0)} queued, {status.get('in_hand', 0)} in hand, "
-          f"{status.get('tracked', 0)} uploads settling")
+    print(
+        f"queue: {status.get('queued', 0)} queued, {status.get('in_hand', 0)} in hand, "
+        f"{status.get('tracked', 0)} uploads settling"
+    )
     print("counts: " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none yet"))
     print(f"last file: {last.get('file') or '-'} ({last.get('outcome') or '-'})")
     print(f"model: {status.get('model')}, profile: {status.get('profile')}")
     if (broker := status.get("queue")) is not None:
         print(broker_line(broker))
     failed = quarantined(cfg.paths.failed)
-    print(f"quarantined files waiting for an operator: {len(failed)}"
-          + (f" (newest: {failed[-1].relative_to(cfg.paths.failed)})" if failed else ""))
+    print(
+        f"quarantined files waiting for an operator: {len(failed)}"
+        + (f" (newest: {failed[-1].relative_to(cfg.paths.failed)})" if failed else "")
+    )
     return 0 if running else 1
 
 
@@ -64,9 +68,11 @@ def broker_line(broker: dict) -> str:
     """Queue mode: the broker's state in one sentence."""
     if not broker.get("connected"):
         return f"broker: UNREACHABLE; {broker.get('waiting', 0)} jobs of this watcher wait for answers"
-    return (f"broker: connected, {broker.get('jobs_ready')} jobs waiting for a worker, "
-            f"{broker.get('workers')} workers connected, {broker.get('waiting', 0)} jobs of this watcher "
-            f"in flight, {broker.get('dead')} dead-lettered")
+    return (
+        f"broker: connected, {broker.get('jobs_ready')} jobs waiting for a worker, "
+        f"{broker.get('workers')} workers connected, {broker.get('waiting', 0)} jobs of this watcher "
+        f"in flight, {broker.get('dead')} dead-lettered"
+    )
 
 
 def quarantined(failed_dir: Path) -> list[Path]:

@@ -51,8 +51,9 @@ class SessionHolder:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.switcher = ModelSwitcher(cfg.engine.models_dir, cfg.engine.settings.model,
-                                      lambda path: load_session(cfg.engine, path))
+        self.switcher = ModelSwitcher(
+            cfg.engine.models_dir, cfg.engine.settings.model, lambda path: load_session(cfg.engine, path)
+        )
         self.session = load_session(cfg.engine, self.switcher.wanted())
 
     def poll(self) -> None:
@@ -67,8 +68,9 @@ def answer_for(job: dict[str, Any], holder: SessionHolder, worker: str) -> tuple
     session = holder.session
     label = session.info.label
     try:
-        rendered = render(job["data"], session, profile_from(job["profile"]), int(job["max_pixels"]),
-                          int(job["png_level"]))
+        rendered = render(
+            job["data"], session, profile_from(job["profile"]), int(job["max_pixels"]), int(job["png_level"])
+        )
     except ImageIncomplete as e:
         return answer_error(job["job"], "incomplete", str(e), label, worker), "incomplete"
     except ImageTooLarge as e:
@@ -81,11 +83,21 @@ def answer_for(job: dict[str, Any], holder: SessionHolder, worker: str) -> tuple
         log.exception("job_error", file=job.get("file"))
         return answer_error(job["job"], "job", f"{e.__class__.__name__}: {e}", label, worker), "error"
     if rendered.output_bytes > MAX_MESSAGE_BYTES:  # the broker would refuse the answer
-        reason = (f"the cut-out is {rendered.output_bytes / 1e6:.0f} MB, more than the "
-                  f"{MAX_MESSAGE_BYTES / 1e6:.0f} MB a queue message may carry")
+        reason = (
+            f"the cut-out is {rendered.output_bytes / 1e6:.0f} MB, more than the "
+            f"{MAX_MESSAGE_BYTES / 1e6:.0f} MB a queue message may carry"
+        )
         return answer_error(job["job"], "too_large", reason, label, worker), "refused"
-    return answer_ok(job["job"], rendered.files, rendered.width, rendered.height, rendered.input_bytes,
-                     rendered.timings_ms, label, worker), "done"
+    return answer_ok(
+        job["job"],
+        rendered.files,
+        rendered.width,
+        rendered.height,
+        rendered.input_bytes,
+        rendered.timings_ms,
+        label,
+        worker,
+    ), "done"
 
 
 def build_worker_app(cfg: QueueConfig, holder: SessionHolder, worker: str):
@@ -100,23 +112,39 @@ def build_worker_app(cfg: QueueConfig, holder: SessionHolder, worker: str):
         started = time.perf_counter()
         structlog.contextvars.bind_contextvars(job_id=job.get("job"), worker=worker)
         try:
-            log.info("job_started", file=job.get("file"), bytes=len(job.get("data", b"")),
-                     delivery=int((self.request.delivery_info or {}).get("redelivered", False)) + 1)
+            log.info(
+                "job_started",
+                file=job.get("file"),
+                bytes=len(job.get("data", b"")),
+                delivery=int((self.request.delivery_info or {}).get("redelivered", False)) + 1,
+            )
             answer, outcome = answer_for(job, holder, worker)
             reply_to = self.request.reply_to
             try:
                 with app.producer_pool.acquire(block=True, timeout=30) as producer:
-                    producer.publish(answer, exchange="", routing_key=reply_to, serializer="msgpack",
-                                     delivery_mode=2, retry=True,
-                                     retry_policy={"max_retries": 3, "interval_start": 1, "interval_step": 2},
-                                     declare=[] if reply_to in declared else [results_queue(reply_to)])
+                    producer.publish(
+                        answer,
+                        exchange="",
+                        routing_key=reply_to,
+                        serializer="msgpack",
+                        delivery_mode=2,
+                        retry=True,
+                        retry_policy={"max_retries": 3, "interval_start": 1, "interval_step": 2},
+                        declare=[] if reply_to in declared else [results_queue(reply_to)],
+                    )
                     declared.add(reply_to)
             except Exception as e:  # the answer did not reach the broker: the job goes back to the queue
                 log.warning("answer_not_sent", error=f"{e.__class__.__name__}: {e}", kept="the job is redelivered")
                 raise Reject(str(e), requeue=True) from None
             extra = {"error": answer["reason"]} if "reason" in answer else {"stages_ms": answer["timings_ms"]}
-            log.info("job_finished", file=job.get("file"), outcome=outcome, model=answer["model"], **extra,
-                     duration_ms=round((time.perf_counter() - started) * 1000, 1))
+            log.info(
+                "job_finished",
+                file=job.get("file"),
+                outcome=outcome,
+                model=answer["model"],
+                **extra,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
         finally:
             structlog.contextvars.unbind_contextvars("job_id", "worker")
 
@@ -140,8 +168,13 @@ def run_worker(config_path: Path, name: str | None, threads: int | None) -> int:
         log.error("worker_failed", worker=worker, error=str(e))
         raise
     session = holder.session
-    log.info("model_loaded", worker=worker, model=session.info.label, device=str(session.device),
-             input_size=session.input_size)
+    log.info(
+        "model_loaded",
+        worker=worker,
+        model=session.info.label,
+        device=str(session.device),
+        input_size=session.input_size,
+    )
     app = build_worker_app(cfg.queue, holder, worker)
     declare_dead_letters(app, cfg.queue)
     threads = threads or cfg.queue.worker_threads
@@ -153,14 +186,25 @@ def run_worker(config_path: Path, name: str | None, threads: int | None) -> int:
 
     from celery.signals import worker_ready, worker_shutting_down
 
-    worker_ready.connect(lambda **_: (log.info("worker_ready", worker=worker, version=__version__, threads=threads,
-                                               jobs=cfg.queue.jobs),
-                                      notifier.status(f"consuming {cfg.queue.jobs} with {threads} threads")),
-                         weak=False)
+    worker_ready.connect(
+        lambda **_: (
+            log.info("worker_ready", worker=worker, version=__version__, threads=threads, jobs=cfg.queue.jobs),
+            notifier.status(f"consuming {cfg.queue.jobs} with {threads} threads"),
+        ),
+        weak=False,
+    )
     worker_shutting_down.connect(lambda **_: (housekeeping.stop(), notifier.stopping()), weak=False)
-    controller = app.Worker(hostname=worker, pool="threads", concurrency=threads, loglevel=cfg.logging.level.upper(),
-                            without_heartbeat=True, without_mingle=True, without_gossip=True, quiet=True,
-                            optimization="fair")
+    controller = app.Worker(
+        hostname=worker,
+        pool="threads",
+        concurrency=threads,
+        loglevel=cfg.logging.level.upper(),
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        quiet=True,
+        optimization="fair",
+    )
     controller.start()
     housekeeping.stop()
     housekeeping.join()
@@ -181,8 +225,10 @@ def refuse_a_taken_name(cfg: QueueConfig, worker: str) -> None:
             conn.connect()
             conn.default_channel.queue_declare(f"{worker}.celery.pidbox", passive=True)
     except ResourceLocked:
-        message = (f"the worker name {worker} is already taken by a running worker on the broker; "
-                   "give this one another --name, or leave --name out so that each process gets its own")
+        message = (
+            f"the worker name {worker} is already taken by a running worker on the broker; "
+            "give this one another --name, or leave --name out so that each process gets its own"
+        )
         log.error("worker_failed", worker=worker, error=message)
         raise ConfigError(message) from None
     except Exception:  # no such queue (the name is free), or the broker is down: Celery waits for it
