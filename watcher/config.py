@@ -144,7 +144,9 @@ def _parse_paths(s: Section) -> PathsConfig:
 
 def _parse_logging(s: Section) -> LoggingConfig:
     cfg = LoggingConfig(
-        s.take("file", Path, None), s.take("level", str, "info", one_of(*LOG_LEVELS)), s.take("console", bool, True)
+        file=s.take("file", Path, None),
+        level=s.take("level", str, "info", one_of(*LOG_LEVELS)),
+        console=s.take("console", bool, True),
     )
     s.done()
     return cfg
@@ -192,7 +194,7 @@ def _parse_engine(s: Section) -> EngineConfig:
         flip_tta=s.take("flip_tta", bool, DEFAULTS.flip_tta),
     )
     cfg = EngineConfig(
-        settings,
+        settings=settings,
         models_dir=s.take("models_dir", Path, None),
         max_input_pixels=s.take("max_input_pixels", int, 64_000_000, at_least(1)),
     )
@@ -203,7 +205,7 @@ def _parse_engine(s: Section) -> EngineConfig:
 def _parse_output(s: Section) -> OutputConfig:
     level = s.take("png_compress_level", int, 1, lambda v: None if 0 <= v <= 9 else "must be 0..9")
     s.done()
-    return OutputConfig(level)
+    return OutputConfig(png_compress_level=level)
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -220,13 +222,13 @@ def _parse_http(s: Section) -> HttpConfig:
     except ValueError:
         raise ConfigError(f"http.listen: must look like 127.0.0.1:8081, got {listen!r}") from None
     cfg = HttpConfig(
-        address,
-        s.take("token_file", Path, None),
-        s.take("max_body_bytes", int, HttpConfig.max_body_bytes, at_least(1)),
-        s.take("max_pending", int, HttpConfig.max_pending, at_least(1)),
-        tuple((s.base / Path(p)).resolve() for p in s.take("batch_roots", list, [], patterns)),
-        s.take("request_timeout_s", float, HttpConfig.request_timeout_s, positive),
-        s.take("max_connections", int, HttpConfig.max_connections, at_least(1)),
+        listen=address,
+        token_file=s.take("token_file", Path, None),
+        max_body_bytes=s.take("max_body_bytes", int, HttpConfig.max_body_bytes, at_least(1)),
+        max_pending=s.take("max_pending", int, HttpConfig.max_pending, at_least(1)),
+        batch_roots=tuple((s.base / Path(p)).resolve() for p in s.take("batch_roots", list, [], patterns)),
+        request_timeout_s=s.take("request_timeout_s", float, HttpConfig.request_timeout_s, positive),
+        max_connections=s.take("max_connections", int, HttpConfig.max_connections, at_least(1)),
     )
     s.done()
     return cfg
@@ -237,14 +239,14 @@ def _parse_queue(s: Section) -> QueueConfig:
     if url is not None and not url.startswith(("amqp://", "amqps://")):  # not echoed: it may hold a password
         raise ConfigError("queue.broker_url: must be the amqp:// or amqps:// URL of a RabbitMQ broker")
     cfg = QueueConfig(
-        url,
-        s.take("jobs", str, QueueConfig.jobs, _queue_name),
-        s.take("dead", str, QueueConfig.dead, _queue_name),
-        s.take("results", str, None, _queue_name),
-        s.take("max_deliveries", int, QueueConfig.max_deliveries, at_least(1)),
-        s.take("result_timeout_s", float, QueueConfig.result_timeout_s, positive),
-        s.take("retry_s", float, QueueConfig.retry_s, positive),
-        s.take("worker_threads", int, QueueConfig.worker_threads, at_least(1)),
+        broker_url=url,
+        jobs=s.take("jobs", str, QueueConfig.jobs, _queue_name),
+        dead=s.take("dead", str, QueueConfig.dead, _queue_name),
+        results=s.take("results", str, None, _queue_name),
+        max_deliveries=s.take("max_deliveries", int, QueueConfig.max_deliveries, at_least(1)),
+        result_timeout_s=s.take("result_timeout_s", float, QueueConfig.result_timeout_s, positive),
+        retry_s=s.take("retry_s", float, QueueConfig.retry_s, positive),
+        worker_threads=s.take("worker_threads", int, QueueConfig.worker_threads, at_least(1)),
     )
     s.done()
     return cfg
@@ -282,4 +284,16 @@ def load_config_data(raw: Any, path: Path, profiles: Mapping[str, Profile] | Non
         except ConfigError as e:
             raise ConfigError(f"{key}: {e}") from None
     by_folder = MappingProxyType({str(k): str(v) for k, v in by_folder.items()})
-    return Config(path, paths, logging_cfg, watcher, engine, output, profile, profiles, by_folder, http, queue)
+    return Config(
+        source=path,
+        paths=paths,
+        logging=logging_cfg,
+        watcher=watcher,
+        engine=engine,
+        output=output,
+        profile=profile,
+        profiles=profiles,
+        profiles_by_folder=by_folder,
+        http=http,
+        queue=queue,
+    )
