@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from watcher.logs import PREFIX
+from unet_matting.watcher.logs import PREFIX
 
 REPO = Path(__file__).resolve().parent.parent
 SIZES = {"2mp": (1224, 1632), "6mp": (2000, 3000), "12mp": (3000, 4000)}
@@ -76,7 +76,9 @@ def write_config(
 def start_daemon(config: Path) -> subprocess.Popen:
     log = Path(yaml.safe_load(config.read_text())["logging"]["file"])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "watcher", "watch", "--config", str(config)], cwd=REPO, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "unet_matting.watcher", "watch", "--config", str(config)],
+        cwd=REPO,
+        stderr=subprocess.DEVNULL,
     )
     while "daemon_ready" not in (log.read_text() if log.exists() else ""):
         if proc.poll() is not None:

@@ -3,8 +3,10 @@ live model swap under load, as one script for a short lease of a GPU machine.
 
     # here: IS-Net's 88 MB weights do not fit a device call (64 MiB), so they travel as int8
     .venv/bin/python -m bench.gpu pack var/models/isnet-general-use.onnx .gpu/isnet-q8.npz
-    # there (python3 of the machine's image, the project on PYTHONPATH):
-    python3 -m bench.gpu run --weights .gpu/isnet-q8.npz --photos .gpu/photos --out $OUT
+    # there (python3 of the machine's image; the project importable as unet_matting without
+    # installing it: a folder of two links, then PYTHONPATH):
+    mkdir -p /tmp/ns/unet_matting && ln -sfn "$PWD/watcher" "$PWD/engine" /tmp/ns/unet_matting/
+    PYTHONPATH=/tmp/ns:$PWD python3 -m bench.gpu run --weights .gpu/isnet-q8.npz --photos .gpu/photos --out $OUT
     # rehearsal on a CPU (small counts, no nvidia-smi):
     .venv/bin/python -m bench.gpu run --weights .gpu/isnet-q8.npz --photos .gpu/photos --out /tmp/g --quick
 
@@ -50,7 +52,7 @@ def pack(onnx_path: Path, out: Path) -> None:
     """Folded IS-Net convolutions -> int8 per output channel (+ float scales, float biases)."""
     import torch
 
-    from engine.networks import import_onnx
+    from unet_matting.engine.networks import import_onnx
 
     net, info = import_onnx(onnx_path)
     arrays: dict[str, np.ndarray] = {}
@@ -71,7 +73,7 @@ def unpack(packed: Path, out: Path) -> Path:
     """An IS-Net checkpoint (batch norms as identities) from ``pack``'s file."""
     import torch
 
-    from engine.networks import build
+    from unet_matting.engine.networks import build
 
     data = np.load(packed)
     net = build(str(data["arch"]))
@@ -210,9 +212,9 @@ def pytest_gpu(out: Path) -> dict:
 def parity(model: Path, photos: Path, device: str, input_size: int | None, limit: int) -> dict:
     """The same model on the CPU (float32) and on ``device`` (float16): alpha differences in
     1/255 steps, and each one's scores against the reference masks."""
-    from engine.metrics import score
-    from engine.session import EngineSettings, Session
-    from watcher.imageio import decode
+    from unet_matting.engine.metrics import score
+    from unet_matting.engine.session import EngineSettings, Session
+    from unet_matting.watcher.processing.imageio import decode
 
     gpu = Session.load(EngineSettings(model, device=device, input_size=input_size))
     cpu = Session.load(EngineSettings(model, device="cpu", input_size=gpu.input_size))
@@ -287,9 +289,9 @@ def render_part(args: argparse.Namespace) -> None:
     """One of ``processes``' children: load, say ready, wait for go, render its files, report."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from engine.session import EngineSettings, Session
-    from watcher.config import load_config
-    from watcher.pipeline import render
+    from unet_matting.engine.session import EngineSettings, Session
+    from unet_matting.watcher.config import load_config
+    from unet_matting.watcher.processing.pipeline import render
 
     cfg = load_config(REPO / "etc/unet-matting.yaml")
     profile = cfg.get_profile("ecom_product")

@@ -104,7 +104,7 @@ def bench_ours(root: Path, model: Path, photos: list[bytes], clients: int, src: 
     one.mkdir()
     none.mkdir()
     (one / "p.jpg").write_bytes(photos[0])
-    cmd = [sys.executable, "-m", "watcher", "process", "--config", str(config), "--out"]
+    cmd = [sys.executable, "-m", "unet_matting.watcher", "process", "--config", str(config), "--out"]
     t0 = time.perf_counter()
     subprocess.run([*cmd, str(root / "o0"), str(none)], cwd=REPO, capture_output=True)
     t1 = time.perf_counter()

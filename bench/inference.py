@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.session import EngineSettings, Session
+from unet_matting.engine.session import EngineSettings, Session
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -26,9 +26,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.catalogue import SHIPPED_MODEL
-from engine.metrics import score
-from engine.session import EngineSettings, Session
 from training.data import (
     CUTOUTS,
     OXYGEN,
@@ -40,9 +37,12 @@ from training.data import (
     load_textures,
 )
 from training.train import HOLDOUT_SEED
-from watcher.commands.evaluate import find_mask, load_mask
-from watcher.imageio import decode
-from watcher.models import installed
+from unet_matting.engine.catalogue import SHIPPED_MODEL
+from unet_matting.engine.metrics import score
+from unet_matting.engine.session import EngineSettings, Session
+from unet_matting.watcher.commands.evaluate import find_mask, load_mask
+from unet_matting.watcher.models.active import installed
+from unet_matting.watcher.processing.imageio import decode
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO.parent / "shared" / "data" / "eval"

@@ -16,9 +16,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from engine.networks import import_onnx
-from engine.session import open_model
-from watcher.imageio import decode
+from unet_matting.engine.networks import import_onnx
+from unet_matting.engine.session import open_model
+from unet_matting.watcher.processing.imageio import decode
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = sorted((REPO.parent / "shared/data/eval/u2net-reference/images").glob("*.jpg"))[:4]

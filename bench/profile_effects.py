@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.foreground import estimate_foreground
-from engine.postprocess import cutout
-from watcher.config import load_config
-from watcher.imageio import decode, encode_png
-from watcher.models import load_session
+from unet_matting.engine.foreground import estimate_foreground
+from unet_matting.engine.postprocess import cutout
+from unet_matting.watcher.config import load_config
+from unet_matting.watcher.models.active import load_session
+from unet_matting.watcher.processing.imageio import decode, encode_png
 
 REPO = Path(__file__).resolve().parent.parent
 LAMP = REPO.parent / "shared/data/eval/u2net-reference/images/lamp2_meitu_1.jpg"

@@ -39,7 +39,7 @@ def start_worker(config: Path, name: str) -> subprocess.Popen:
     path = config.with_name(f"{name}.yaml")
     path.write_text(yaml.safe_dump(cfg))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "watcher", "worker", "--config", str(path), "--name", name],
+        [sys.executable, "-m", "unet_matting.watcher", "worker", "--config", str(path), "--name", name],
         cwd=REPO,
         stderr=subprocess.DEVNULL,
     )

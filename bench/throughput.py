@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import REPO, SIZES, log_events, product_photos, start_daemon, write_config
-from watcher.state import STATUS_INTERVAL_S
+from unet_matting.watcher.state import STATUS_INTERVAL_S
 
 
 def run_measured(argv: list[str], env: dict | None = None) -> tuple[float, float]:
@@ -120,7 +120,10 @@ def rembg_argv(home: Path, model: Path, rembg: str) -> list[str]:
         return [rembg, "p", "-m", "isnet-general-use"]
     onnx = home / "unet-matting.onnx"
     subprocess.run(
-        [sys.executable, "-m", "engine.onnx_export", str(model), str(onnx)], check=True, cwd=REPO, capture_output=True
+        [sys.executable, "-m", "unet_matting.engine.onnx_export", str(model), str(onnx)],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
     )
     return [rembg, "p", "-m", "u2net_custom", "-x", json.dumps({"model_path": str(onnx)})]
 
@@ -181,7 +184,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "watcher",
+                "unet_matting.watcher",
                 "process",
                 "--config",
                 str(root / "daemon/cfg.yaml"),

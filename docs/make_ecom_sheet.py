@@ -14,12 +14,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from engine.canvas import flatten
-from engine.postprocess import cutout
-from watcher import sheet
-from watcher.config import load_config
-from watcher.imageio import decode
-from watcher.models import load_session
+from unet_matting.engine.canvas import flatten
+from unet_matting.engine.postprocess import cutout
+from unet_matting.watcher.config import load_config
+from unet_matting.watcher.models.active import load_session
+from unet_matting.watcher.processing import sheet
+from unet_matting.watcher.processing.imageio import decode
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO.parent / "shared" / "data" / "eval"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from engine.profile import Profile
+from unet_matting.engine.profile import Profile
 
 
 def bounding_box(alpha: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from engine.errors import ModelError
+from unet_matting.engine.errors import ModelError
 
 CATALOGUE_FILE = Path(__file__).with_name("catalogue.yaml")
 SHIPPED_MODEL = Path(__file__).with_name("weights") / "u2netp-products.pth"  # the offline fallback

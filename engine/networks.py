@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine import isnet, u2net
-from engine.blocks import fold_batchnorms
-from engine.errors import ModelError
+from unet_matting.engine import isnet, u2net
+from unet_matting.engine.blocks import fold_batchnorms
+from unet_matting.engine.errors import ModelError
 
 ARCHITECTURES = ("u2net", "u2netp", "isnet", "isnet-tiny")
 

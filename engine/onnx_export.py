@@ -1,6 +1,6 @@
 """Export a U²-Net checkpoint to ONNX with sigmoid outputs, the layout rembg's sessions expect.
 
-    .venv/bin/python -m engine.onnx_export WEIGHTS.pth OUT.onnx [--size 320]
+    .venv/bin/python -m unet_matting.engine.onnx_export WEIGHTS.pth OUT.onnx [--size 320]
 
 Needs the optional ``onnx`` package (pip install onnx); the daemon never imports this module.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.networks import load_network
+from unet_matting.engine.networks import load_network
 
 
 class SigmoidOutputs(nn.Module):

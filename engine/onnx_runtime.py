@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.errors import ModelError
-from engine.networks import ModelInfo, file_digest
+from unet_matting.engine.errors import ModelError
+from unet_matting.engine.networks import ModelInfo, file_digest
 
 
 class OnnxRuntimeNetwork:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from engine.canvas import bounding_box, canvas_extent, layout
-from engine.errors import NoProduct
-from engine.foreground import estimate_foreground
-from engine.opacity import BODY, drop_ghosts, levels, solid_body
-from engine.profile import Profile
+from unet_matting.engine.canvas import bounding_box, canvas_extent, layout
+from unet_matting.engine.errors import NoProduct
+from unet_matting.engine.foreground import estimate_foreground
+from unet_matting.engine.opacity import BODY, drop_ghosts, levels, solid_body
+from unet_matting.engine.profile import Profile
 
 
 def threshold(alpha: np.ndarray, cutoff: float) -> np.ndarray:

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.blocks import fold_batchnorms
-from engine.catalogue import Preprocessing, defaults_for, entry_for_file
-from engine.errors import GpuMemoryError, ModelError
-from engine.networks import ModelInfo, load_network
-from engine.onnx_runtime import OnnxRuntimeNetwork
-from engine.settings import EngineSettings
+from unet_matting.engine.blocks import fold_batchnorms
+from unet_matting.engine.catalogue import Preprocessing, defaults_for, entry_for_file
+from unet_matting.engine.errors import GpuMemoryError, ModelError
+from unet_matting.engine.networks import ModelInfo, load_network
+from unet_matting.engine.onnx_runtime import OnnxRuntimeNetwork
+from unet_matting.engine.settings import EngineSettings
 
 
 def release_cached_memory() -> None:

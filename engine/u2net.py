@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from engine.blocks import RSU, upsample_like
+from unet_matting.engine.blocks import RSU, upsample_like
 
 
 @dataclass(frozen=True)

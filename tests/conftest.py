@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from watcher.logs import PREFIX
+from unet_matting.watcher.logs import PREFIX
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -73,7 +73,7 @@ def save_tiny_model(path: Path, seed: int = 0, matte_bias: float = 0.5) -> Path:
     a product, and a large negative one makes a model that finds nothing (an empty matte)."""
     import torch
 
-    from engine.u2net import build
+    from unet_matting.engine.u2net import build
 
     torch.manual_seed(seed)
     net = build("u2netp")
@@ -140,7 +140,7 @@ class DaemonProcess:
         return Path(self.cfg["paths"][key])
 
     def start(self, wait_ready: bool = True) -> DaemonProcess:
-        command = [*self.prefix, sys.executable, "-m", "watcher", "watch", "--config", str(self.config)]
+        command = [*self.prefix, sys.executable, "-m", "unet_matting.watcher", "watch", "--config", str(self.config)]
         self.proc = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if wait_ready:
             starts = len(self.events("daemon_ready"))

@@ -15,15 +15,16 @@ from tests.images import jpeg_bytes, product_rgb, write
 
 def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "watcher", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+        [sys.executable, "-m", "unet_matting.watcher", *args], capture_output=True, text=True, cwd=cwd, timeout=120
     )
 
 
 def test_version_does_not_import_torch() -> None:
     """--version answers without importing torch (or the engine)."""
     code = (
-        "import sys\nfrom watcher.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit as e:\n"
-        "    assert e.code == 0\nprint('torch' in sys.modules, 'engine.session' in sys.modules)"
+        "import sys\nfrom unet_matting.watcher.cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit as e:\n"
+        "    assert e.code == 0\nprint('torch' in sys.modules, 'unet_matting.engine.session' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     version, imported = out.stdout.splitlines()
@@ -35,7 +36,7 @@ def test_operator_commands_without_a_model_do_not_import_torch(make_config) -> N
     config = make_config()
     for argv in (["status", "--config", str(config)], ["models", "list", "--config", str(config)]):
         code = (
-            "import sys\nfrom watcher.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+            "import sys\nfrom unet_matting.watcher.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
             "    pass\nprint(sorted(m for m in ('torch', 'numpy', 'scipy') if m in sys.modules))"
         )
         out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO)

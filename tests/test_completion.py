@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePath
 
-from watcher.completion import CompletionTracker, IgnoreRules
+from unet_matting.watcher.intake.completion import CompletionTracker, IgnoreRules
 
 
 class FakeClock:

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, config_dict
-from watcher.config import load_config
-from watcher.errors import ConfigError
+from unet_matting.watcher.config import load_config
+from unet_matting.watcher.errors import ConfigError
 
 
 def write(tmp_path: Path, data: dict) -> Path:

@@ -28,7 +28,7 @@ from tests.images import (
     product_rgb,
     write,
 )
-from watcher.worker import attempt_key
+from unet_matting.watcher.processing.runner import attempt_key
 
 OBSERVERS = ["inotify", "polling"]
 
@@ -205,7 +205,7 @@ def test_poison_file_is_quarantined_not_retried_forever(make_config) -> None:
     incoming, state = config.parent / "incoming", config.parent / "state"
     path = write(incoming / "poison.jpg", jpeg_bytes())
     st = path.lstat()
-    from watcher.completion import Signature
+    from unet_matting.watcher.intake.completion import Signature
 
     state.mkdir()
     key = attempt_key(Path("poison.jpg"), Signature.of(st))
@@ -257,8 +257,8 @@ def test_symlinked_directory_is_not_followed(daemon, tmp_path: Path, observer: s
 
 def test_worker_refuses_a_path_through_a_symlinked_directory(tmp_path: Path) -> None:
     """Defence in depth: a job whose directory resolves outside incoming is refused."""
-    from watcher.jobs import Job
-    from watcher.worker import inside
+    from unet_matting.watcher.intake.jobs import Job
+    from unet_matting.watcher.processing.runner import inside
 
     incoming, outside = tmp_path / "in", tmp_path / "outside"
     write(outside / "x.jpg", b"x")
@@ -273,7 +273,7 @@ def test_second_daemon_on_the_same_state_exits_at_once(daemon, make_config) -> N
     """A second watch on the same paths.state fails fast naming the holder's pid; kill -9 frees the lock."""
     first = daemon()
     second = subprocess.run(
-        [sys.executable, "-m", "watcher", "watch", "--config", str(first.config)],
+        [sys.executable, "-m", "unet_matting.watcher", "watch", "--config", str(first.config)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -451,12 +451,18 @@ def test_an_active_model_outside_models_dir_is_refused(make_config, tmp_path: Pa
     port = free_port()
     config = make_config(engine={"model": "auto", "models_dir": str(models)}, http={"listen": f"127.0.0.1:{port}"})
     result = subprocess.run(
-        [sys.executable, "-m", "watcher", "watch", "--config", str(config)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "unet_matting.watcher", "watch", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2 and "names ../../../etc/passwd, which is not a file name" in result.stderr
     (models / "active_model").write_text("nonesuch.pth\n")
     result = subprocess.run(
-        [sys.executable, "-m", "watcher", "watch", "--config", str(config)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "unet_matting.watcher", "watch", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2 and "nonesuch.pth, is not installed" in result.stderr
     assert not matching(read_log(tmp_path / "log" / "unet-matting.log"), "http_listening")

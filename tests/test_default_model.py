@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.catalogue import SHIPPED_MODEL, lookup
-from engine.metrics import score
-from engine.networks import load_network
-from engine.session import Session
 from tests.conftest import REPO
-from watcher.config import load_config
-from watcher.models import best_installed, engine_settings
+from unet_matting.engine.catalogue import SHIPPED_MODEL, lookup
+from unet_matting.engine.metrics import score
+from unet_matting.engine.networks import load_network
+from unet_matting.engine.session import Session
+from unet_matting.watcher.config import load_config
+from unet_matting.watcher.models.active import best_installed, engine_settings
 
 GOLDEN = REPO / "tests" / "data" / "golden"
 WEIGHTS = REPO / "engine" / "weights" / "u2netp-products.pth"

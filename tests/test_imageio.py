@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.errors import ImageError, ImageIncomplete, ImageTooLarge
 from tests.images import (
     animated_bytes,
     cmyk_jpeg_bytes,
@@ -19,7 +18,8 @@ from tests.images import (
     png_bomb_bytes,
     product_rgb,
 )
-from watcher.imageio import decode, encode_png
+from unet_matting.engine.errors import ImageError, ImageIncomplete, ImageTooLarge
+from unet_matting.watcher.processing.imageio import decode, encode_png
 
 LIMIT = 50_000_000
 

@@ -96,7 +96,7 @@ def test_files_and_config(installed: Path) -> None:
     script = installed / "opt/unet-matting/venv/bin/unet-matting"
     assert script.read_text().startswith("#!/opt/unet-matting/venv/bin/python")
     version = subprocess.run(
-        [str(installed / "opt/unet-matting/venv/bin/python"), "-m", "watcher", "--version"],
+        [str(installed / "opt/unet-matting/venv/bin/python"), "-m", "unet_matting.watcher", "--version"],
         capture_output=True,
         text=True,
         check=True,
@@ -152,7 +152,7 @@ def test_the_service_account_can_run_the_installed_venv(installed: Path, tmp_pat
             "--clear-groups",
             str(python),
             "-m",
-            "watcher",
+            "unet_matting.watcher",
             "check",
             "--config",
             str(config),

@@ -7,10 +7,10 @@ import queue
 from pathlib import Path
 
 from tests.images import write
-from watcher.completion import CompletionTracker, IgnoreRules
-from watcher.intake import Intake, IntakeSettings
-from watcher.jobs import Job, JobQueue
-from watcher.observer import Hint, HintHandler, OverflowHook
+from unet_matting.watcher.intake.completion import CompletionTracker, IgnoreRules
+from unet_matting.watcher.intake.feeder import Intake, IntakeSettings
+from unet_matting.watcher.intake.jobs import Job, JobQueue
+from unet_matting.watcher.intake.observer import Hint, HintHandler, OverflowHook
 
 
 class Clock:

@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from engine.blocks import fold_batchnorms, is_folded
-from engine.errors import ModelError
-from engine.isnet import ISNET_TINY, ISNetDIS
-from engine.networks import build, import_onnx, load_network
-from engine.session import Session
-from engine.settings import EngineSettings
+from unet_matting.engine.blocks import fold_batchnorms, is_folded
+from unet_matting.engine.errors import ModelError
+from unet_matting.engine.isnet import ISNET_TINY, ISNetDIS
+from unet_matting.engine.networks import build, import_onnx, load_network
+from unet_matting.engine.session import Session
+from unet_matting.engine.settings import EngineSettings
 
 OFFICIAL_KEYS = [  # from the DIS repository's isnet.py / isnet-general-use.pth
     "conv_in.weight",

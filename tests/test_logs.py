@@ -8,7 +8,7 @@ from pathlib import Path
 
 import structlog
 
-from watcher import logs
+from unet_matting.watcher import logs
 
 
 def read(path: Path) -> list[dict]:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.metrics import boundary_f, score
 from tests.conftest import REPO
 from tests.images import jpeg_bytes, product_rgb, write
+from unet_matting.engine.metrics import boundary_f, score
 
 
 def square(size: int, lo: int, hi: int) -> np.ndarray:
@@ -60,7 +60,7 @@ def test_evaluate_command(make_config, tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "watcher",
+            "unet_matting.watcher",
             "evaluate",
             "--config",
             str(make_config()),

@@ -89,14 +89,14 @@ def test_a_swapped_out_cuda_model_gives_its_memory_back_once_its_last_job_ends(m
     """The cache is emptied only after every job holding the old model has let go of it."""
     from types import SimpleNamespace
 
-    import engine.session
-    from watcher.models import RetiredModels
+    from unet_matting.engine import session as engine_session
+    from unet_matting.watcher.models.active import RetiredModels
 
     class FakeSession:  # weak-referenceable, on "cuda"
         device = SimpleNamespace(type="cuda")
 
     released = []
-    monkeypatch.setattr(engine.session, "release_cached_memory", lambda: released.append(1))
+    monkeypatch.setattr(engine_session, "release_cached_memory", lambda: released.append(1))
     retired = RetiredModels()
     old = FakeSession()
     job_holds = old

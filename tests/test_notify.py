@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.notify import Notifier, watchdog_interval_s
+from unet_matting.watcher.notify import Notifier, watchdog_interval_s
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.opacity import drop_ghosts, levels, opaque_fraction, solid_body
-from engine.postprocess import Profile, refine_alpha
 from tests.conftest import REPO
-from watcher.config import load_config
+from unet_matting.engine.opacity import drop_ghosts, levels, opaque_fraction, solid_body
+from unet_matting.engine.postprocess import Profile, refine_alpha
+from unet_matting.watcher.config import load_config
 
 
 def disk(size: int, cy: float, cx: float, radius: float, edge: float = 2.0) -> np.ndarray:

@@ -11,8 +11,8 @@ from PIL import Image
 from tests.conftest import config_dict, wait_for
 from tests.images import jpeg_bytes, product_rgb, write
 from tests.test_cli import run
-from watcher.commands.check import config_diff, directory_problems, disk_problems, inotify_problems
-from watcher.config import load_config
+from unet_matting.watcher.commands.check import config_diff, directory_problems, disk_problems, inotify_problems
+from unet_matting.watcher.config import load_config
 
 
 def test_check_notes_device_model_and_tuned_settings(make_config) -> None:
@@ -156,7 +156,7 @@ def test_check_reports_a_directory_the_service_account_cannot_list(tiny_model: P
 
 def test_check_shows_settings_as_yaml_not_python() -> None:
     """Differences print paths and unset values as written in YAML, never as Python reprs."""
-    from watcher.commands.check import _shown
+    from unet_matting.watcher.commands.check import _shown
 
     assert _shown(Path("/srv/models")) == "/srv/models" and _shown(None) == "null" and _shown(0.3) == "0.3"
 
@@ -165,7 +165,7 @@ def test_status_counts_quarantined_files_newest_by_time(tmp_path: Path) -> None:
     """Newest means last quarantined (not last in the alphabet); a report whose file went back is not counted."""
     import os
 
-    from watcher.commands.status import quarantined
+    from unet_matting.watcher.commands.status import quarantined
 
     for name, when in (("zebra.jpg", 100), ("apple.jpg", 300), ("moved-back.jpg", 200)):
         write(tmp_path / name, b"x")

@@ -81,7 +81,7 @@ def rotate_config(tmp_path: Path, log_dir: Path) -> Path:
 WRITER = """
 import sys, time, structlog
 from pathlib import Path
-from watcher import logs
+from unet_matting.watcher import logs
 logs.configure("info", Path(sys.argv[1]), console=False)
 log = structlog.get_logger("writer")
 for i in range(int(sys.argv[2])):

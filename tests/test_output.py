@@ -9,16 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import small_tmpfs
-from watcher import output
-from watcher.output import (
-    atomic_write,
-    move_durably,
-    output_path,
-    quarantine,
-    remove_stale_temps,
-    unique_path,
-    write_outputs,
-)
+from unet_matting.watcher.durable import atomic_write, remove_stale_temps
+from unet_matting.watcher.processing import output
+from unet_matting.watcher.processing.output import move_durably, output_path, quarantine, unique_path, write_outputs
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:

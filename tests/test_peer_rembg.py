@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.session import Session
-from engine.settings import EngineSettings
 from tests.conftest import REPO
-from watcher.imageio import decode
+from unet_matting.engine.session import Session
+from unet_matting.engine.settings import EngineSettings
+from unet_matting.watcher.processing.imageio import decode
 
 PEER = REPO.parent / "shared" / "data" / "peer" / "rembg-tests"
 ISNET = REPO / "var" / "models" / "isnet-general-use.onnx"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.postprocess import Profile, compose_rgba, cutout, erode, feather, refine_alpha, threshold
+from unet_matting.engine.postprocess import Profile, compose_rgba, cutout, erode, feather, refine_alpha, threshold
 
 
 def test_threshold_zeroes_only_below_cutoff() -> None:
@@ -79,7 +79,7 @@ def test_separable_filters_match_a_direct_reference() -> None:
     padded = np.pad(alpha, 1, mode="edge")
     direct = np.min([padded[dy : dy + 23, dx : dx + 31] for dy in range(3) for dx in range(3)], axis=0)
     np.testing.assert_array_equal(erode(alpha, 3), direct)
-    from engine.postprocess import gaussian_taps
+    from unet_matting.engine.postprocess import gaussian_taps
 
     taps = gaussian_taps(0.8)
     r = len(taps) // 2
@@ -93,10 +93,10 @@ def test_separable_filters_match_a_direct_reference() -> None:
 
 def test_a_matte_with_nothing_half_opaque_is_no_product() -> None:
     """cutout refuses a matte whose every pixel is at most half opaque (a blank photo): NoProduct."""
-    from engine.errors import NoProduct
     from tests.conftest import REPO
-    from watcher.profiles import parse_profiles
-    from watcher.yaml_sections import read_yaml
+    from unet_matting.engine.errors import NoProduct
+    from unet_matting.watcher.config.profiles import parse_profiles
+    from unet_matting.watcher.config.yaml_sections import read_yaml
 
     shipped = parse_profiles(read_yaml(REPO / "etc" / "profiles.yaml"), "profiles.yaml")
     rgb = np.full((40, 40, 3), 200, np.uint8)

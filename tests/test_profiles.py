@@ -11,13 +11,13 @@ import pytest
 import yaml
 from PIL import Image, ImageCms
 
-from engine.canvas import flatten, layout
-from engine.foreground import estimate_foreground
-from engine.postprocess import Profile, cutout
 from tests.conftest import REPO, config_dict
-from watcher.config import load_config
-from watcher.errors import ConfigError
-from watcher.imageio import decode
+from unet_matting.engine.canvas import flatten, layout
+from unet_matting.engine.foreground import estimate_foreground
+from unet_matting.engine.postprocess import Profile, cutout
+from unet_matting.watcher.config import load_config
+from unet_matting.watcher.errors import ConfigError
+from unet_matting.watcher.processing.imageio import decode
 
 ADOBE_RGB = Path("/usr/share/color/icc/ghostscript/a98.icc")
 GREY, GREEN = np.array([128, 128, 128], np.float32), np.array([20, 200, 40], np.float32)

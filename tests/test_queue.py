@@ -22,13 +22,13 @@ import msgpack
 import pytest
 import yaml
 
-from engine.errors import ImageError, ImageIncomplete, ImageTooLarge, JobError
-from engine.profile import Profile
 from tests.conftest import DaemonProcess, config_dict, free_port, matching, read_log, save_tiny_model, wait_for
 from tests.images import jpeg_bytes, product_rgb, write
 from tests.rabbitmq import RabbitNode
-from watcher.config import load_config_data
-from watcher.errors import ConfigError, DeadJob
+from unet_matting.engine.errors import ImageError, ImageIncomplete, ImageTooLarge, JobError
+from unet_matting.engine.profile import Profile
+from unet_matting.watcher.config import load_config_data
+from unet_matting.watcher.errors import ConfigError, DeadJob
 
 # ---- without a broker ------------------------------------------------------------------------
 
@@ -50,7 +50,7 @@ def test_queue_settings_are_validated_without_echoing_the_url(tmp_path: Path, ti
 
 def test_a_profile_travels_by_value_through_msgpack() -> None:
     """The job carries the watcher's profile, so workers need no profiles.yaml of their own."""
-    from watcher.broker import job_message, profile_from
+    from unet_matting.watcher.remote.broker import job_message, profile_from
 
     profile = Profile("ecom", levels=(0.05, 0.9), aspect=(4, 5), flat_background=(255, 255, 255), trim=True)
     job = msgpack.unpackb(msgpack.packb(job_message("j1", "a/b.jpg", profile, b"\xff\xd8", 10, 1)))
@@ -59,8 +59,8 @@ def test_a_profile_travels_by_value_through_msgpack() -> None:
 
 def test_answers_become_the_pipelines_results_and_errors() -> None:
     """A worker's answer is what render() would have returned or raised, here, in the watcher."""
-    from watcher.broker import answer_error, answer_ok
-    from watcher.remote import _rendered, dead_answer
+    from unet_matting.watcher.remote.broker import answer_error, answer_ok
+    from unet_matting.watcher.remote.client import _rendered, dead_answer
 
     ok = _rendered(answer_ok("j", {".png": b"png"}, 3, 2, 10, {"inference": 1.0}, "m@1", "w1@h"))
     assert ok.files == {".png": b"png"} and (ok.width, ok.height, ok.model, ok.worker) == (3, 2, "m@1", "w1@h")
@@ -80,9 +80,9 @@ def test_answers_become_the_pipelines_results_and_errors() -> None:
 def test_the_answer_time_out_counts_only_while_a_worker_is_connected(monkeypatch) -> None:
     """No re-sends pile up in the broker while no worker runs: result_timeout_s is counted only
     while the broker reports a worker; a stop gives up waiting at once, leaving the upload."""
-    from watcher.config import QueueConfig
-    from watcher.errors import Deferred
-    from watcher.remote import RemoteMatting
+    from unet_matting.watcher.config import QueueConfig
+    from unet_matting.watcher.errors import Deferred
+    from unet_matting.watcher.remote.client import RemoteMatting
 
     remote = RemoteMatting(QueueConfig(broker_url="amqp://guest:guest@127.0.0.1:9//", result_timeout_s=0.4))
     sent = []
@@ -122,7 +122,7 @@ class WorkerProcess:
         starts = len(self.events("worker_ready"))
         named = ["--name", self.name] if self.name is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watcher", "worker", "--config", str(self.config), *named],
+            [sys.executable, "-m", "unet_matting.watcher", "worker", "--config", str(self.config), *named],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -380,7 +380,9 @@ def test_status_health_and_metrics_show_the_queue(fleet, rabbit: RabbitNode) -> 
     f.worker("w1").start()
     wait_for(lambda: json.loads(status.read_text())["queue"]["workers"] == 1, 30, 0.2)
     shown = subprocess.run(
-        [sys.executable, "-m", "watcher", "status", "--config", str(f.config)], capture_output=True, text=True
+        [sys.executable, "-m", "unet_matting.watcher", "status", "--config", str(f.config)],
+        capture_output=True,
+        text=True,
     ).stdout
     assert "broker: connected, 0 jobs waiting for a worker, 1 workers connected" in shown
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -427,7 +429,9 @@ def test_check_reports_the_broker_without_its_password(fleet, rabbit: RabbitNode
     f.worker("w1").start()
     f.config.chmod(0o644)
     out = subprocess.run(
-        [sys.executable, "-m", "watcher", "check", "--config", str(f.config)], capture_output=True, text=True
+        [sys.executable, "-m", "unet_matting.watcher", "check", "--config", str(f.config)],
+        capture_output=True,
+        text=True,
     ).stdout
     assert f"note: queue: broker amqp://guest:**@127.0.0.1:{rabbit.port}//, 1 workers connected, 0 jobs" in out
     assert "readable by every user and queue.broker_url holds a password; chmod 640 it" in out
@@ -435,7 +439,9 @@ def test_check_reports_the_broker_without_its_password(fleet, rabbit: RabbitNode
     f.config.write_text(yaml.safe_dump(f.cfg))
     f.config.chmod(0o640)
     out = subprocess.run(
-        [sys.executable, "-m", "watcher", "check", "--config", str(f.config)], capture_output=True, text=True
+        [sys.executable, "-m", "unet_matting.watcher", "check", "--config", str(f.config)],
+        capture_output=True,
+        text=True,
     ).stdout
     assert "not reachable" in out and "uploads will wait in incoming until it answers" in out
     assert ":guest@" not in out and "chmod 640" not in out
@@ -444,8 +450,8 @@ def test_check_reports_the_broker_without_its_password(fleet, rabbit: RabbitNode
 def test_a_cut_out_too_large_for_a_message_is_refused_with_that_reason(monkeypatch, tiny_model: Path) -> None:
     """An answer the broker would refuse (over its message size) is sent as a 'too large' error,
     so the watcher quarantines the upload with the real reason instead of it dying N times."""
-    import watcher.commands.worker as worker_module
-    from engine.session import EngineSettings, Session
+    import unet_matting.watcher.remote.worker as worker_module
+    from unet_matting.engine.session import EngineSettings, Session
 
     holder = type("Holder", (), {})()
     holder.session = Session.load(EngineSettings(tiny_model, device="cpu", threads=1, input_size=64))
@@ -476,7 +482,7 @@ def test_a_worker_tells_systemd_it_is_ready_once_its_model_loaded_and_when_it_co
         env = {**os.environ, "NOTIFY_SOCKET": str(listener.path), "WATCHDOG_USEC": "1000000", "PYTHONUNBUFFERED": "1"}
         rabbit.stop()  # the broker is down while the worker starts
         worker.proc = subprocess.Popen(
-            [sys.executable, "-m", "watcher", "worker", "--config", str(worker.config), "--name", "w1"],
+            [sys.executable, "-m", "unet_matting.watcher", "worker", "--config", str(worker.config), "--name", "w1"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import ModelError
-from engine.session import EngineSettings, Session, release_cached_memory, resolve_device
 from tests.conftest import REPO, wait_for
 from tests.images import product_rgb
+from unet_matting.engine.errors import ModelError
+from unet_matting.engine.session import EngineSettings, Session, release_cached_memory, resolve_device
 
 SHIPPED = REPO / "engine" / "weights" / "u2netp-products.pth"
 
@@ -157,7 +157,7 @@ def test_an_image_out_of_gpu_memory_alone_fails_its_job_with_a_plain_reason(tiny
     for; the session keeps working for the next call."""
     import torch
 
-    from engine.errors import GpuMemoryError
+    from unet_matting.engine.errors import GpuMemoryError
 
     session = Session.load(EngineSettings(tiny_model, device="cpu", threads=1, input_size=64, max_batch=4))
     net = session.net
@@ -197,7 +197,7 @@ def test_the_gpu_memory_cap_names_the_device_by_index(tiny_model: Path, monkeypa
     it raised ValueError, so any gpu_memory_fraction below 1 failed the load on the H200."""
     import torch
 
-    from engine import session as session_module
+    from unet_matting.engine import session as session_module
 
     class Stop(Exception):
         pass

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.errors import ModelError
-from engine.networks import load_network
-from engine.u2net import build, detect_architecture
+from unet_matting.engine.errors import ModelError
+from unet_matting.engine.networks import load_network
+from unet_matting.engine.u2net import build, detect_architecture
 
 # Parameter counts of the published networks (u2net.pth: 176.3 MB fp32, u2netp.pth: 4.7 MB).
 OFFICIAL_PARAMS = {"u2net": 44_009_869, "u2netp": 1_131_181}

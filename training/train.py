@@ -23,8 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from engine.catalogue import IMAGENET_MEAN, IMAGENET_STD
-from engine.u2net import build
 from training.data import (
     CUTOUTS,
     PEOPLE,
@@ -36,6 +34,8 @@ from training.data import (
     load_photos,
     load_textures,
 )
+from unet_matting.engine.catalogue import IMAGENET_MEAN, IMAGENET_STD
+from unet_matting.engine.u2net import build
 
 # Holdout samples use seeds HOLDOUT_SEED..+127. Run --seed k trains on seeds from 2k x HOLDOUT_SEED,
 # fewer than HOLDOUT_SEED of them, so no --seed ever trains on the holdout.

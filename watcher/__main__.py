@@ -1,3 +1,3 @@
-from watcher.cli import main
+from unet_matting.watcher.cli import main
 
 raise SystemExit(main())

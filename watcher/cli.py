@@ -11,9 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from engine.errors import UnetMattingError
-from watcher import __version__
-from watcher.errors import ConfigError
+from unet_matting.engine.errors import UnetMattingError
+from unet_matting.watcher import __version__
+from unet_matting.watcher.errors import ConfigError
 
 DESCRIPTION = "Turns completed product-photo uploads into transparent PNG cut-outs."
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -97,34 +97,34 @@ def _models_parser(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     """Dispatch to the command's module, imported only now (torch stays out of --version)."""
     if args.command == "watch":
-        from watcher.commands.watch import run_watch
+        from unet_matting.watcher.commands.watch import run_watch
 
         return run_watch(args.config)
     if args.command == "process":
-        from watcher.commands.process import run_process
+        from unet_matting.watcher.commands.process import run_process
 
         return run_process(args.config, args.inputs, args.out, args.profile, args.model)
     if args.command == "worker":
-        from watcher.commands.worker import run_worker
+        from unet_matting.watcher.remote.worker import run_worker
 
         return run_worker(args.config, args.name, args.threads)
     if args.command == "models":
-        from watcher.commands.models import run_models
+        from unet_matting.watcher.commands.models import run_models
 
         return run_models(args)
     if args.command == "status":
-        from watcher.commands.status import run_status
+        from unet_matting.watcher.commands.status import run_status
 
         return run_status(args.config)
     if args.command == "preview":
-        from watcher.commands.preview import run_preview
+        from unet_matting.watcher.commands.preview import run_preview
 
         return run_preview(args.config, args.files, args.out, args.profile, args.model)
     if args.command == "evaluate":
-        from watcher.commands.evaluate import run_evaluate
+        from unet_matting.watcher.commands.evaluate import run_evaluate
 
         return run_evaluate(args.config, args.images, args.masks, args.model, args.profile, args.sheet, args.input_size)
-    from watcher.commands.check import run_check
+    from unet_matting.watcher.commands.check import run_check
 
     return run_check(args.config)
 

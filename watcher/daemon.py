@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import queue
-import re
 import signal
 import threading
 import time
@@ -19,33 +17,36 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from engine.errors import JobError, ModelError
-from engine.session import Session
-from watcher import __version__, logs
-from watcher.batch_tasks import BatchTasks
-from watcher.completion import CompletionTracker, IgnoreRules
-from watcher.config import Config, load_config
-from watcher.errors import ConfigError
-from watcher.intake import Intake, IntakeSettings
-from watcher.jobs import JobQueue
-from watcher.matting import LocalMatting, in_mb
-from watcher.metrics import Metrics
-from watcher.models import ModelSwitcher, RetiredModels, load_session
-from watcher.notify import Notifier, watchdog_interval_s
-from watcher.observer import HintHandler, OverflowHook, make_observer
-from watcher.output import remove_stale_temps
-from watcher.secrets import read_secret
-from watcher.state import STATUS_INTERVAL_S, AttemptLog, InstanceLock, StatusFile
-from watcher.worker import JobContext, JobRunner, Stats, Worker
+from unet_matting.engine.errors import JobError, ModelError
+from unet_matting.engine.session import Session
+from unet_matting.watcher import __version__, logs
+from unet_matting.watcher.api.batches import BatchTasks
+from unet_matting.watcher.config import Config, load_config
+from unet_matting.watcher.config.secrets import read_secret
+from unet_matting.watcher.durable import remove_stale_temps
+from unet_matting.watcher.errors import ConfigError
+from unet_matting.watcher.intake.completion import CompletionTracker, IgnoreRules
+from unet_matting.watcher.intake.feeder import Intake, IntakeSettings
+from unet_matting.watcher.intake.jobs import JobQueue
+from unet_matting.watcher.intake.observer import HintHandler, OverflowHook
+from unet_matting.watcher.intake.watching import IncomingWatch
+from unet_matting.watcher.models.active import RetiredModels, load_session
+from unet_matting.watcher.models.keeper import ModelKeeper, startup_model, switcher_for
+from unet_matting.watcher.notify import Notifier, watchdog_interval_s
+from unet_matting.watcher.processing.matting import LocalMatting, in_mb
+from unet_matting.watcher.processing.runner import JobContext, JobRunner, Stats, Worker
+from unet_matting.watcher.prometheus import Metrics
+from unet_matting.watcher.reload import plan_reload
+from unet_matting.watcher.report import Report
+from unet_matting.watcher.state import STATUS_INTERVAL_S, AttemptLog, InstanceLock, StatusFile
 
 if TYPE_CHECKING:  # the HTTP side (FastAPI, uvicorn) and the queue (Celery) load only when configured
-    from watcher.config import HttpConfig
-    from watcher.http_api import Access, Health, HttpServer
-    from watcher.remote import QueueStats
+    from unet_matting.watcher.api.app import Access
+    from unet_matting.watcher.api.server import HttpServer
+    from unet_matting.watcher.config import EngineConfig, HttpConfig
+    from unet_matting.watcher.remote.client import QueueStats
 
 QUEUE_STOP_GRACE_S = 10.0  # on stop, how long answers of jobs in flight are still awaited
-# http settings a running server cannot take (the socket, the gate, uvicorn's limits): restart
-HTTP_RESTART_KEYS = ("listen", "max_pending", "request_timeout_s", "max_connections")
 
 log = structlog.get_logger(__name__)
 
@@ -53,26 +54,6 @@ log = structlog.get_logger(__name__)
 def intake_settings(cfg: Config) -> IntakeSettings:
     w = cfg.watcher
     return IntakeSettings(IgnoreRules(w.ignore_patterns), w.rescan_interval_s, w.quiet_period_s)
-
-
-def startup_model(switcher: ModelSwitcher) -> Path:
-    """The model a start loads; a control file naming a path, or a model that is not there, is a
-    configuration error (exit 2, before any socket opens: a restart cannot fix it)."""
-    try:
-        path = switcher.wanted()
-    except ModelError as e:
-        raise ConfigError(str(e)) from None
-    if not path.is_file():
-        raise ConfigError(
-            f"the model to run, {path}, is not installed; install it (unet-matting models pull NAME) "
-            "or choose an installed one (unet-matting models use NAME)"
-        )
-    return path
-
-
-def without_paths(text: str) -> str:
-    """``text`` with absolute file-system paths cut to their last part (for unauthenticated readers)."""
-    return re.sub(r"(?<![\w.])/[^\s:;,'\"()]+", lambda m: Path(m.group()).name, text)
 
 
 def prepare_directories(cfg: Config) -> None:
@@ -97,9 +78,8 @@ class Daemon:
         self._wake = threading.Event()
         self._signals: list[int] = []
         self._stopped = False
-        self._reloading: tuple[ModelSwitcher, Config] | None = None  # a reload's model, loading
         self._current: JobContext | None = None  # None until the first model loaded
-        self._ready_at: float | None = None
+        self.ready_at: float | None = None
         self.http: HttpServer | None = None
         self.metrics = Metrics(
             queue_depth=lambda: self.jobs.depth(),
@@ -108,9 +88,9 @@ class Daemon:
             broker=self._queue_stats,
         )
         self.retired = RetiredModels()  # swapped-out models whose GPU memory is not yet back
-        self.models: ModelSwitcher | None = None  # local matting only: which model should run
+        self.models: ModelKeeper[EngineConfig] | None = None  # local matting only: the model that runs
+        self.report = Report(self)
         self._access: Access | None = None  # the HTTP side's token, body limit and batch roots
-        self._incoming_id: int | None = None  # incoming's inode while it is there; None: missing
 
     def _gpu_memory(self) -> dict[str, int] | None:
         return self._current.matting.memory() if self._current is not None else None
@@ -118,49 +98,29 @@ class Daemon:
     def _queue_stats(self) -> QueueStats | None:
         return self._current.matting.queue_stats() if self._current is not None else None
 
-    def _context(self) -> JobContext | None:
+    def context(self) -> JobContext | None:
         return self._current
 
     def _in_flight(self) -> int:
         return self.jobs.in_hand() + (self.http.gate.busy if self.http is not None else 0)
 
-    def health(self) -> Health:
-        """``/health``: ok once the model is loaded and every thread of the watcher is alive."""
-        from watcher.http_api import Health
-
-        ctx = self._current
-        if ctx is None or self._ready_at is None:
-            return Health(False, "starting: the model is loading", {})
-        details = {
-            "model": ctx.model_label,
-            "queue_depth": self.jobs.depth(),
-            "uptime_s": round(time.monotonic() - self._ready_at, 1),
-            **ctx.matting.health(),
-        }
-        if self.models is not None and self.models.error:  # a switch failed; the old model serves: no outage
-            details["last_model_error"] = without_paths(self.models.error)  # paths: log and status only
-        problems = [f"threads not running: {', '.join(dead)}"] if (dead := self.dead_threads()) else []
-        if self._incoming_id is None:
-            problems.append("the incoming directory is missing; uploads cannot arrive")
-        problems += ctx.matting.problems()
-        return Health(not problems, "; ".join(problems), details)
-
     @staticmethod
     def _access_for(http: HttpConfig) -> Access:
         """What HTTP requests are checked against; a token file others can read is refused."""
-        from watcher.http_api import Access
+        from unet_matting.watcher.api.app import Access
 
         token = read_secret(http.token_file, "http.token_file") if http.token_file else None
         return Access(token, http.max_body_bytes, http.batch_roots)
 
     def _start_http(self, cfg: Config) -> None:
         """The HTTP side, before the model loads, so /health can say it is loading."""
-        from watcher.http_api import HttpServer, build_app
+        from unet_matting.watcher.api.app import build_app
+        from unet_matting.watcher.api.server import HttpServer
 
         self._access = self._access_for(cfg.http)
-        self.batch = BatchTasks(cfg.paths.state, self._context, IgnoreRules(cfg.watcher.ignore_patterns), self.metrics)
+        self.batch = BatchTasks(cfg.paths.state, self.context, IgnoreRules(cfg.watcher.ignore_patterns), self.metrics)
         app = build_app(
-            self._context, self.health, self.metrics, lambda: self._access, cfg.http.max_pending, self.batch
+            self.context, self.report.health, self.metrics, lambda: self._access, cfg.http.max_pending, self.batch
         )
         self.http = HttpServer(app, *cfg.http.listen, cfg.http.request_timeout_s, cfg.http.max_connections)
         self.http.gate = app.state.gate
@@ -180,15 +140,14 @@ class Daemon:
         self.instance = InstanceLock(cfg.paths.state)
         self.instance.acquire()  # before touching any file, and before the model loads
         prepare_directories(cfg)
-        self._incoming_id = _directory_id(cfg.paths.incoming)
-        model = None
+        model, switcher = None, None
         if cfg.queue.broker_url is None:
-            self.models = self._switcher(cfg)
-            model = startup_model(self.models)  # before any socket opens
+            switcher = switcher_for(cfg.engine)
+            model = startup_model(switcher)  # before any socket opens
         if cfg.http.listen is not None:
             self._start_http(cfg)
         if cfg.queue.broker_url is not None:  # workers matte; this process sends jobs and writes results
-            from watcher.remote import RemoteMatting
+            from unet_matting.watcher.remote.client import RemoteMatting
 
             remote = RemoteMatting(cfg.queue)
             remote.start()
@@ -196,12 +155,13 @@ class Daemon:
             log.info("queue_mode", jobs=cfg.queue.jobs, results=remote.results_name, in_flight=cfg.watcher.workers)
         else:
             session = load_session(cfg.engine, model)
+            self.models = ModelKeeper(switcher, session)
             self._current = JobContext(LocalMatting(session), cfg)
             self._model_loaded(session)
         self.attempts = AttemptLog(cfg.paths.state)
         self.status_file = StatusFile(cfg.paths.state)
         self.runner = JobRunner(
-            self._context,
+            self.context,
             self.attempts,
             self.stats,
             recheck=lambda path, at: self.intake.recheck(path, at),
@@ -213,12 +173,15 @@ class Daemon:
         self.intake = Intake(cfg.paths.incoming, hints, self.tracker, self.jobs, lambda: self._intake_settings)
         self.overflow_hook = OverflowHook(lambda: self.intake.request_rescan("inotify_overflow", events_lost=True))
         logging.getLogger("watchdog.observers").addHandler(self.overflow_hook)
-        self._hint_handler = HintHandler(hints)
-        self.observer = make_observer(
-            cfg.watcher.observer, cfg.paths.incoming, self._hint_handler, cfg.watcher.polling_interval_s
+        self.watch = IncomingWatch(
+            cfg.watcher.observer,
+            cfg.paths.incoming,
+            HintHandler(hints),
+            cfg.watcher.polling_interval_s,
+            self.intake.request_rescan,
         )
         self.workers = [Worker(i, self.jobs, self.runner) for i in range(cfg.watcher.workers)]
-        self.observer.start()  # before the scan, so nothing lands unseen between the two
+        self.watch.start()  # before the scan, so nothing lands unseen between the two
         self.intake.start()
         for worker in self.workers:
             worker.start()
@@ -233,9 +196,9 @@ class Daemon:
             workers=len(self.workers),
             profile=cfg.profile,
         )
-        self.status_file.write(self.status_dict())
-        self._ready_at = time.monotonic()
-        self.notifier.ready(self.status_text())
+        self.status_file.write(self.report.status())
+        self.ready_at = time.monotonic()
+        self.notifier.ready(self.report.line())
 
     def _model_loaded(self, session: Session) -> None:
         log.info(
@@ -277,27 +240,19 @@ class Daemon:
         self._signals.append(signum)
         self._wake.set()
 
-    def _switcher(self, cfg: Config) -> ModelSwitcher:
-        return ModelSwitcher(
-            cfg.engine.models_dir, cfg.engine.settings.model, lambda path: load_session(cfg.engine, path)
-        )
-
     def _switch_model(self) -> None:
-        if self.models is None:  # queue mode: the workers switch their own models
+        """A model the keeper has loaded (``models use``, or a reload's engine) takes over here."""
+        switched = self.models.poll() if self.models is not None else None  # queue mode: the workers switch
+        if switched is None:
             return
-        if self._reloading is not None:
-            self._finish_reload(*self._reloading)
-            return
-        current = self._current.matting.session
-        session = self.models.poll(current.path)
-        if session is not None:
-            self._current = JobContext(LocalMatting(session), self._current.config)
-            log.info("model_switched", model=session.info.label, previous=current.info.label)
-            self.metrics.model_loaded(session)
-            self.retired.retire(current)
+        if switched.settings is not None:  # a reload's engine settings apply together with their model
+            self.config = dataclasses.replace(self.config, engine=switched.settings)
+        self._current = JobContext(LocalMatting(switched.session), self.config)
+        self.metrics.model_loaded(switched.session)
+        self.retired.retire(switched.previous)
 
     def _tick(self, heartbeat: bool) -> None:
-        self._watch_incoming()
+        self.watch.check()
         self._switch_model()
         if self.retired.release_when_unused():
             log.info("model_memory_released", gpu_memory_mb=in_mb(self._gpu_memory()))
@@ -306,84 +261,19 @@ class Daemon:
             log.error("threads_dead", threads=dead)
         elif heartbeat:
             self.notifier.watchdog()
-        status = self.status_text()
+        status = self.report.line()
         self.notifier.status(status)
-        self.status_file.write(self.status_dict())
-
-    def _watch_incoming(self) -> None:
-        """Report incoming when it disappears; when it is back (or replaced), watch it afresh:
-        inotify's watches die with the directory they were on."""
-        now = _directory_id(self.config.paths.incoming)
-        if now == self._incoming_id:
-            return
-        if now is None:
-            log.error(
-                "incoming_missing",
-                incoming=str(self.config.paths.incoming),
-                action="uploads wait; watching resumes when the directory is back",
-            )
-        else:
-            log.info("incoming_restored", incoming=str(self.config.paths.incoming), action="watching it again")
-            self._rewatch()
-        self._incoming_id = now
-
-    def _rewatch(self) -> None:
-        cfg = self.config
-        self.observer.stop()
-        self.observer.join()
-        self.observer = make_observer(
-            cfg.watcher.observer, cfg.paths.incoming, self._hint_handler, cfg.watcher.polling_interval_s
-        )
-        self.observer.start()
-        self.intake.request_rescan("incoming_restored")
+        self.status_file.write(self.report.status())
 
     def dead_threads(self) -> list[str]:
         threads = [
-            self.observer,
+            self.watch,
             self.intake,
             *self.workers,
             *([self.batch] if self.http is not None else []),
             *self._current.matting.threads(),
         ]
         return [t.name for t in threads if not t.is_alive()]
-
-    def status_dict(self) -> dict:
-        counts = self.stats.snapshot()
-        return {
-            "pid": os.getpid(),
-            "time": time.time(),
-            "queued": self.jobs.depth(),
-            "in_hand": self.jobs.in_hand(),
-            "tracked": len(self.tracker),
-            "outcomes": dict(counts.outcomes),
-            "last": {"file": counts.last_file, "outcome": counts.last_outcome},
-            "model": self._current.model_label,
-            "profile": self._current.config.profile,
-            "problems": self._problems(),
-            **self._current.matting.status(),
-        }
-
-    def _problems(self) -> list[str]:
-        """What an operator must fix, with paths (status.json is not served over HTTP)."""
-        problems = []
-        if self._incoming_id is None:
-            problems.append(f"paths.incoming {self.config.paths.incoming} is missing; uploads cannot arrive")
-        if self.models is not None and self.models.error:
-            problems.append(f"the last model switch failed: {self.models.error}")
-        return problems
-
-    def status_text(self) -> str:
-        s = self.stats.snapshot().outcomes
-        text = (
-            f"queued={self.jobs.depth()} in_hand={self.jobs.in_hand()} tracked={len(self.tracker)} "
-            f"done={s['done']} quarantined={s['quarantined']} waiting={s['waiting']} errors={s['error']}"
-        )
-        if (broker := self._queue_stats()) is not None:
-            text += (
-                f" broker={'up' if broker.connected else 'DOWN'} jobs_ready={broker.jobs_ready} "
-                f"workers={broker.workers} dead={broker.dead}"
-            )
-        return text
 
     def reload(self) -> None:
         """SIGHUP: RELOADING=1, re-read config and model, READY=1; a bad config changes nothing."""
@@ -393,24 +283,14 @@ class Daemon:
             self._apply(load_config(self.config_path))
         except (ConfigError, ModelError) as e:
             log.error("reload_failed", error=str(e), kept="previous configuration and model")
-        self.notifier.ready(self.status_text())
+        self.notifier.ready(self.report.line())
 
     def _apply(self, new: Config) -> None:
-        old = self.config
-        fixed = {
-            "paths": old.paths,
-            "watcher": dataclasses.replace(new.watcher, observer=old.watcher.observer, workers=old.watcher.workers),
-        }
-        if new.paths != old.paths or new.watcher.observer != old.watcher.observer:
-            log.warning("reload_needs_restart", keys="paths, watcher.observer", kept="old values")
-        if new.queue != old.queue:
-            log.warning("reload_needs_restart", keys="queue", kept="old values")
-        fixed["http"], access = self._reload_http(old.http, new.http)
-        new = dataclasses.replace(new, **fixed, queue=old.queue)
-        # a new engine's model loads in the background; until then the old one runs (queue mode: no model here)
-        if new.engine != old.engine and self.models is not None:
-            self._start_reload(self._switcher(new), new)
-            new = dataclasses.replace(new, engine=old.engine)
+        plan = plan_reload(self.config, new, local_model=self.models is not None)
+        access = self._access_for(plan.config.http) if self.http is not None else None  # a bad token file: failed
+        if plan.engine is not None:  # its model loads in the background; until then the old one runs
+            self.models.reload(switcher_for(plan.engine), plan.engine)
+        new = plan.config
         logs.configure(new.logging.level, new.logging.file, new.logging.console)
         self._intake_settings = intake_settings(new)
         self._access = access
@@ -420,40 +300,8 @@ class Daemon:
             "reload_done",
             model=self._current.model_label,
             profile=new.profile,
-            model_loading=self._reloading is not None,
+            model_loading=self.models is not None and self.models.reloading(),
         )
-
-    def _reload_http(self, old: HttpConfig, new: HttpConfig) -> tuple[HttpConfig, Access | None]:
-        """The http section a reload applies: the token (re-read; a bad file fails the whole
-        reload), the body limit and the batch roots take effect at once; the rest need a restart."""
-        changed = [k for k in HTTP_RESTART_KEYS if getattr(new, k) != getattr(old, k)]
-        if changed:
-            log.warning("reload_needs_restart", keys=", ".join(f"http.{k}" for k in changed), kept="old values")
-        applied = dataclasses.replace(new, **{k: getattr(old, k) for k in HTTP_RESTART_KEYS})
-        return applied, (self._access_for(applied) if self.http is not None else None)
-
-    def _start_reload(self, switcher: ModelSwitcher, new: Config) -> None:
-        """Load the reloaded engine settings' model off the main thread (watchdog pings go on)."""
-        if self._reloading is not None:
-            self._reloading[0].join()
-        switcher.start(switcher.wanted())
-        self._reloading = (switcher, new)
-
-    def _finish_reload(self, switcher: ModelSwitcher, new: Config) -> None:
-        """Swap in the reloaded model and engine settings once loaded; a failed load changes nothing."""
-        if switcher.loading():
-            return
-        session = switcher.take_ready()
-        self._reloading = None
-        if session is None:
-            log.error("reload_failed", error=switcher.error, kept="previous engine settings and model")
-            return
-        self.models = switcher
-        self.config = dataclasses.replace(self.config, engine=new.engine)
-        self.retired.retire(self._current.matting.session)
-        self._current = JobContext(LocalMatting(session), self.config)
-        log.info("model_switched", model=session.info.label, reason="reload")
-        self.metrics.model_loaded(session)
 
     def shutdown(self) -> None:
         """Stop intake, let workers finish the file in hand, tell systemd; safe to call twice."""
@@ -467,30 +315,19 @@ class Daemon:
             self.http.join()
             self.batch.stop()  # the file in hand finishes; the task resumes at the next start
             self.batch.join()
-        self.observer.stop()
+        self.watch.stop()
         self.intake.stop()
         for worker in self.workers:
             worker.stop()
         # queue mode: answers already on their way are taken; then the rest wait for the next start
         self._current.matting.abandon_waits(after_s=QUEUE_STOP_GRACE_S)
-        self.observer.join()
+        self.watch.join()
         for thread in (self.intake, *self.workers):
             thread.join()
         self._current.matting.stop()
         if self.models is not None:
             self.models.join()  # a model still loading finishes (seconds) rather than dying mid-read
-        if self._reloading is not None:
-            self._reloading[0].join()
         logging.getLogger("watchdog.observers").removeHandler(self.overflow_hook)
-        self.status_file.write(self.status_dict())
+        self.status_file.write(self.report.status())
         self.instance.release()
         log.info("daemon_stopped", **self.stats.snapshot().outcomes)
-
-
-def _directory_id(path: Path) -> int | None:
-    """The inode of the directory at ``path``; None when there is none."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_ino if path.is_dir() else None

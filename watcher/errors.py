@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.errors import ImageError, JobError, UnetMattingError
+from unet_matting.engine.errors import ImageError, JobError, UnetMattingError
 
 
 class ConfigError(UnetMattingError):

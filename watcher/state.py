@@ -14,8 +14,8 @@ import os
 import threading
 from pathlib import Path
 
-from watcher.errors import AlreadyRunning
-from watcher.output import atomic_write
+from unet_matting.watcher.durable import atomic_write
+from unet_matting.watcher.errors import AlreadyRunning
 
 STATUS_FILE = "status.json"
 STATUS_INTERVAL_S = 2.0  # the daemon rewrites status.json this often

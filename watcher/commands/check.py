@@ -14,10 +14,10 @@ import shutil
 import stat
 from pathlib import Path
 
-from engine.errors import ModelError
-from watcher.config import Config, load_config, load_config_data
-from watcher.models import active_model
-from watcher.secrets import secret_file_problem
+from unet_matting.engine.errors import ModelError
+from unet_matting.watcher.config import Config, load_config, load_config_data
+from unet_matting.watcher.config.secrets import secret_file_problem
+from unet_matting.watcher.models.active import active_model
 
 MIN_FREE_BYTES = 2 * 1024**3
 INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_watches")
@@ -107,8 +107,8 @@ def inotify_problems(cfg: Config, limit_file: Path = INOTIFY_LIMIT) -> list[str]
 
 
 def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
-    from engine.catalogue import SHIPPED_MODEL
-    from engine.session import open_model, resolve_device
+    from unet_matting.engine.catalogue import SHIPPED_MODEL
+    from unet_matting.engine.session import open_model, resolve_device
 
     problems, notes = [], []
     try:

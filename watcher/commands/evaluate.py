@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.errors import ImageError, UnetMattingError
-from engine.metrics import Scores, score
-from engine.postprocess import compose_rgba, refine_alpha
-from watcher import sheet
-from watcher.config import load_config
-from watcher.imageio import decode
-from watcher.models import load_session
+from unet_matting.engine.errors import ImageError, UnetMattingError
+from unet_matting.engine.metrics import Scores, score
+from unet_matting.engine.postprocess import compose_rgba, refine_alpha
+from unet_matting.watcher.config import load_config
+from unet_matting.watcher.models.active import load_session
+from unet_matting.watcher.processing import sheet
+from unet_matting.watcher.processing.imageio import decode
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 

@@ -8,14 +8,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from engine.catalogue import Entry, catalogue, entry_for_file, lookup
-from engine.errors import ModelError
-from watcher.commands.status import running_status
-from watcher.config import Config, load_config
-from watcher.errors import FetchError
-from watcher.fetch import ProgressBar, checksum_problem, pull
-from watcher.models import CONTROL_FILE, active_model, installed, named_model
-from watcher.output import atomic_write
+from unet_matting.engine.catalogue import Entry, catalogue, entry_for_file, lookup
+from unet_matting.engine.errors import ModelError
+from unet_matting.watcher.commands.status import running_status
+from unet_matting.watcher.config import Config, load_config
+from unet_matting.watcher.durable import atomic_write
+from unet_matting.watcher.errors import FetchError
+from unet_matting.watcher.models.active import CONTROL_FILE, active_model, installed, named_model
+from unet_matting.watcher.models.fetch import ProgressBar, checksum_problem, pull
 
 
 def _models_dir(cfg: Config) -> Path:
@@ -105,7 +105,7 @@ def run_use(config_path: Path, name: str) -> int:
 
 def run_import(config_path: Path, source: Path, name: str | None) -> int:
     """Copy a model file into models_dir (as a catalogue model when ``name`` is given), verified."""
-    from engine.session import open_model
+    from unet_matting.engine.session import open_model
 
     cfg = load_config(config_path)
     models_dir = _models_dir(cfg)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from engine.errors import ImageError
-from engine.postprocess import cutout
-from watcher import sheet
-from watcher.config import load_config
-from watcher.imageio import decode
-from watcher.models import load_session
-from watcher.pipeline import read_source
+from unet_matting.engine.errors import ImageError
+from unet_matting.engine.postprocess import cutout
+from unet_matting.watcher.config import load_config
+from unet_matting.watcher.models.active import load_session
+from unet_matting.watcher.processing import sheet
+from unet_matting.watcher.processing.imageio import decode
+from unet_matting.watcher.processing.pipeline import read_source
 
 
 def run_preview(config_path: Path, files: list[Path], out: Path, profile: str | None, model: Path | None) -> int:

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import structlog
 
-from engine.errors import ImageError, UnetMattingError
-from watcher import logs
-from watcher.completion import IgnoreRules
-from watcher.config import load_config
-from watcher.models import load_session
-from watcher.observer import walk_files
-from watcher.output import output_path, write_outputs
-from watcher.pipeline import read_source, render
+from unet_matting.engine.errors import ImageError, UnetMattingError
+from unet_matting.watcher import logs
+from unet_matting.watcher.config import load_config
+from unet_matting.watcher.intake.completion import IgnoreRules
+from unet_matting.watcher.intake.scanning import walk_files
+from unet_matting.watcher.models.active import load_session
+from unet_matting.watcher.processing.output import output_path, write_outputs
+from unet_matting.watcher.processing.pipeline import read_source, render
 
 log = structlog.get_logger(__name__)
 

@@ -7,8 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from watcher.config import load_config
-from watcher.state import STATUS_FILE, STATUS_INTERVAL_S
+from unet_matting.watcher.config import load_config
+from unet_matting.watcher.state import STATUS_FILE, STATUS_INTERVAL_S
 
 STALE_AFTER_S = 10 * STATUS_INTERVAL_S
 

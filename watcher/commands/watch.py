@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from watcher import logs
-from watcher.config import load_config
-from watcher.daemon import Daemon
+from unet_matting.watcher import logs
+from unet_matting.watcher.config import load_config
+from unet_matting.watcher.daemon import Daemon
 
 
 def run_watch(config_path: Path) -> int:

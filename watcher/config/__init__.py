@@ -12,11 +12,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from engine.profile import Profile
-from engine.settings import DEFAULTS, EngineSettings
-from watcher.errors import ConfigError
-from watcher.profiles import lookup_profile, parse_profiles
-from watcher.yaml_sections import Section, at_least, one_of, patterns, positive, read_yaml
+from unet_matting.engine.profile import Profile
+from unet_matting.engine.settings import DEFAULTS, EngineSettings
+from unet_matting.watcher.config.profiles import lookup_profile, parse_profiles
+from unet_matting.watcher.config.yaml_sections import Section, at_least, one_of, patterns, positive, read_yaml
+from unet_matting.watcher.errors import ConfigError
 
 DEFAULT_IGNORE = (".*", "*.filepart", "*.part", "*.partial", "*.tmp", "~*", "*.crdownload")
 LOG_LEVELS = ("debug", "info", "warning", "error")

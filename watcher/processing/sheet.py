@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from engine.canvas import flatten
+from unet_matting.engine.canvas import flatten
 
 TILE_HEIGHT = 180
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import structlog
 
-from watcher.completion import CompletionTracker, IgnoreRules
-from watcher.jobs import Job, JobQueue
-from watcher.observer import Hint, walk_files
-from watcher.threads import StoppableThread
+from unet_matting.watcher.intake.completion import CompletionTracker, IgnoreRules
+from unet_matting.watcher.intake.jobs import Job, JobQueue
+from unet_matting.watcher.intake.observer import Hint
+from unet_matting.watcher.intake.scanning import walk_files
+from unet_matting.watcher.threads import StoppableThread
 
 log = structlog.get_logger(__name__)
 MAX_WAIT_S = 0.5  # upper bound on how long a stop request can go unnoticed

@@ -23,9 +23,15 @@ from typing import Any
 
 import structlog
 
-from engine.errors import ImageError, ImageIncomplete, ImageTooLarge, NoProduct, UnetMattingError
-from watcher import __version__, logs
-from watcher.broker import (
+from unet_matting.engine.errors import ImageError, ImageIncomplete, ImageTooLarge, NoProduct, UnetMattingError
+from unet_matting.watcher import __version__, logs
+from unet_matting.watcher.config import Config, QueueConfig, load_config
+from unet_matting.watcher.errors import ConfigError
+from unet_matting.watcher.models.active import load_session
+from unet_matting.watcher.models.keeper import ModelKeeper, switcher_for
+from unet_matting.watcher.notify import Notifier, watchdog_interval_s
+from unet_matting.watcher.processing.pipeline import render
+from unet_matting.watcher.remote.broker import (
     MAX_MESSAGE_BYTES,
     TASK,
     answer_error,
@@ -35,35 +41,20 @@ from watcher.broker import (
     profile_from,
     results_queue,
 )
-from watcher.config import Config, QueueConfig, load_config
-from watcher.errors import ConfigError
-from watcher.models import ModelSwitcher, load_session
-from watcher.notify import Notifier, watchdog_interval_s
-from watcher.pipeline import render
-from watcher.threads import StoppableThread
+from unet_matting.watcher.threads import StoppableThread
 
 log = structlog.get_logger(__name__)
 MODEL_POLL_S = 2.0
 
 
-class SessionHolder:
-    """The worker's current model; a switch is one reference assignment, read once per job."""
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-        self.switcher = ModelSwitcher(
-            cfg.engine.models_dir, cfg.engine.settings.model, lambda path: load_session(cfg.engine, path)
-        )
-        self.session = load_session(cfg.engine, self.switcher.wanted())
-
-    def poll(self) -> None:
-        ready = self.switcher.poll(self.session.path)
-        if ready is not None:
-            previous, self.session = self.session, ready
-            log.info("model_switched", model=ready.info.label, previous=previous.info.label)
+def keep_model(cfg: Config) -> ModelKeeper:
+    """The worker's model, loaded now and kept current (``models use`` on this host switches it);
+    a switch is one reference assignment, read once per job."""
+    switcher = switcher_for(cfg.engine)
+    return ModelKeeper(switcher, load_session(cfg.engine, switcher.wanted()))
 
 
-def answer_for(job: dict[str, Any], holder: SessionHolder, worker: str) -> tuple[dict[str, Any], str]:
+def answer_for(job: dict[str, Any], holder: ModelKeeper, worker: str) -> tuple[dict[str, Any], str]:
     """Run one job; its answer (never raises for a bad image or a failed model) and outcome."""
     session = holder.session
     label = session.info.label
@@ -100,7 +91,7 @@ def answer_for(job: dict[str, Any], holder: SessionHolder, worker: str) -> tuple
     ), "done"
 
 
-def build_worker_app(cfg: QueueConfig, holder: SessionHolder, worker: str):
+def build_worker_app(cfg: QueueConfig, holder: ModelKeeper, worker: str):
     """The Celery app with the one task; answers go to the job's ``reply_to`` queue."""
     from celery.exceptions import Reject
 
@@ -163,7 +154,7 @@ def run_worker(config_path: Path, name: str | None, threads: int | None) -> int:
     refuse_a_taken_name(cfg.queue, worker)
     notifier = Notifier()
     try:
-        holder = SessionHolder(cfg)  # before consuming: a bad model takes no job
+        holder = keep_model(cfg)  # before consuming: a bad model takes no job
     except UnetMattingError as e:
         log.error("worker_failed", worker=worker, error=str(e))
         raise
@@ -257,7 +248,7 @@ def quiet_celery(level: str) -> None:
 class Housekeeping(StoppableThread):
     """Polls the active model and pings systemd's watchdog while the worker runs."""
 
-    def __init__(self, holder: SessionHolder, notifier: Notifier) -> None:
+    def __init__(self, holder: ModelKeeper, notifier: Notifier) -> None:
         super().__init__("worker-housekeeping")
         self.holder, self.notifier = holder, notifier
         self.heartbeat = watchdog_interval_s()

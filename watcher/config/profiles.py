@@ -8,9 +8,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from engine.profile import Profile
-from watcher.errors import ConfigError
-from watcher.yaml_sections import Section
+from unet_matting.engine.profile import Profile
+from unet_matting.watcher.config.yaml_sections import Section
+from unet_matting.watcher.errors import ConfigError
 
 
 def lookup_profile(profiles: Mapping[str, Profile], name: str) -> Profile:

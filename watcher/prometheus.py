@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
 
 if TYPE_CHECKING:
-    from engine.session import Session
-    from watcher.remote import QueueStats
+    from unet_matting.engine.session import Session
+    from unet_matting.watcher.remote.client import QueueStats
 
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -31,7 +31,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.jobs = Counter(
             "unet_matting_jobs",
-            "Jobs finished, by outcome and source (upload, http)",
+            "Jobs finished, by outcome and source (upload, http, batch)",
             ["outcome", "source"],
             registry=self.registry,
         )

@@ -21,9 +21,12 @@ from typing import Any
 import structlog
 from kombu import Connection, Consumer
 
-from engine.errors import ImageError, ImageIncomplete, ImageTooLarge, JobError, NoProduct
-from engine.profile import Profile
-from watcher.broker import (
+from unet_matting.engine.errors import ImageError, ImageIncomplete, ImageTooLarge, JobError, NoProduct
+from unet_matting.engine.profile import Profile
+from unet_matting.watcher.config import QueueConfig
+from unet_matting.watcher.errors import DeadJob, Deferred
+from unet_matting.watcher.processing.pipeline import Rendered
+from unet_matting.watcher.remote.broker import (
     MAX_MESSAGE_BYTES,
     TASK,
     dead_queue,
@@ -33,10 +36,7 @@ from watcher.broker import (
     results_queue,
     results_queue_name,
 )
-from watcher.config import QueueConfig
-from watcher.errors import DeadJob, Deferred
-from watcher.pipeline import Rendered
-from watcher.threads import StoppableThread
+from unet_matting.watcher.threads import StoppableThread
 
 log = structlog.get_logger(__name__)
 STATS_INTERVAL_S = 5.0

@@ -1,4 +1,4 @@
-"""Durable file operations: atomic output, archiving originals, quarantining failures.
+"""A job's files: atomic output sets, archiving originals, quarantining failures.
 
 Order of a job's effects: output renamed into place (and its directory fsynced) *before* the
 original is moved to the archive. A crash between the two leaves the original in incoming, so the
@@ -17,51 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-TEMP_PREFIX = ".unet-matting-"
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def stage(target: Path, data: bytes, mode: int = 0o644) -> Path:
-    """Write ``data`` to a hidden, fsynced temp file beside ``target``; nothing left on failure."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
-def atomic_write(target: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to a hidden temp file beside ``target``, fsync, rename, fsync the dir."""
-    tmp = stage(target, data, mode)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
-
-
-def remove_stale_temps(root: Path) -> int:
-    """Delete temp files a crash left behind under ``root``; returns how many."""
-    count = 0
-    for tmp in root.rglob(f"{TEMP_PREFIX}*.tmp"):
-        tmp.unlink(missing_ok=True)
-        count += 1
-    return count
+from unet_matting.watcher.durable import TEMP_PREFIX, atomic_write, fsync_dir, stage
 
 
 def output_path(output_root: Path, relative: Path, suffix: str = ".png") -> Path:

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from engine.catalogue import SHIPPED_MODEL, Entry, catalogue
-from engine.errors import ModelError
-from engine.settings import EngineSettings
+from unet_matting.engine.catalogue import SHIPPED_MODEL, Entry, catalogue
+from unet_matting.engine.errors import ModelError
+from unet_matting.engine.settings import EngineSettings
 
 if TYPE_CHECKING:  # the session (and torch) load only when a command runs a model
-    from engine.session import Session
+    from unet_matting.engine.session import Session
 
 log = structlog.get_logger(__name__)
 CONTROL_FILE = "active_model"
@@ -94,7 +94,7 @@ def engine_settings(cfg, model: Path | None = None) -> EngineSettings:
 
 def load_session(cfg, model: Path | None = None, input_size: int | None = None) -> Session:
     """The one way a command builds its session: the active model (or ``model``), warmed up."""
-    from engine.session import Session
+    from unet_matting.engine.session import Session
 
     settings = engine_settings(cfg, model)
     if input_size is not None:
@@ -185,7 +185,7 @@ class RetiredModels:
         gc.collect()  # a model's modules can sit in reference cycles
         if any(ref() is not None for ref in self._refs):
             return False  # a job that started on an old model is still running
-        from engine.session import release_cached_memory
+        from unet_matting.engine.session import release_cached_memory
 
         self._refs.clear()
         release_cached_memory()

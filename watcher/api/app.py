@@ -10,7 +10,6 @@ changes them applies at once. A connection must deliver its whole request within
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hmac
@@ -23,25 +22,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h11
 import structlog
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from engine.errors import GpuMemoryError, ImageError, ImageTooLarge, NoProduct
-from engine.profile import Profile
-from watcher.batch_tasks import FINISHED, BatchRefused, BatchTasks, allowed_dir, overlap
-from watcher.errors import ConfigError, Deferred
-from watcher.metrics import Metrics
-from watcher.pipeline import Rendered
-from watcher.threads import StoppableThread
-from watcher.worker import JobContext
+from unet_matting.engine.errors import GpuMemoryError, ImageError, ImageTooLarge, NoProduct
+from unet_matting.engine.profile import Profile
+from unet_matting.watcher.api.batches import FINISHED, BatchRefused, BatchTasks, allowed_dir, overlap
+from unet_matting.watcher.errors import ConfigError, Deferred
+from unet_matting.watcher.processing.pipeline import Rendered
+from unet_matting.watcher.processing.runner import JobContext
+from unet_matting.watcher.prometheus import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -312,76 +307,3 @@ def _reply(rendered: Rendered, ctx: JobContext, profile: str, as_json: bool, out
             raise HttpError(400, f"profile {profile} writes no JPEG (it has no flat_background)")
         return Response(rendered.files[".jpg"], media_type="image/jpeg", headers=headers)
     return Response(rendered.files[".png"], media_type="image/png", headers=headers)
-
-
-def deadline_protocol(request_timeout_s: float) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a deadline: a connection that has not delivered a whole
-    request (headers and body) ``request_timeout_s`` after it opened, or after its previous
-    answer, is closed. uvicorn itself only times out idle keep-alive connections, so ten
-    clients trickling a byte a second would hold their sockets forever."""
-
-    class DeadlineH11Protocol(H11Protocol):
-        _deadline: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-            super().connection_lost(exc)
-
-        def _arm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-            self._deadline = self.loop.call_later(request_timeout_s, self._overdue)
-
-        def _overdue(self) -> None:
-            if self.transport.is_closing() or self.conn.their_state is h11.DONE:
-                return  # the request is in; the app is answering it
-            log.info("http_request_timeout", client=":".join(map(str, self.client or ())), timeout_s=request_timeout_s)
-            self.transport.close()
-
-    return DeadlineH11Protocol
-
-
-class HttpServer(StoppableThread):
-    """uvicorn serving the app in a daemon thread; ``stop`` asks it to finish and return."""
-
-    def __init__(
-        self, app: FastAPI, host: str, port: int, request_timeout_s: float = 30.0, max_connections: int = 256
-    ) -> None:
-        super().__init__("http")
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=5,
-            http=deadline_protocol(request_timeout_s),
-            timeout_keep_alive=5,
-            limit_concurrency=max_connections,
-        )
-        self.server = uvicorn.Server(config)
-        self.gate: Gate | None = None
-
-    def run_once(self) -> None:
-        self.server.run()
-        self.stopped.set()
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        super().stop()
-
-    def wait_started(self, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self.server.started and self.is_alive():
-            time.sleep(0.02)
-        return self.server.started

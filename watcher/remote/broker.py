@@ -29,8 +29,8 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from engine.profile import Profile
-from watcher.config import QueueConfig
+from unet_matting.engine.profile import Profile
+from unet_matting.watcher.config import QueueConfig
 
 TASK = "unet_matting.render"
 DEAD_LETTER_EXCHANGE = "unet-matting.dlx"

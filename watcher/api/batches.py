@@ -27,15 +27,16 @@ from typing import Any
 
 import structlog
 
-from engine.errors import ImageError
-from watcher.completion import IgnoreRules
-from watcher.errors import Deferred
-from watcher.metrics import Metrics
-from watcher.observer import walk_files
-from watcher.output import atomic_write, output_path, write_outputs
-from watcher.pipeline import read_source
-from watcher.threads import StoppableThread
-from watcher.worker import JobContext
+from unet_matting.engine.errors import ImageError
+from unet_matting.watcher.durable import atomic_write
+from unet_matting.watcher.errors import Deferred
+from unet_matting.watcher.intake.completion import IgnoreRules
+from unet_matting.watcher.intake.scanning import walk_files
+from unet_matting.watcher.processing.output import output_path, write_outputs
+from unet_matting.watcher.processing.pipeline import read_source
+from unet_matting.watcher.processing.runner import JobContext
+from unet_matting.watcher.prometheus import Metrics
+from unet_matting.watcher.threads import StoppableThread
 
 log = structlog.get_logger(__name__)
 DONE = "done"

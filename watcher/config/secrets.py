@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from watcher.errors import ConfigError
+from unet_matting.watcher.errors import ConfigError
 
 
 def secret_file_problem(path: Path, key: str) -> str | None:

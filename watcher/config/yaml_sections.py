@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from watcher.errors import ConfigError
+from unet_matting.watcher.errors import ConfigError
 
 _MISSING = object()
 

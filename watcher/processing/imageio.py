@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
-from engine.errors import ImageError, ImageIncomplete, ImageTooLarge
+from unet_matting.engine.errors import ImageError, ImageIncomplete, ImageTooLarge
 
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "TIFF"})
 # How each accepted format starts: (offset, bytes). WebP is RIFF....WEBP; TIFF and BigTIFF both byte orders.

@@ -22,18 +22,18 @@ from typing import Any
 
 import structlog
 
-from engine.errors import ImageError, ImageIncomplete, JobError
-from engine.profile import Profile
-from watcher.completion import Signature
-from watcher.config import Config
-from watcher.errors import Deferred
-from watcher.jobs import Job, JobQueue
-from watcher.matting import Matting
-from watcher.metrics import Metrics
-from watcher.output import earlier_source, move_durably, output_path, quarantine, write_outputs
-from watcher.pipeline import Rendered, read_source
-from watcher.state import AttemptLog
-from watcher.threads import StoppableThread
+from unet_matting.engine.errors import ImageError, ImageIncomplete, JobError
+from unet_matting.engine.profile import Profile
+from unet_matting.watcher.config import Config
+from unet_matting.watcher.errors import Deferred
+from unet_matting.watcher.intake.completion import Signature
+from unet_matting.watcher.intake.jobs import Job, JobQueue
+from unet_matting.watcher.processing.matting import Matting
+from unet_matting.watcher.processing.output import earlier_source, move_durably, output_path, quarantine, write_outputs
+from unet_matting.watcher.processing.pipeline import Rendered, read_source
+from unet_matting.watcher.prometheus import Metrics
+from unet_matting.watcher.state import AttemptLog
+from unet_matting.watcher.threads import StoppableThread
 
 log = structlog.get_logger(__name__)
 

@@ -23,9 +23,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.catalogue import Entry, Source
-from watcher.errors import FetchError
-from watcher.output import fsync_dir
+from unet_matting.engine.catalogue import Entry, Source
+from unet_matting.watcher.durable import fsync_dir
+from unet_matting.watcher.errors import FetchError
 
 CHUNK = 1 << 20
 Progress = Callable[[int, int | None], None]

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.canvas import flatten
-from engine.errors import ImageError
-from engine.postprocess import cutout
-from engine.profile import Profile
-from engine.session import Session
-from watcher.completion import Signature
-from watcher.imageio import decode, encode_jpeg, encode_png
+from unet_matting.engine.canvas import flatten
+from unet_matting.engine.errors import ImageError
+from unet_matting.engine.postprocess import cutout
+from unet_matting.engine.profile import Profile
+from unet_matting.engine.session import Session
+from unet_matting.watcher.intake.completion import Signature
+from unet_matting.watcher.processing.imageio import decode, encode_jpeg, encode_png
 
 
 class NotARegularFile(ImageError):

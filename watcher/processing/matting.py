@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from watcher.pipeline import Rendered, render
+from unet_matting.watcher.processing.pipeline import Rendered, render
 
 if TYPE_CHECKING:
-    from engine.profile import Profile
-    from engine.session import Session
-    from watcher.remote import QueueStats
+    from unet_matting.engine.profile import Profile
+    from unet_matting.engine.session import Session
+    from unet_matting.watcher.remote.client import QueueStats
 
 
 class Matting(Protocol):

@@ -1,0 +1,1 @@
+"""Intake: watchdog events and scans in, settled uploads out as jobs."""

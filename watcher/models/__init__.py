@@ -1,0 +1,1 @@
+"""Models: which model runs (the control file, live switching) and fetching them."""

@@ -1,0 +1,1 @@
+"""Scale-out on RabbitMQ: the broker topology, the watcher's client and the queue worker."""
