@@ -17,28 +17,28 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from unet_matting.engine.errors import JobError, ModelError
+from unet_matting.engine.errors import ModelError
 from unet_matting.engine.session import Session
 from unet_matting.watcher import __version__, logs
 from unet_matting.watcher.api.batches import BatchTasks
+from unet_matting.watcher.components import MattingPart, Parts
 from unet_matting.watcher.config import Config, load_config
-from unet_matting.watcher.config.secrets import read_secret
-from unet_matting.watcher.durable import remove_stale_temps
 from unet_matting.watcher.errors import ConfigError
 from unet_matting.watcher.intake.completion import CompletionTracker, IgnoreRules
 from unet_matting.watcher.intake.feeder import Intake, IntakeSettings
 from unet_matting.watcher.intake.jobs import JobQueue
 from unet_matting.watcher.intake.observer import HintHandler, OverflowHook
 from unet_matting.watcher.intake.watching import IncomingWatch
-from unet_matting.watcher.models.active import RetiredModels, load_session
+from unet_matting.watcher.models.active import ModelSwitcher, RetiredModels, load_session
 from unet_matting.watcher.models.keeper import ModelKeeper, startup_model, switcher_for
 from unet_matting.watcher.notify import Notifier, watchdog_interval_s
-from unet_matting.watcher.processing.matting import LocalMatting, in_mb
-from unet_matting.watcher.processing.runner import JobContext, JobRunner, Stats, Worker
+from unet_matting.watcher.processing.matting import LocalMatting, Matting, in_mb
+from unet_matting.watcher.processing.runner import JobContext, JobRunner, Worker
+from unet_matting.watcher.processing.stats import Stats
 from unet_matting.watcher.prometheus import Metrics
 from unet_matting.watcher.reload import plan_reload
 from unet_matting.watcher.report import Report
-from unet_matting.watcher.state import STATUS_INTERVAL_S, AttemptLog, InstanceLock, StatusFile
+from unet_matting.watcher.state import STATUS_INTERVAL_S, AttemptLog, InstanceLock, StatusFile, prepare_directories
 
 if TYPE_CHECKING:  # the HTTP side (FastAPI, uvicorn) and the queue (Celery) load only when configured
     from unet_matting.watcher.api.app import Access
@@ -49,21 +49,6 @@ if TYPE_CHECKING:  # the HTTP side (FastAPI, uvicorn) and the queue (Celery) loa
 QUEUE_STOP_GRACE_S = 10.0  # on stop, how long answers of jobs in flight are still awaited
 
 log = structlog.get_logger(__name__)
-
-
-def intake_settings(cfg: Config) -> IntakeSettings:
-    w = cfg.watcher
-    return IntakeSettings(IgnoreRules(w.ignore_patterns), w.rescan_interval_s, w.quiet_period_s)
-
-
-def prepare_directories(cfg: Config) -> None:
-    """Create the service's directories and drop temp files a crash left in them."""
-    p = cfg.paths
-    for directory in (p.incoming, p.output, p.archive, p.failed, p.state):
-        directory.mkdir(parents=True, exist_ok=True)
-    for directory in (p.output, p.archive, p.failed, p.state):
-        if removed := remove_stale_temps(directory):
-            log.info("stale_temp_files_removed", directory=str(directory), count=removed)
 
 
 class Daemon:
@@ -90,6 +75,7 @@ class Daemon:
         self.retired = RetiredModels()  # swapped-out models whose GPU memory is not yet back
         self.models: ModelKeeper[EngineConfig] | None = None  # local matting only: the model that runs
         self.report = Report(self)
+        self.parts = Parts()  # started in order, stopped in reverse
         self._access: Access | None = None  # the HTTP side's token, body limit and batch roots
 
     def _gpu_memory(self) -> dict[str, int] | None:
@@ -104,90 +90,30 @@ class Daemon:
     def _in_flight(self) -> int:
         return self.jobs.in_hand() + (self.http.gate.busy if self.http is not None else 0)
 
-    @staticmethod
-    def _access_for(http: HttpConfig) -> Access:
-        """What HTTP requests are checked against; a token file others can read is refused."""
-        from unet_matting.watcher.api.app import Access
-
-        token = read_secret(http.token_file, "http.token_file") if http.token_file else None
-        return Access(token, http.max_body_bytes, http.batch_roots)
-
     def _start_http(self, cfg: Config) -> None:
         """The HTTP side, before the model loads, so /health can say it is loading."""
-        from unet_matting.watcher.api.app import build_app
-        from unet_matting.watcher.api.server import HttpServer
+        from unet_matting.watcher.api.server import access_for, serve
 
-        self._access = self._access_for(cfg.http)
+        self._access = access_for(cfg.http)
         self.batch = BatchTasks(cfg.paths.state, self.context, IgnoreRules(cfg.watcher.ignore_patterns), self.metrics)
-        app = build_app(
-            self.context, self.report.health, self.metrics, lambda: self._access, cfg.http.max_pending, self.batch
-        )
-        self.http = HttpServer(app, *cfg.http.listen, cfg.http.request_timeout_s, cfg.http.max_connections)
-        self.http.gate = app.state.gate
-        self.http.start()
-        if not self.http.wait_started():
-            raise JobError(
-                f"the HTTP server could not listen on {cfg.http.listen[0]}:{cfg.http.listen[1]} "
-                "(address in use, or not allowed)"
-            )
-        log.info(
-            "http_listening", host=cfg.http.listen[0], port=cfg.http.listen[1], token=self._access.token is not None
-        )
+        self.http = serve(cfg.http, self.context, self.report.health, self.metrics, lambda: self._access, self.batch)
 
     def start(self) -> None:
+        """Lock, directories, the HTTP side, the model (or the queue), then intake and workers."""
         cfg = self.config
         cfg.paths.state.mkdir(parents=True, exist_ok=True)
         self.instance = InstanceLock(cfg.paths.state)
         self.instance.acquire()  # before touching any file, and before the model loads
-        prepare_directories(cfg)
-        model, switcher = None, None
-        if cfg.queue.broker_url is None:
-            switcher = switcher_for(cfg.engine)
-            model = startup_model(switcher)  # before any socket opens
+        prepare_directories(cfg.paths)
+        switcher = switcher_for(cfg.engine) if cfg.queue.broker_url is None else None
+        model = startup_model(switcher) if switcher is not None else None  # before any socket opens
         if cfg.http.listen is not None:
             self._start_http(cfg)
-        if cfg.queue.broker_url is not None:  # workers matte; this process sends jobs and writes results
-            from unet_matting.watcher.remote.client import RemoteMatting
-
-            remote = RemoteMatting(cfg.queue)
-            remote.start()
-            self._current = JobContext(remote, cfg)
-            log.info("queue_mode", jobs=cfg.queue.jobs, results=remote.results_name, in_flight=cfg.watcher.workers)
-        else:
-            session = load_session(cfg.engine, model)
-            self.models = ModelKeeper(switcher, session)
-            self._current = JobContext(LocalMatting(session), cfg)
-            self._model_loaded(session)
-        self.attempts = AttemptLog(cfg.paths.state)
-        self.status_file = StatusFile(cfg.paths.state)
-        self.runner = JobRunner(
-            self.context,
-            self.attempts,
-            self.stats,
-            recheck=lambda path, at: self.intake.recheck(path, at),
-            metrics=self.metrics,
-        )
-        hints: queue.SimpleQueue = queue.SimpleQueue()
-        self.tracker = CompletionTracker(cfg.watcher.quiet_period_s, time.monotonic)
-        self._intake_settings = intake_settings(cfg)
-        self.intake = Intake(cfg.paths.incoming, hints, self.tracker, self.jobs, lambda: self._intake_settings)
-        self.overflow_hook = OverflowHook(lambda: self.intake.request_rescan("inotify_overflow", events_lost=True))
-        logging.getLogger("watchdog.observers").addHandler(self.overflow_hook)
-        self.watch = IncomingWatch(
-            cfg.watcher.observer,
-            cfg.paths.incoming,
-            HintHandler(hints),
-            cfg.watcher.polling_interval_s,
-            self.intake.request_rescan,
-        )
-        self.workers = [Worker(i, self.jobs, self.runner) for i in range(cfg.watcher.workers)]
-        self.watch.start()  # before the scan, so nothing lands unseen between the two
-        self.intake.start()
-        for worker in self.workers:
-            worker.start()
-        if self.http is not None:
-            self.batch.start()  # after the model loaded: unfinished tasks resume here
-        self.intake.request_rescan("startup")
+        self._current = JobContext(self._start_matting(cfg, switcher, model), cfg)
+        self.parts.start(MattingPart(lambda: self._current.matting, QUEUE_STOP_GRACE_S))
+        self._start_intake(cfg)
+        if self.http is not None:  # started first (so /health can say the model loads), stopped first
+            self.parts.adopt(self.http)
         log.info(
             "daemon_ready",
             version=__version__,
@@ -199,6 +125,51 @@ class Daemon:
         self.status_file.write(self.report.status())
         self.ready_at = time.monotonic()
         self.notifier.ready(self.report.line())
+
+    def _start_matting(self, cfg: Config, switcher: ModelSwitcher | None, model: Path | None) -> Matting:
+        """The model here, or (queue mode) the client that sends jobs to the workers."""
+        if switcher is None:  # workers matte; this process sends jobs and writes results
+            from unet_matting.watcher.remote.client import RemoteMatting
+
+            remote = RemoteMatting(cfg.queue)
+            remote.start()
+            log.info("queue_mode", jobs=cfg.queue.jobs, results=remote.results_name, in_flight=cfg.watcher.workers)
+            return remote
+        session = load_session(cfg.engine, model)
+        self.models = ModelKeeper(switcher, session)
+        self._model_loaded(session)
+        return LocalMatting(session)
+
+    def _start_intake(self, cfg: Config) -> None:
+        """Observer, intake thread, workers and batches, started in that order, then the first scan."""
+        self.attempts = AttemptLog(cfg.paths.state)
+        self.status_file = StatusFile(cfg.paths.state)
+        self.runner = JobRunner(
+            self.context,
+            self.attempts,
+            self.stats,
+            recheck=lambda path, at: self.intake.recheck(path, at),
+            metrics=self.metrics,
+        )
+        hints: queue.SimpleQueue = queue.SimpleQueue()
+        self.tracker = CompletionTracker(cfg.watcher.quiet_period_s, time.monotonic)
+        self._intake_settings = IntakeSettings.of(cfg.watcher)
+        self.intake = Intake(cfg.paths.incoming, hints, self.tracker, self.jobs, lambda: self._intake_settings)
+        self.overflow_hook = OverflowHook(lambda: self.intake.request_rescan("inotify_overflow", events_lost=True))
+        logging.getLogger("watchdog.observers").addHandler(self.overflow_hook)
+        self.watch = IncomingWatch(
+            cfg.watcher.observer,
+            cfg.paths.incoming,
+            HintHandler(hints),
+            cfg.watcher.polling_interval_s,
+            self.intake.request_rescan,
+        )
+        self.workers = [Worker(i, self.jobs, self.runner) for i in range(cfg.watcher.workers)]
+        for part in (self.watch, self.intake, *self.workers):  # the observer before the scan: nothing unseen
+            self.parts.start(part)
+        if self.http is not None:
+            self.parts.start(self.batch)  # after the model loaded: unfinished tasks resume here
+        self.intake.request_rescan("startup")
 
     def _model_loaded(self, session: Session) -> None:
         log.info(
@@ -266,14 +237,14 @@ class Daemon:
         self.status_file.write(self.report.status())
 
     def dead_threads(self) -> list[str]:
-        threads = [
-            self.watch,
-            self.intake,
-            *self.workers,
-            *([self.batch] if self.http is not None else []),
-            *self._current.matting.threads(),
-        ]
-        return [t.name for t in threads if not t.is_alive()]
+        return self.parts.dead()
+
+    def _http_access(self, http: HttpConfig) -> Access | None:
+        if self.http is None:
+            return None
+        from unet_matting.watcher.api.server import access_for
+
+        return access_for(http)
 
     def reload(self) -> None:
         """SIGHUP: RELOADING=1, re-read config and model, READY=1; a bad config changes nothing."""
@@ -287,12 +258,12 @@ class Daemon:
 
     def _apply(self, new: Config) -> None:
         plan = plan_reload(self.config, new, local_model=self.models is not None)
-        access = self._access_for(plan.config.http) if self.http is not None else None  # a bad token file: failed
+        access = self._http_access(plan.config.http)  # a bad token file fails the reload
         if plan.engine is not None:  # its model loads in the background; until then the old one runs
             self.models.reload(switcher_for(plan.engine), plan.engine)
         new = plan.config
         logs.configure(new.logging.level, new.logging.file, new.logging.console)
-        self._intake_settings = intake_settings(new)
+        self._intake_settings = IntakeSettings.of(new.watcher)
         self._access = access
         self.config = new
         self._current = JobContext(self._current.matting, new)
@@ -304,27 +275,17 @@ class Daemon:
         )
 
     def shutdown(self) -> None:
-        """Stop intake, let workers finish the file in hand, tell systemd; safe to call twice."""
+        """Tell systemd, stop the parts in reverse start order, release the lock; safe to call twice."""
         if self._stopped:
             return
         self._stopped = True
         self.notifier.stopping()
         log.info("daemon_stopping", queued=self.jobs.depth(), in_hand=self.jobs.in_hand())
-        if self.http is not None:  # no new requests; those in progress finish (uvicorn's grace)
-            self.http.stop()
-            self.http.join()
-            self.batch.stop()  # the file in hand finishes; the task resumes at the next start
-            self.batch.join()
-        self.watch.stop()
-        self.intake.stop()
-        for worker in self.workers:
-            worker.stop()
-        # queue mode: answers already on their way are taken; then the rest wait for the next start
-        self._current.matting.abandon_waits(after_s=QUEUE_STOP_GRACE_S)
-        self.watch.join()
-        for thread in (self.intake, *self.workers):
-            thread.join()
-        self._current.matting.stop()
+        # HTTP first (no new requests; those in progress finish), batches (the file in hand
+        # finishes; the task resumes at the next start), workers (the job in hand finishes),
+        # intake, the observer, then the matting: queue answers already on their way are taken
+        # for QUEUE_STOP_GRACE_S, the rest wait in incoming for the next start
+        self.parts.stop()
         if self.models is not None:
             self.models.join()  # a model still loading finishes (seconds) rather than dying mid-read
         logging.getLogger("watchdog.observers").removeHandler(self.overflow_hook)

@@ -14,9 +14,13 @@ import os
 import threading
 from pathlib import Path
 
-from unet_matting.watcher.durable import atomic_write
+import structlog
+
+from unet_matting.watcher.config import PathsConfig
+from unet_matting.watcher.durable import atomic_write, remove_stale_temps
 from unet_matting.watcher.errors import AlreadyRunning
 
+log = structlog.get_logger(__name__)
 STATUS_FILE = "status.json"
 STATUS_INTERVAL_S = 2.0  # the daemon rewrites status.json this often
 
@@ -94,3 +98,12 @@ class InstanceLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def prepare_directories(paths: PathsConfig) -> None:
+    """Create the service's directories and drop temp files a crash left in them."""
+    for directory in (paths.incoming, paths.output, paths.archive, paths.failed, paths.state):
+        directory.mkdir(parents=True, exist_ok=True)
+    for directory in (paths.output, paths.archive, paths.failed, paths.state):
+        if removed := remove_stale_temps(directory):
+            log.info("stale_temp_files_removed", directory=str(directory), count=removed)

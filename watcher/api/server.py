@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import h11
 import structlog
@@ -11,7 +12,13 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from unet_matting.watcher.api.app import Gate
+from unet_matting.engine.errors import JobError
+from unet_matting.watcher.api.app import Access, Gate, Health, build_app
+from unet_matting.watcher.api.batches import BatchTasks
+from unet_matting.watcher.config import HttpConfig
+from unet_matting.watcher.config.secrets import read_secret
+from unet_matting.watcher.processing.runner import JobContext
+from unet_matting.watcher.prometheus import Metrics
 from unet_matting.watcher.threads import StoppableThread
 
 log = structlog.get_logger(__name__)
@@ -88,3 +95,30 @@ class HttpServer(StoppableThread):
         while time.monotonic() < deadline and not self.server.started and self.is_alive():
             time.sleep(0.02)
         return self.server.started
+
+
+def access_for(http: HttpConfig) -> Access:
+    """What HTTP requests are checked against; a token file others can read is refused."""
+    token = read_secret(http.token_file, "http.token_file") if http.token_file else None
+    return Access(token, http.max_body_bytes, http.batch_roots)
+
+
+def serve(
+    http: HttpConfig,
+    context: Callable[[], JobContext | None],
+    health: Callable[[], Health],
+    metrics: Metrics,
+    access: Callable[[], Access],
+    batch: BatchTasks,
+) -> HttpServer:
+    """The app on its own thread, listening (or a ``JobError`` saying why it cannot)."""
+    app = build_app(context, health, metrics, access, http.max_pending, batch)
+    server = HttpServer(app, *http.listen, http.request_timeout_s, http.max_connections)
+    server.gate = app.state.gate
+    server.start()
+    if not server.wait_started():
+        raise JobError(
+            f"the HTTP server could not listen on {http.listen[0]}:{http.listen[1]} (address in use, or not allowed)"
+        )
+    log.info("http_listening", host=http.listen[0], port=http.listen[1], token=access().token is not None)
+    return server

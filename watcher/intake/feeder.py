@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 
+from unet_matting.watcher.config import WatcherConfig
 from unet_matting.watcher.intake.completion import CompletionTracker, IgnoreRules
 from unet_matting.watcher.intake.jobs import Job, JobQueue
 from unet_matting.watcher.intake.observer import Hint
@@ -30,6 +31,10 @@ class IntakeSettings:
     ignore: IgnoreRules
     rescan_interval_s: float
     quiet_period_s: float
+
+    @classmethod
+    def of(cls, watcher: WatcherConfig) -> IntakeSettings:
+        return cls(IgnoreRules(watcher.ignore_patterns), watcher.rescan_interval_s, watcher.quiet_period_s)
 
 
 class Intake(StoppableThread):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from unet_matting.watcher.intake.jobs import Job, JobQueue
 from unet_matting.watcher.processing.matting import Matting
 from unet_matting.watcher.processing.output import earlier_source, move_durably, output_path, quarantine, write_outputs
 from unet_matting.watcher.processing.pipeline import Rendered, read_source
+from unet_matting.watcher.processing.stats import Stats
 from unet_matting.watcher.prometheus import Metrics
 from unet_matting.watcher.state import AttemptLog
 from unet_matting.watcher.threads import StoppableThread
@@ -53,33 +53,6 @@ class JobContext:
         """The upload's outputs (here or on a queue worker); ``ImageError`` for bad input."""
         cfg = self.config
         return self.matting.render(data, profile, job, file, cfg.engine.max_input_pixels, cfg.output.png_compress_level)
-
-
-@dataclass
-class Stats:
-    """Counters for ``STATUS=`` and ``status.json``."""
-
-    outcomes: Counter = field(default_factory=Counter)
-    last_file: str = ""
-    last_outcome: str = ""
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def record(self, relative: Path, outcome: str) -> None:
-        with self.lock:
-            self.outcomes[outcome] += 1
-            self.last_file, self.last_outcome = str(relative), outcome
-
-    def snapshot(self) -> StatsSnapshot:
-        """A consistent copy for readers on other threads (status line, status.json)."""
-        with self.lock:
-            return StatsSnapshot(Counter(self.outcomes), self.last_file, self.last_outcome)
-
-
-@dataclass(frozen=True)
-class StatsSnapshot:
-    outcomes: Counter
-    last_file: str
-    last_outcome: str
 
 
 QUIET_OUTCOMES = ("done", "waiting", "changed", "gone")  # the rest are logged as warnings
@@ -189,11 +162,15 @@ class JobRunner:
                 self._recheck(job.path, self._clock() + e.retry_s)
             return Outcome("deferred", {"error": str(e)})
         try:
-            replaced = replacement(cfg, job)
-            targets = write_outputs(cfg.paths.output, job.relative, rendered.files)
-            outcome = self._archive(job, cfg, source.signature)
+            return self._publish(job, cfg, source.signature, rendered)
         finally:  # a full or read-only disk is not the upload's fault: no crash to count against it
             self._attempts.end(key)
+
+    def _publish(self, job: Job, cfg: Config, decoded: Signature, rendered: Rendered) -> Outcome:
+        """Outputs into place, then the original to the archive; the outcome with what was made."""
+        replaced = replacement(cfg, job)
+        targets = write_outputs(cfg.paths.output, job.relative, rendered.files)
+        outcome = self._archive(job, cfg, decoded)
         self._forget_failure(job.path)
         remote = {"model": rendered.model, "worker": rendered.worker} if rendered.worker else {}
         return outcome.adding(

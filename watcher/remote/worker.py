@@ -175,16 +175,7 @@ def run_worker(config_path: Path, name: str | None, threads: int | None) -> int:
     # and is not restarted by systemd's start time-out; STATUS says when it consumes
     notifier.ready(f"model {session.info.label} loaded; connecting to the broker")
 
-    from celery.signals import worker_ready, worker_shutting_down
-
-    worker_ready.connect(
-        lambda **_: (
-            log.info("worker_ready", worker=worker, version=__version__, threads=threads, jobs=cfg.queue.jobs),
-            notifier.status(f"consuming {cfg.queue.jobs} with {threads} threads"),
-        ),
-        weak=False,
-    )
-    worker_shutting_down.connect(lambda **_: (housekeeping.stop(), notifier.stopping()), weak=False)
+    announce_lifecycle(worker, threads, cfg.queue.jobs, housekeeping, notifier)
     controller = app.Worker(
         hostname=worker,
         pool="threads",
@@ -203,6 +194,21 @@ def run_worker(config_path: Path, name: str | None, threads: int | None) -> int:
         refuse_a_taken_name(cfg.queue, worker)
     log.info("worker_stopped", worker=worker, exit_code=controller.exitcode)
     return controller.exitcode or 0
+
+
+def announce_lifecycle(worker: str, threads: int, jobs: str, housekeeping: Housekeeping, notifier: Notifier) -> None:
+    """worker_ready in the log and STATUS= once Celery consumes; on shutdown, stop the
+    housekeeping (and its watchdog pings) and say STOPPING=1."""
+    from celery.signals import worker_ready, worker_shutting_down
+
+    worker_ready.connect(
+        lambda **_: (
+            log.info("worker_ready", worker=worker, version=__version__, threads=threads, jobs=jobs),
+            notifier.status(f"consuming {jobs} with {threads} threads"),
+        ),
+        weak=False,
+    )
+    worker_shutting_down.connect(lambda **_: (housekeeping.stop(), notifier.stopping()), weak=False)
 
 
 def refuse_a_taken_name(cfg: QueueConfig, worker: str) -> None:
