@@ -676,3 +676,36 @@ def test_health_shows_no_file_system_paths(daemon, tmp_path: Path) -> None:
         )
     )
     assert d.stop() == 0
+
+
+def test_a_zip_asked_for_before_its_task_ended_is_409_with_a_plain_sentence(tmp_path: Path) -> None:
+    """GET /download/<id>.zip of a task still waiting to run is 409: '... is submitted; its ZIP is
+    ready once the task has ended'; the task's status says submitted with no total yet."""
+    from types import SimpleNamespace
+
+    from unet_matting.engine.profile import Profile
+    from unet_matting.watcher.api.batches import BatchTasks
+    from unet_matting.watcher.intake.completion import IgnoreRules
+
+    ctx = SimpleNamespace(config=SimpleNamespace(get_profile=Profile))
+    tasks = BatchTasks(tmp_path / "state", lambda: ctx, IgnoreRules([]))  # never started: the task waits
+    write(tmp_path / "in" / "a.jpg", jpeg_bytes())
+    task = tasks.submit(tmp_path / "in", tmp_path / "out", "default")
+    port = free_port()
+    app = build_app(
+        lambda: ctx, lambda: Health(True, "", {}), Metrics(lambda: 0, lambda: 0), lambda: Access(None, 1000), 1, tasks
+    )
+    server = HttpServer(app, "127.0.0.1", port)
+    server.start()
+    try:
+        assert server.wait_started()
+        status, body, _ = request(f"http://127.0.0.1:{port}/download/{task['id']}.zip")
+        assert status == 409
+        assert json.loads(body) == {
+            "error": f"task {task['id']} is submitted; its ZIP is ready once the task has ended"
+        }
+        status, body, _ = request(f"http://127.0.0.1:{port}/api/matting/task/{task['id']}")
+        assert status == 200 and json.loads(body)["status"] == "submitted" and json.loads(body)["total"] is None
+    finally:
+        server.stop()
+        server.join()
