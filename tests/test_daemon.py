@@ -444,26 +444,17 @@ def test_an_active_model_outside_models_dir_is_refused(make_config, tmp_path: Pa
     """active_model naming ../../../etc/passwd: watch exits 2 with the reason before opening its HTTP
     port; written while the daemon runs, it is refused and the model in use stays."""
     from tests.conftest import free_port, save_tiny_model
+    from tests.test_cli import run
 
     models = tmp_path / "models"
     save_tiny_model(models / "first.pth")
     (models / "active_model").write_text("../../../etc/passwd\n")
     port = free_port()
     config = make_config(engine={"model": "auto", "models_dir": str(models)}, http={"listen": f"127.0.0.1:{port}"})
-    result = subprocess.run(
-        [sys.executable, "-m", "unet_matting.watcher", "watch", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run("watch", "--config", str(config))
     assert result.returncode == 2 and "names ../../../etc/passwd, which is not a file name" in result.stderr
     (models / "active_model").write_text("nonesuch.pth\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "unet_matting.watcher", "watch", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run("watch", "--config", str(config))
     assert result.returncode == 2 and "nonesuch.pth, is not installed" in result.stderr
     assert not matching(read_log(tmp_path / "log" / "unet-matting.log"), "http_listening")
     (models / "active_model").write_text("first.pth\n")

@@ -149,16 +149,13 @@ def test_bearer_token(daemon, tmp_path: Path) -> None:
 
 def test_watch_refuses_a_token_file_others_can_read(make_config, tmp_path: Path) -> None:
     """watch with a token file of mode 0644 exits 2 with check's sentence, before opening its port."""
+    from tests.test_cli import run
+
     port = free_port()
     token = write(tmp_path / "token", b"s3cret\n")
     token.chmod(0o644)
     config = make_config(http={"listen": f"127.0.0.1:{port}", "token_file": str(token)})
-    result = subprocess.run(
-        [sys.executable, "-m", "unet_matting.watcher", "watch", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run("watch", "--config", str(config))
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"unet-matting: configuration error: http.token_file: {token} "

@@ -43,7 +43,7 @@ from unet_matting.watcher.state import STATUS_INTERVAL_S, AttemptLog, InstanceLo
 if TYPE_CHECKING:  # the HTTP side (FastAPI, uvicorn) and the queue (Celery) load only when configured
     from unet_matting.watcher.api.app import Access
     from unet_matting.watcher.api.server import HttpServer
-    from unet_matting.watcher.config import EngineConfig, HttpConfig
+    from unet_matting.watcher.config import HttpConfig
     from unet_matting.watcher.remote.client import QueueStats
 
 QUEUE_STOP_GRACE_S = 10.0  # on stop, how long answers of jobs in flight are still awaited
@@ -73,7 +73,7 @@ class Daemon:
             broker=self._queue_stats,
         )
         self.retired = RetiredModels()  # swapped-out models whose GPU memory is not yet back
-        self.models: ModelKeeper[EngineConfig] | None = None  # local matting only: the model that runs
+        self.models: ModelKeeper | None = None  # local matting only: the model that runs
         self.report = Report(self)
         self.parts = Parts()  # started in order, stopped in reverse
         self._access: Access | None = None  # the HTTP side's token, body limit and batch roots
@@ -216,8 +216,8 @@ class Daemon:
         switched = self.models.poll() if self.models is not None else None  # queue mode: the workers switch
         if switched is None:
             return
-        if switched.settings is not None:  # a reload's engine settings apply together with their model
-            self.config = dataclasses.replace(self.config, engine=switched.settings)
+        if switched.engine is not None:  # a reload's engine section applies together with its model
+            self.config = dataclasses.replace(self.config, engine=switched.engine)
         self._current = JobContext(LocalMatting(switched.session), self.config)
         self.metrics.model_loaded(switched.session)
         self.retired.retire(switched.previous)
@@ -260,7 +260,7 @@ class Daemon:
         plan = plan_reload(self.config, new, local_model=self.models is not None)
         access = self._http_access(plan.config.http)  # a bad token file fails the reload
         if plan.engine is not None:  # its model loads in the background; until then the old one runs
-            self.models.reload(switcher_for(plan.engine), plan.engine)
+            self.models.reload(plan.engine)
         new = plan.config
         logs.configure(new.logging.level, new.logging.file, new.logging.console)
         self._intake_settings = IntakeSettings.of(new.watcher)

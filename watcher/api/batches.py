@@ -176,23 +176,20 @@ class BatchTasks(StoppableThread):
             self._end(task, "failed", error=problem)
             return
         task["status"] = "running"
-        files = same_stem_order(
-            [
-                (path, path.relative_to(src))
-                for path in walk_files(src)
-                if not self._ignore.ignored(path.relative_to(src))
-            ]
-        )
+        inputs = ((path, path.relative_to(src)) for path in walk_files(src))
+        files = same_stem_order([(path, rel) for path, rel in inputs if not self._ignore.ignored(rel)])
         task["total"] = len(files)
         self._save(task)
-        made: dict[Path, str] = {output_path(Path(), Path(rel)): rel for rel in task["done"]}
+        ended = {*task["done"], *task["errors"]}  # by an earlier run of this task (a restart)
+        made: dict[Path, str] = {output_path(Path(), Path(rel)): rel for rel in task["done"]}  # output -> input
         for path, rel in files:
             if self.stopped.is_set():
                 return  # stays 'running'; the next start resumes it
-            if str(rel) in task["done"] or str(rel) in task["errors"]:
+            if str(rel) in ended:
                 continue
-            if self._one(task, path, rel, out, made.get(output_path(Path(), rel))):
-                made[output_path(Path(), rel)] = str(rel)
+            output = output_path(Path(), rel)
+            if self._one(task, path, rel, out, made.get(output)):
+                made[output] = str(rel)
             self._save(task)
         self._end(task, DONE if not task["errors"] else "failed")
 

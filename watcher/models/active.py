@@ -76,7 +76,7 @@ def named_model(models_dir: Path, name: str) -> Path:
     """The file a model name stands for: a file name in ``models_dir``, or the shipped model by
     its own file name (``models use u2netp-products``). Paths are refused: the control file
     confines the daemon to ``models_dir``."""
-    if name in (".", "..") or Path(name).name != name or "\0" in name or "/" in name:
+    if name in (".", "..") or Path(name).name != name or "\0" in name:
         raise ModelError(
             f"{models_dir / CONTROL_FILE} names {name}, which is not a file name in "
             "engine.models_dir; choose a model with: unet-matting models use NAME"

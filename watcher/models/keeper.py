@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -24,42 +24,42 @@ if TYPE_CHECKING:
     from unet_matting.watcher.config import EngineConfig
 
 log = structlog.get_logger(__name__)
-Settings = TypeVar("Settings")
 
 
 @dataclass(frozen=True)
-class Switched(Generic[Settings]):
+class Switched:
     """A switch that just happened: the new session, the one it replaced, and (after a reload)
-    the engine settings that now apply."""
+    the engine section that now applies."""
 
     session: Session
     previous: Session
-    settings: Settings | None = None
+    engine: EngineConfig | None = None
 
 
-class ModelKeeper(Generic[Settings]):
+class ModelKeeper:
     """Holds the current session and the switcher that decides which model should run."""
 
     def __init__(self, switcher: ModelSwitcher, session: Session) -> None:
         self.switcher, self.session = switcher, session
-        self._reload: tuple[ModelSwitcher, Settings] | None = None  # a reload's model, loading
+        self._reload: tuple[ModelSwitcher, EngineConfig] | None = None  # a reload's model, loading
 
     @property
     def error(self) -> str | None:
         """Why the last switch failed (None after a success)."""
         return self.switcher.error
 
-    def reload(self, switcher: ModelSwitcher, settings: Settings) -> None:
-        """Start loading the model ``switcher`` wants (a reload's new engine settings)."""
+    def reload(self, engine: EngineConfig) -> None:
+        """Start loading the model a reload's new ``engine:`` section wants."""
         if self._reload is not None:
             self._reload[0].join()
+        switcher = switcher_for(engine)
         switcher.start(switcher.wanted())
-        self._reload = (switcher, settings)
+        self._reload = (switcher, engine)
 
     def reloading(self) -> bool:
         return self._reload is not None
 
-    def poll(self) -> Switched[Settings] | None:
+    def poll(self) -> Switched | None:
         """A switch, once, when a new model is ready; None otherwise (a failed load is logged)."""
         if self._reload is not None:
             return self._finish_reload(*self._reload)
@@ -70,7 +70,7 @@ class ModelKeeper(Generic[Settings]):
         log.info("model_switched", model=ready.info.label, previous=previous.info.label)
         return Switched(ready, previous)
 
-    def _finish_reload(self, switcher: ModelSwitcher, settings: Settings) -> Switched[Settings] | None:
+    def _finish_reload(self, switcher: ModelSwitcher, engine: EngineConfig) -> Switched | None:
         if switcher.loading():
             return None
         self._reload = None
@@ -81,7 +81,7 @@ class ModelKeeper(Generic[Settings]):
         self.switcher = switcher
         previous, self.session = self.session, ready
         log.info("model_switched", model=ready.info.label, reason="reload")
-        return Switched(ready, previous, settings)
+        return Switched(ready, previous, engine)
 
     def join(self) -> None:
         """Wait for a model still loading (seconds) rather than let it die mid-read."""
