@@ -114,6 +114,7 @@ class Daemon:
         self._start_intake(cfg)
         if self.http is not None:  # started first (so /health can say the model loads), stopped first
             self.parts.adopt(self.http)
+        self.status_file.write(self.report.status())  # there before daemon_ready: readers of the line find it
         log.info(
             "daemon_ready",
             version=__version__,
@@ -122,7 +123,6 @@ class Daemon:
             workers=len(self.workers),
             profile=cfg.profile,
         )
-        self.status_file.write(self.report.status())
         self.ready_at = time.monotonic()
         self.notifier.ready(self.report.line())
 
