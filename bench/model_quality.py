@@ -11,8 +11,11 @@ Sets: the golden product shots (tests/data/golden, exact masks), every set under
 training sources are installed (training/fetch_data.sh), two synthetic holdouts drawn from
 seeds no training run uses (HOLDOUT_SEED): the plain composites (`synthetic-holdout`) and the scenes
 (`synthetic-scenes`: products on tables among distractors; drawn without the optional Blender
-renders, so the set is the same on every machine). Scores are of the raw
-matte (profile `default`), mean MAE / IoU@0.5 / boundary F@2px per set, one row per model and size.
+renders, so the set is the same on every machine), and `packshots`: 300 studio packshots with
+exact alpha, mostly white products on white (bench/packshots.py, issue 21). Scores are of the
+matte before any profile (profile `default`), mean MAE / IoU@0.5 / boundary F@2px per set, two
+rows per model and size: the network's matte (`backdrop off`) and the matte the daemon uses
+(`backdrop auto`: completed by a studio backdrop where the photo has one, engine/backdrop.py).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.packshots import packshots
 from training.data import (
     CUTOUTS,
     OXYGEN,
@@ -37,6 +41,7 @@ from training.data import (
     load_textures,
 )
 from training.train import HOLDOUT_SEED
+from unet_matting.engine.backdrop import complete_matte
 from unet_matting.engine.catalogue import SHIPPED_MODEL
 from unet_matting.engine.metrics import score
 from unet_matting.engine.session import EngineSettings, Session
@@ -100,6 +105,7 @@ def main() -> None:
     roots = sorted(p for p in EVAL.iterdir() if (p / "images").is_dir()) if EVAL.is_dir() else []
     for root in roots:
         sets[root.name] = list(photo_set(root))
+    sets["packshots"] = list(packshots())
     if OXYGEN.is_dir():
         sets["synthetic-holdout"] = list(holdout(0.0))
     if OXYGEN.is_dir() and TEXTURES[0].is_dir():
@@ -107,26 +113,32 @@ def main() -> None:
     if args.sets:
         sets = {k: v for k, v in sets.items() if k in args.sets}
     print(
-        "| model | input | "
+        "| model | input | backdrop | "
         + " | ".join(f"{n} ({len(v)}) MAE / IoU / BF" for n, v in sets.items())
         + " | CPU s / 2 MP |"
     )
-    print("|---|---|" + "---|" * (len(sets) + 1))
+    print("|---|---|---|" + "---|" * (len(sets) + 1))
     for model in args.model:
         for size in args.sizes:
             session = Session.load(EngineSettings(model, "cpu", args.threads, size, flip_tta=args.flip_tta))
-            cells = []
+            cells: dict[str, list[str]] = {"off": [], "auto": []}
             for pairs in sets.values():
-                scores = [score(session.predict_alpha(rgb), mask) for rgb, mask in pairs]
-                cells.append(
-                    " / ".join(f"{np.mean([getattr(s, f) for s in scores]):.3f}" for f in ("mae", "iou", "boundary_f"))
+                raw = [(rgb, session.predict_alpha(rgb), mask) for rgb, mask in pairs]
+                for mode in cells:
+                    scores = [score(complete_matte(rgb, alpha, mode), mask) for rgb, alpha, mask in raw]
+                    cells[mode].append(
+                        " / ".join(
+                            f"{np.mean([getattr(s, f) for s in scores]):.3f}" for f in ("mae", "iou", "boundary_f")
+                        )
+                    )
+            seconds = seconds_per_2mp(session)
+            for mode, row in cells.items():
+                print(
+                    f"| {model.name}{' +flip' if args.flip_tta else ''} | {session.input_size} | {mode} | "
+                    + " | ".join(row)
+                    + f" | {seconds:.2f} |",
+                    flush=True,
                 )
-            print(
-                f"| {model.name}{' +flip' if args.flip_tta else ''} | {session.input_size} | "
-                + " | ".join(cells)
-                + f" | {seconds_per_2mp(session):.2f} |",
-                flush=True,
-            )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def png_sizes(photos: list[Path]) -> None:
     default = cfg.get_profile("default")
     for photo in photos:
         image = decode(photo.read_bytes(), cfg.engine.max_input_pixels)
-        alpha = session.predict_alpha(image.rgb)
+        alpha = session.matte(image.rgb)
         for label, profile in [
             ("default, RGB kept under alpha 0", dataclasses.replace(default, clear_transparent=False)),
             ("default, RGB cleared under alpha 0", default),

@@ -36,7 +36,7 @@ def main() -> None:
     rows = []
     for photo in photos:
         image = decode(photo.read_bytes(), cfg.engine.max_input_pixels)
-        alpha = session.predict_alpha(image.rgb)
+        alpha = session.matte(image.rgb)
         tiles = [image.rgb]
         for name in ("ecom_translucent", "ecom_product"):
             rgba = cutout(alpha, image.rgb, cfg.get_profile(name), image.alpha)

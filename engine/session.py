@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unet_matting.engine.backdrop import complete_matte
 from unet_matting.engine.blocks import fold_batchnorms
 from unet_matting.engine.catalogue import Preprocessing, defaults_for, entry_for_file
 from unet_matting.engine.errors import GpuMemoryError, ModelError
@@ -85,6 +86,7 @@ class Session:
         path: Path | None = None,
         preprocessing: Preprocessing | None = None,
         flip_tta: bool = False,
+        backdrop: str = "auto",
     ):
         if input_size < 32 or input_size % 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
@@ -97,6 +99,7 @@ class Session:
         self.max_batch = max_batch
         self.preprocessing = preprocessing or defaults_for(info.arch)
         self.flip_tta = flip_tta
+        self.backdrop = backdrop
         if isinstance(net, nn.Module):
             self.dtype = torch.float16 if device.type == "cuda" else torch.float32
             self.net = fold_batchnorms(net).to(device=device, dtype=self.dtype, memory_format=torch.channels_last)
@@ -129,7 +132,15 @@ class Session:
             torch.cuda.set_per_process_memory_fraction(settings.gpu_memory_fraction, index)
         size = settings.input_size or preprocessing.size_on(device.type)
         session = cls(
-            net, info, device, size, settings.max_batch, settings.model.resolve(), preprocessing, settings.flip_tta
+            net,
+            info,
+            device,
+            size,
+            settings.max_batch,
+            settings.model.resolve(),
+            preprocessing,
+            settings.flip_tta,
+            settings.backdrop,
         )
         try:
             session.predict_alpha(np.zeros((size, size, 3), np.uint8))
@@ -152,8 +163,17 @@ class Session:
             "peak": torch.cuda.max_memory_allocated(self.device),
         }
 
+    def matte(self, rgb: np.ndarray) -> np.ndarray:
+        """The matte a cut-out is made from: the network's, completed by the photo's studio
+        backdrop when it has one and ``backdrop`` is ``auto`` (engine/backdrop.py)."""
+        return self.complete(rgb, self.predict_alpha(rgb))
+
+    def complete(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """``alpha`` (this session's network matte of ``rgb``) completed per ``backdrop``."""
+        return complete_matte(rgb, alpha, self.backdrop)
+
     def predict_alpha(self, rgb: np.ndarray) -> np.ndarray:
-        """Alpha matte in [0, 1] (float32, HxW) for an HxWx3 uint8 RGB image."""
+        """The network's alpha matte in [0, 1] (float32, HxW) for an HxWx3 uint8 RGB image."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
         height, width = rgb.shape[:2]

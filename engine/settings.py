@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+BACKDROP_MODES = ("auto", "off")
+
 
 @dataclass(frozen=True)
 class EngineSettings:
@@ -18,6 +20,7 @@ class EngineSettings:
     gpu_memory_fraction: float = 1.0  # cap on this process's share of GPU memory
     max_batch: int = 4  # images of concurrent callers run through the network together
     flip_tta: bool = False  # also run the mirrored image and average: 2x the network time
+    backdrop: str = "auto"  # auto: a studio backdrop completes the network's matte (engine/backdrop.py); off
 
 
 DEFAULTS = EngineSettings()

@@ -84,6 +84,33 @@ def save_tiny_model(path: Path, seed: int = 0, matte_bias: float = 0.5) -> Path:
     return path
 
 
+def save_print_model(path: Path) -> Path:
+    """A hand-set U²-Net-P that sees only what is darker than a white product: printed art.
+
+    Every weight is zero but one path: stage 1's input convolution makes f = relu(1.5 - mean of
+    the normalised RGB) (0 on white, ~1.5 on a red print), stage 1d and side 1 pass f on, and the
+    fusion gives sigmoid(10 (f - 0.75)). It is the network of issue 21 in miniature: a white box
+    on white comes out as its logo, floating.
+    """
+    import torch
+
+    from unet_matting.engine.u2net import build
+
+    net = build("u2netp")
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            p.fill_(1.0 if name.split(".")[-2].startswith("bn") and name.endswith("weight") else 0.0)
+        net.stage1.rebnconvin.conv_s1.weight[0, :, 1, 1] = -1 / 3
+        net.stage1.rebnconvin.conv_s1.bias[0] = 1.5
+        net.stage1d.rebnconvin.conv_s1.weight[0, 64, 1, 1] = 1.0  # the skip's channel 0: stage 1's f
+        net.side1.weight[0, 0, 1, 1] = 1.0
+        net.outconv.weight[0, 0, 0, 0] = 10.0
+        net.outconv.bias[0] = -7.5
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised U²-Net-P checkpoint: the pipeline must not care which weights run."""

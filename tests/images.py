@@ -81,3 +81,42 @@ def palette_png_bytes(transparent: bool = True) -> bytes:
     buffer = io.BytesIO()
     im.save(buffer, "PNG", **({"transparency": 0} if transparent else {}))
     return buffer.getvalue()
+
+
+def studio_packshot(
+    width: int = 240,
+    height: int = 200,
+    backdrop: tuple[float, float, float] = (246, 246, 244),
+    body: tuple[float, float, float] = (250, 250, 250),
+    sweep: float = 0.0,
+    vignette: float = 0.0,
+    shadow: float = 0.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rgb uint8, product mask bool, print mask bool): a box on a seamless studio backdrop.
+
+    The box is ``body`` coloured with a shaded right face, a darker rim (its form turning from
+    the light) and a printed logo in its middle (the print mask); the backdrop has a vertical
+    ``sweep`` (share of its lightness lost from bottom to top), ``vignette`` (share lost at the
+    corners) and a soft floor ``shadow`` (share of light taken under the box), plus noise.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    y, x = yy / height - 0.5, xx / width - 0.5
+    light = (1 + sweep * y) * (1 - vignette * (x * x + y * y) / 0.5)
+    image = np.asarray(backdrop, np.float32)[None, None] * light[..., None]
+    top, bottom, left, right = int(0.25 * height), int(0.8 * height), int(0.3 * width), int(0.7 * width)
+    if shadow:
+        spread = np.where(yy >= bottom, 0.04 * height, 0.015 * height)  # fades out fast above the floor line
+        floor = np.exp(-(((yy - bottom) / spread) ** 2) - ((xx - (left + right) / 2) / (0.3 * width)) ** 4)
+        image *= 1 - shadow * floor[..., None]
+    box = (yy >= top) & (yy < bottom) & (xx >= left) & (xx < right)
+    shade = np.where(xx >= right - (right - left) // 4, 0.85, 0.97)
+    rim = ~((yy >= top + 2) & (yy < bottom - 2) & (xx >= left + 2) & (xx < right - 2))
+    shade = np.where(rim, 0.9, shade)
+    image = np.where(box[..., None], np.asarray(body, np.float32)[None, None] * shade[..., None], image)
+    cy, cx = (top + bottom) / 2, (left + right) / 2 - (right - left) / 8
+    logo = ((yy - cy) / (0.08 * height)) ** 2 + ((xx - cx) / (0.08 * width)) ** 2 < 1
+    image[logo] = (200, 40, 30)
+    image += rng.normal(0, 1.0, image.shape)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), box, logo

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import DaemonProcess, matching, read_log, wait_for
+from tests.conftest import DaemonProcess, matching, read_log, save_print_model, wait_for
 from tests.images import (
     animated_bytes,
     cmyk_jpeg_bytes,
@@ -26,6 +26,7 @@ from tests.images import (
     png16_rgb_bytes,
     png_bomb_bytes,
     product_rgb,
+    studio_packshot,
     write,
 )
 from unet_matting.watcher.processing.runner import attempt_key
@@ -468,3 +469,34 @@ def test_an_active_model_outside_models_dir_is_refused(make_config, tmp_path: Pa
         assert d.finished("done")[0]["model"].startswith("first.pth@")
     finally:
         assert d.stop() == 0
+
+
+def test_a_white_product_on_white_is_published_whole(daemon, tmp_path: Path) -> None:
+    """Issue 21 end to end: a network that sees only the print of a white box on white (as IS-Net
+    does on a white bag) still gives the shop the whole box under ecom_product: engine.backdrop
+    auto completes the matte; with it off, the same upload comes out as the floating logo."""
+    model = save_print_model(tmp_path / "print-u2netp.pth")
+    rgb, box, _ = studio_packshot(480, 400, shadow=0.3)
+    data = jpeg_bytes(rgb, quality=95)
+    ys, xs = np.nonzero(box)
+    box_h, box_w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    sizes = {}
+    for mode in ("auto", "off"):
+        d: DaemonProcess = daemon(
+            engine={"model": str(model), "input_size": 320, "backdrop": mode},
+            profile="ecom_product",
+            paths={k: str(tmp_path / mode / k) for k in ("incoming", "output", "archive", "failed", "state")},
+            logging={"file": str(tmp_path / mode / "unet-matting.log")},
+        )
+        (d.path("incoming") / "white box.jpg").write_bytes(data)
+        wait_for(lambda d=d: d.finished("done"))
+        with Image.open(d.path("output") / "white box.png") as im:
+            rgba = np.asarray(im.convert("RGBA"))
+        alpha = rgba[..., 3]
+        visible = np.nonzero(alpha > 127)
+        sizes[mode] = (visible[0].max() - visible[0].min() + 1, visible[1].max() - visible[1].min() + 1)
+        if mode == "auto":  # the whole box, opaque: its white body is there, not only its logo
+            assert (alpha[visible] == 255).mean() > 0.95
+        assert d.stop() == 0
+    assert abs(sizes["auto"][0] - box_h) <= 0.04 * box_h and abs(sizes["auto"][1] - box_w) <= 0.04 * box_w
+    assert sizes["off"][0] < box_h / 2 and sizes["off"][1] < box_w / 2  # the floating logo

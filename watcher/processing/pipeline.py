@@ -86,6 +86,8 @@ def render(data: bytes, session: Session, profile: Profile, max_pixels: int, com
     lap("decode")
     alpha = session.predict_alpha(image.rgb)
     lap("inference")
+    alpha = session.complete(image.rgb, alpha)
+    lap("backdrop")
     rgba = cutout(alpha, image.rgb, profile, image.alpha)
     lap("postprocess")
     files = {".png": encode_png(rgba, compress_level)}

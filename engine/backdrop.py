@@ -1,0 +1,384 @@
+"""Studio backdrops: find one in a photo, and let it complete the network's matte.
+
+A packshot's backdrop (white, grey or one colour; a sweep gradient, vignetting and a floor
+shadow allowed) is the easiest background there is, and the one a matting network fails on
+in the most common way: a white product on white comes out as its printed pictures and
+letters, floating. These pure functions on arrays work at a small working scale
+(``WORK_SIDE``), so the cost does not grow with the photo:
+
+1. ``fit_backdrop``: the frame's border that the network's product does not cover is fitted
+   with a smooth surface (quadratic in x and y, per CIELAB channel, refitted without outliers
+   such as a floor shadow). A backdrop is found when that surface explains the border all
+   round, and explains most of what the network calls background inside the frame too (a
+   lifestyle photo with a plain wall at its edges fails there).
+2. ``product_region``: pixels that look like the backdrop (within its noise of the surface,
+   or darker with the same hue: a shadow) and are joined to the frame's border without
+   crossing an edge are backdrop; the rest is product. Colour distance is CIELAB's; edges are
+   steps of lightness, so a white box is closed off by its own shading even where its
+   colour matches the backdrop.
+3. ``fuse``: the network keeps its matte (fine structure, soft edges) everywhere; the region
+   only adds the body the network left out, in the objects the network did find (a stray
+   shape the network ignored stays out), and only where it is thicker than the edge band (hair
+   and thin strands stay the network's). Enclosed backdrop the network also calls background
+   (a handle's hole) stays a hole. Shadows are never added: they are backdrop here.
+
+With no backdrop, ``complete_matte`` returns the network's matte object itself: the output is
+byte-identical to a pipeline without this step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from unet_matting.engine.opacity import BODY
+
+_EIGHT = np.ones((3, 3), bool)
+
+WORK_SIDE = 400  # long side of the working copy (px)
+BORDER = 0.03  # width of the border ring, as a share of the short side
+UNCOVERED = 0.5  # share of the ring the product must leave free to judge the backdrop
+EXPLAINED_BORDER = 0.85  # share of the free ring the surface must explain, on three sides at least
+EXPLAINED_INSIDE = 0.6  # share of the network's background inside the frame it must explain
+NOISE_FLOOR = 2.0  # CIELAB delta E: the smallest noise allowance (JPEG, sensor)
+NOISE_CEILING = 6.0  # a border noisier than this is texture, not a studio backdrop
+SHADOW_DEPTH = 45.0  # lightness a shadow may take away (L* units)
+BACKGROUND = 0.1  # network alpha under which the network calls a pixel background
+SHADOW_PATCH = 0.5  # a missed patch more shadow than this is a shadow, unless it is outlined
+OUTLINED = 0.5  # share of a patch's side towards the backdrop that must be a step to outline it
+JND = 1.0  # delta E of a just-noticeable difference: a patch this close to the backdrop beside it is backdrop
+EDGE_SHIFT = 2  # working px the region reaches past a step (its blur and the gap closing)
+GAP = 1  # working px: edges grow this much, closing gaps of twice that in an outline
+UNSURE = 0.15  # network alpha from which a pixel may be product: the backdrop does not claim it
+EDGE_BAND = 3  # working px: the network's edge band, never overruled
+GRAIN_FLOOR = 0.3  # L* per px: the smallest step allowance of a backdrop
+EDGE_FACTOR = 2.0  # a step this many times sharper than the backdrop's own grain is an edge
+WEAK_EDGE_FACTOR = 0.8  # a fainter step continuing an edge is part of it
+FINE_SIGMA, COARSE_SIGMA = 0.8, 2.5  # working px: the two scales of ``sharpness``
+STEP_RATIO = 1.5  # fine/coarse gradient ratio from which a change is a step (a blur of ~1.5 px)
+
+
+@dataclass(frozen=True)
+class Backdrop:
+    """A smooth backdrop: CIELAB as a quadratic surface of the frame coordinates."""
+
+    coefficients: np.ndarray  # 6x3: [1, x, y, x^2, xy, y^2] -> L*, a*, b*
+    noise: float  # delta E a backdrop pixel may stray from the surface
+
+    def lab(self, height: int, width: int) -> np.ndarray:
+        """The surface's CIELAB over an HxW grid (float32 HxWx3), term by term (broadcast rows
+        and columns: ~15x faster than a design-matrix product over every pixel)."""
+        y, x = _axes(height, width)
+        y, x = y[:, None], x[None, :]
+        c = self.coefficients.astype(np.float32)
+        out = np.empty((height, width, 3), np.float32)
+        for ch in range(3):
+            c0, cx, cy, cxx, cxy, cyy = c[:, ch]
+            out[..., ch] = (c0 + cy * y + cyy * y * y) + (cx + cxy * y) * x + cxx * x * x
+        return out
+
+
+def _axes(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column coordinates of the frame, -0.5 .. 0.5 (the fit is scale-free)."""
+    return (
+        np.linspace(-0.5, 0.5, height, dtype=np.float32),
+        np.linspace(-0.5, 0.5, width, dtype=np.float32),
+    )
+
+
+def _design(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1).astype(np.float64)
+
+
+_LINEAR = ((np.arange(256) / 255.0 + 0.055) / 1.055) ** 2.4
+_LINEAR[:11] = np.arange(11) / 255.0 / 12.92
+_LINEAR = _LINEAR.astype(np.float32)
+_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]], np.float32) / np.array(
+    [[0.9505], [1.0], [1.089]], np.float32
+)  # rows divided by the D65 white
+
+
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) of an sRGB uint8 HxWx3 image, float32 HxWx3."""
+    xyz = _LINEAR[rgb] @ _XYZ.T
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), xyz * 7.787 + 16 / 116)
+    lab = np.empty_like(f)
+    lab[..., 0] = 116 * f[..., 1] - 16
+    lab[..., 1] = 500 * (f[..., 0] - f[..., 1])
+    lab[..., 2] = 200 * (f[..., 1] - f[..., 2])
+    return lab
+
+
+def working_copy(rgb: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(photo, matte, factor): both shrunk by a whole factor (box means) so the long side is at
+    most ``WORK_SIDE``; working pixel (i, j) covers full pixels [i k, (i + 1) k) x [j k, (j + 1) k)."""
+    factor = max(1, -(-max(alpha.shape) // WORK_SIDE))
+    if factor == 1:
+        return rgb, alpha, 1
+    small = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).reduce(factor))
+    return small, np.asarray(Image.fromarray(np.ascontiguousarray(alpha), "F").reduce(factor)), factor
+
+
+def _strips(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The four border strips of an HxW array: top, bottom, left, right."""
+    b = max(2, round(BORDER * min(mask.shape)))
+    return mask[:b], mask[-b:], mask[:, :b], mask[:, -b:]
+
+
+def ring(height: int, width: int) -> np.ndarray:
+    """The border ring (HxW bool), ``BORDER`` of the short side wide."""
+    out = np.zeros((height, width), bool)
+    for strip in _strips(out):
+        strip[...] = True
+    return out
+
+
+def fit_backdrop(lab: np.ndarray, alpha: np.ndarray) -> Backdrop | None:
+    """A smooth surface that explains the frame's border all round, or None (step 1).
+
+    Only the border the network's product leaves free counts; the fit is repeated without
+    what it does not explain (a floor shadow, a stray object at the edge).
+    """
+    height, width = alpha.shape
+    border = ring(height, width)
+    free = border & (alpha < BACKGROUND)
+    if free.sum() < UNCOVERED * border.sum():
+        return None
+    rows, cols = np.nonzero(free)
+    y, x = _axes(height, width)
+    design = _design(y[rows], x[cols])
+    values = lab[rows, cols].astype(np.float64)
+    keep = np.ones(len(values), bool)
+    noise = NOISE_FLOOR
+    for _ in range(3):
+        coefficients, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        distance = np.linalg.norm(values - design @ coefficients, axis=1)
+        noise = max(NOISE_FLOOR, 2.5 * 1.4826 * float(np.median(distance[keep])))
+        keep = distance <= noise
+    if noise > NOISE_CEILING or keep.mean() < EXPLAINED_BORDER:
+        return None
+    explained = np.zeros_like(free)
+    explained[rows[keep], cols[keep]] = True
+    if sum(float(s.mean()) >= 0.25 for s in _strips(explained)) < 3:
+        return None
+    return Backdrop(coefficients, noise)
+
+
+def resemblance(lab: np.ndarray, backdrop: Backdrop) -> tuple[np.ndarray, np.ndarray]:
+    """(close, shadow) HxW bool: within the backdrop's noise of its surface; or darker with the
+    backdrop's own chromaticity, a shadow on it.
+
+    A shadow scales the backdrop's light, X, Y and Z alike; CIELAB's cube root turns that into
+    a common factor of a*, b* and L* + 16, so (a*, b*) / (L* + 16) stays the backdrop's.
+    """
+    return _resemblance(lab, backdrop.lab(*lab.shape[:2]), backdrop.noise)
+
+
+def _resemblance(lab: np.ndarray, surface: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """``resemblance`` for colours ``lab`` (...x3) and the backdrop's ``surface`` at them."""
+    diff = lab - surface
+    noise2 = np.float32(noise**2)
+    close = np.einsum("...k,...k->...", diff, diff) <= noise2
+    darker = -diff[..., 0]
+    scale = (lab[..., 0] + 16) / (surface[..., 0] + 16)
+    da = lab[..., 1] - scale * surface[..., 1]
+    db = lab[..., 2] - scale * surface[..., 2]
+    shadow = (darker > noise / 2) & (darker <= SHADOW_DEPTH) & (da * da + db * db <= noise2)
+    return close, shadow
+
+
+def _gradient(light: np.ndarray, sigma: float) -> np.ndarray:
+    smooth = ndimage.gaussian_filter(light, sigma)
+    return np.hypot(ndimage.sobel(smooth, 0), ndimage.sobel(smooth, 1)) / 8.0
+
+
+def sharpness(lab: np.ndarray) -> np.ndarray:
+    """How much steeper lightness changes at a fine scale than ``STEP_RATIO`` times a coarse one
+    (L* per px).
+
+    A product's outline is a step: ~2.7x steeper at the fine scale than at the coarse one. A
+    shadow's penumbra or a sweep is about as steep at both, so it scores zero however dark it
+    is; so do the pixels beside a step, which keeps edges thin.
+    """
+    light = lab[..., 0]
+    return np.maximum(_gradient(light, FINE_SIGMA) - STEP_RATIO * _gradient(light, COARSE_SIGMA), 0)
+
+
+def _grow(mask: np.ndarray, r: int) -> np.ndarray:
+    """Dilation by a (2r+1)^2 square (separable: a max filter per axis)."""
+    return ndimage.maximum_filter(mask, size=2 * r + 1)
+
+
+def _shrink(mask: np.ndarray, r: int) -> np.ndarray:
+    """Erosion by a (2r+1)^2 square; the frame's edge mirrors, so a body cut by it stays whole."""
+    return ndimage.minimum_filter(mask, size=2 * r + 1)
+
+
+def _hysteresis(strength: np.ndarray, high: float, low: float) -> np.ndarray:
+    """Pixels over ``low`` joined (8-connected) to a pixel over ``high``: a faint outline
+    continues a clear one, as in Canny's edge tracking; faint specks alone do not count."""
+    weak = strength > low
+    labels, count = ndimage.label(weak, structure=_EIGHT)
+    if count == 0:
+        return weak
+    strong = np.zeros(count + 1, bool)
+    strong[np.unique(labels[strength > high])] = True
+    strong[0] = False
+    return strong[labels]
+
+
+def backdrop_grain(sharp: np.ndarray, close: np.ndarray, alpha: np.ndarray) -> float:
+    """The sharpness the backdrop itself reaches (noise, JPEG blocks): 99th percentile on the
+    free border."""
+    calm = close & ring(*alpha.shape) & (alpha < BACKGROUND)
+    return max(GRAIN_FLOOR, float(np.quantile(sharp[calm], 0.99))) if calm.any() else GRAIN_FLOOR
+
+
+def backdrop_area(
+    alpha: np.ndarray, close: np.ndarray, shadow: np.ndarray, sharp: np.ndarray, grain: float
+) -> np.ndarray:
+    """Backdrop-looking pixels joined, without crossing an edge, to at least two sides of the
+    frame (HxW bool): a product cut by one side of the frame does not count as backdrop there.
+
+    Edges are lightness steps sharper than the backdrop's own grain (a gap of one pixel
+    closed), and whatever the network calls at all likely product (``UNSURE``) that is not a
+    shadow: a white bottle whose cap has no edge against the backdrop is still closed off where
+    the network saw it faintly.
+    """
+    edges = _grow(_hysteresis(sharp, EDGE_FACTOR * grain, WEAK_EDGE_FACTOR * grain), GAP)  # closes small gaps
+    open_backdrop = (close | shadow) & ~edges & ((alpha < UNSURE) | shadow)
+    labels, _ = ndimage.label(open_backdrop)
+    sides = np.zeros(labels.max() + 1, int)
+    for strip in _strips(labels):
+        sides[np.unique(strip)] += 1
+    sides[0] = 0
+    return (sides >= 2)[labels]
+
+
+def missed_body(
+    alpha: np.ndarray,
+    area: np.ndarray,
+    lab: np.ndarray,
+    surface: np.ndarray,
+    shadow: np.ndarray,
+    sharp: np.ndarray,
+    grain: float,
+) -> np.ndarray:
+    """Working-scale body to make opaque (HxW bool): the parts of the product region (not
+    backdrop) the network left out, in the objects it found, thicker than its edge band; and,
+    in those objects, all that lies deeper than the edge band (the network's own soft alpha
+    inside a body, round a print, becomes opaque too: the interior is opaque).
+
+    Each missed patch must look like the body of a plain product, not like what else a region
+    enclosed by the product can be: it stays out when it is mostly a shadow on the backdrop
+    (the backdrop's hue, darker) without a product's outline (a step) along most of its side
+    towards the backdrop,
+    when it is textured (hair, foliage, machinery: its mean sharpness is an edge's), or when
+    its colour is within a just-noticeable difference of the backdrop beside it, or of the
+    backdrop's surface where nothing borders it (backdrop seen through a handle or between a
+    sleeve and the body, which the flood could not reach).
+    """
+    found = alpha > BODY
+    labels, count = ndimage.label(~area)
+    if count == 0:
+        return np.zeros_like(area)
+    hits = np.unique(labels[found & ~area])
+    missed = np.isin(labels, hits[hits > 0]) & ~found
+    missed = _grow(_shrink(missed, EDGE_BAND), EDGE_BAND) & missed  # an opening: thin parts go
+    patches, count = ndimage.label(missed)
+    if count == 0:
+        return missed
+    index = np.arange(1, count + 1)
+    strong = _grow(sharp > EDGE_FACTOR * grain, 2)
+    border = missed & _grow(area, 1)  # the patch's pixels next to the backdrop
+    sides = np.bincount(patches[border], minlength=count + 1)[1:]
+    stepped = np.bincount(patches[border], strong[border], minlength=count + 1)[1:]
+    outlined = (sides > 0) & (stepped >= OUTLINED * sides)
+    shadowed = (ndimage.mean(shadow, patches, index) > SHADOW_PATCH) & ~outlined
+    textured = ndimage.mean(sharp, patches, index) > EDGE_FACTOR * grain
+    beside = _grow(missed, 3) & area
+    owner = ndimage.maximum_filter(patches, size=7)  # the patch each beside-pixel borders
+    colour = _means(lab[missed], patches[missed], count)
+    around = _means(lab[beside], owner[beside], count)  # nan where nothing borders the backdrop
+    under = _means(surface[missed], patches[missed], count)
+    around = np.where(np.isnan(around), under, around)
+    seen_through = np.linalg.norm(colour - around, axis=1) <= JND
+    drop = shadowed | textured | seen_through
+    if drop.any():
+        missed &= ~np.isin(patches, index[drop])
+    if not missed.any():
+        return missed
+    completed = np.isin(labels, np.unique(labels[missed]))
+    deep = _shrink(~area, EDGE_BAND) & completed & found
+    # the region reaches over the edge's blur into the backdrop: pull it back to the step
+    return (missed | deep) & ~_grow(area, EDGE_SHIFT)
+
+
+def _means(values: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """Mean Nx3 ``values`` per label 1..count (nan for a label with none)."""
+    n = np.bincount(labels, minlength=count + 1)[1:].astype(np.float64)
+    sums = np.stack([np.bincount(labels, values[:, c], minlength=count + 1)[1:] for c in range(3)], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / n[:, None]
+
+
+def complete_matte(rgb: np.ndarray, alpha: np.ndarray, mode: str = "auto") -> np.ndarray:
+    """The network's matte completed by the photo's backdrop; ``alpha`` itself when there is none."""
+    if mode == "off" or alpha.size == 0:
+        return alpha
+    small_rgb, small_alpha, factor = working_copy(rgb, alpha)
+    lab = to_lab(small_rgb)
+    backdrop = fit_backdrop(lab, small_alpha)
+    if backdrop is None:
+        return alpha
+    surface = backdrop.lab(*lab.shape[:2])
+    close, shadow = _resemblance(lab, surface, backdrop.noise)
+    background = small_alpha < BACKGROUND
+    if (close | shadow)[background].mean() < EXPLAINED_INSIDE:  # a plain wall round a busy scene
+        return alpha
+    sharp = sharpness(lab)
+    grain = backdrop_grain(sharp, close, small_alpha)
+    area = backdrop_area(small_alpha, close, shadow, sharp, grain)
+    body = missed_body(small_alpha, area, lab, surface, shadow, sharp, grain)
+    if not body.any():
+        return alpha
+    return _raise_to(alpha, body, factor, rgb, backdrop)
+
+
+def _raise_to(alpha: np.ndarray, body: np.ndarray, factor: int, rgb: np.ndarray, backdrop: Backdrop) -> np.ndarray:
+    """``alpha`` with the working-scale ``body`` drawn in at full scale, touching only the body's
+    bounding box.
+
+    The body is upsampled bilinearly; along its outline (its outer working pixel and the ramp
+    beyond) the full-scale pixels within the backdrop's noise of its surface are dropped, so the
+    outline lands on the photo's own pixels rather than on the working grid, and a 3x3 mean
+    leaves it one pixel soft.
+    """
+    rows, cols = np.nonzero(body)
+    y0, y1 = max(0, rows.min() - 2), min(body.shape[0], rows.max() + 3)
+    x0, x1 = max(0, cols.min() - 2), min(body.shape[1], cols.max() + 3)
+    part = body[y0:y1, x0:x1]
+    size = ((x1 - x0) * factor, (y1 - y0) * factor)
+    big = np.array(Image.fromarray(part.astype(np.float32), "F").resize(size, Image.BILINEAR))
+    outline = _grow(part, 1) & ~_shrink(part, 1)
+    band = np.asarray(Image.fromarray(outline).resize(size, Image.NEAREST)) & (big > 0)
+    fy0, fx0 = y0 * factor, x0 * factor
+    fy1, fx1 = min(alpha.shape[0], fy0 + size[1]), min(alpha.shape[1], fx0 + size[0])
+    big, band = big[: fy1 - fy0, : fx1 - fx0], band[: fy1 - fy0, : fx1 - fx0]
+    ys, xs = np.nonzero(band)
+    if len(ys):
+        height, width = alpha.shape
+        y = (ys + fy0) / max(1, height - 1) - 0.5
+        x = (xs + fx0) / max(1, width - 1) - 0.5
+        surface = (_design(y, x) @ backdrop.coefficients).astype(np.float32)
+        close, _ = _resemblance(to_lab(rgb[ys + fy0, xs + fx0]), surface, backdrop.noise)
+        big[ys[close], xs[close]] = 0.0
+        rim = _grow(band, 1)
+        big[rim] = ndimage.uniform_filter(big, 3)[rim]
+    out = alpha.copy()
+    view = out[fy0:fy1, fx0:fx1]
+    np.maximum(view, big, out=view)
+    return out

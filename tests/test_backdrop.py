@@ -1,0 +1,144 @@
+"""Studio backdrops (issue 21): the detector, and the fusion with the network's matte."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import save_print_model
+from tests.images import studio_packshot
+from unet_matting.engine import backdrop
+from unet_matting.engine.metrics import score
+from unet_matting.engine.postprocess import cutout
+from unet_matting.engine.profile import Profile
+from unet_matting.engine.session import EngineSettings, Session
+
+
+@pytest.fixture(scope="module")
+def print_session(tmp_path_factory: pytest.TempPathFactory) -> Session:
+    """A session whose network sees only printed art, as IS-Net does on a white bag on white."""
+    model = save_print_model(tmp_path_factory.mktemp("print") / "print-u2netp.pth")
+    return Session.load(EngineSettings(model, "cpu"))
+
+
+def detect(rgb: np.ndarray, alpha: np.ndarray) -> backdrop.Backdrop | None:
+    small_rgb, small_alpha, _ = backdrop.working_copy(rgb, alpha)
+    return backdrop.fit_backdrop(backdrop.to_lab(small_rgb), small_alpha)
+
+
+def lifestyle(width: int = 240, height: int = 200, seed: int = 0) -> np.ndarray:
+    """A cluttered scene: tiles of unrelated colours and textures from edge to edge."""
+    rng = np.random.default_rng(seed)
+    rgb = np.empty((height, width, 3), np.float32)
+    for y in range(0, height, 40):
+        for x in range(0, width, 40):
+            rgb[y : y + 40, x : x + 40] = rng.uniform(20, 235, 3) + rng.normal(0, 15, (min(40, height - y), 40, 3))
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "light",
+    [{}, {"sweep": 0.12}, {"vignette": 0.2}, {"shadow": 0.35}, {"backdrop": (120, 170, 220)}],
+    ids=["uniform", "sweep-gradient", "vignette", "floor-shadow", "coloured"],
+)
+def test_a_studio_backdrop_is_found_and_modelled(light: dict) -> None:
+    rgb, box, _ = studio_packshot(**light)
+    found = detect(rgb, box.astype(np.float32))
+    assert found is not None
+    surface = found.lab(*rgb.shape[:2])
+    lab = backdrop.to_lab(rgb)
+    corners = (slice(0, 10), slice(0, 10)), (slice(0, 10), slice(-10, None)), (slice(-10, None), slice(0, 10))
+    for corner in corners:  # the smooth surface follows sweep and vignette into the corners
+        assert np.linalg.norm(lab[corner] - surface[corner], axis=-1).mean() < 3.0
+
+
+def test_a_lifestyle_photo_has_no_backdrop_and_its_matte_is_returned_untouched() -> None:
+    rgb = lifestyle()
+    alpha = np.zeros(rgb.shape[:2], np.float32)
+    alpha[60:140, 80:160] = 1.0
+    assert detect(rgb, alpha) is None
+    assert backdrop.complete_matte(rgb, alpha) is alpha
+
+
+def test_a_plain_wall_round_a_busy_scene_is_not_a_backdrop() -> None:
+    """The border is one colour, but most of what the network calls background inside is not."""
+    rgb, _, _ = studio_packshot()
+    rgb[20:-20, 20:-20] = lifestyle(rgb.shape[1] - 40, rgb.shape[0] - 40, seed=3)
+    alpha = np.zeros(rgb.shape[:2], np.float32)
+    alpha[80:120, 100:140] = 1.0
+    assert backdrop.complete_matte(rgb, alpha) is alpha
+
+
+def test_off_returns_the_network_matte_itself(print_session: Session) -> None:
+    rgb, _, _ = studio_packshot()
+    alpha = print_session.predict_alpha(rgb)
+    assert backdrop.complete_matte(rgb, alpha, "off") is alpha
+
+
+@pytest.mark.parametrize(
+    "scene",
+    [{}, {"sweep": 0.1}, {"vignette": 0.15}, {"width": 1600, "height": 1200}, {"backdrop": (200, 200, 205)}],
+    ids=["white", "sweep", "vignette", "large", "grey"],
+)
+def test_a_white_box_on_white_comes_out_whole_opaque_and_soft_edged(print_session: Session, scene: dict) -> None:
+    rgb, box, logo = studio_packshot(body=(250, 250, 250) if "backdrop" not in scene else (235, 235, 235), **scene)
+    network = print_session.predict_alpha(rgb)
+    assert network[box & ~logo].mean() < 0.05 and network[logo].mean() > 0.9  # the floating print
+    alpha = backdrop.complete_matte(rgb, network)
+    assert score(network, box.astype(np.uint8) * 255).iou < 0.2
+    assert score(alpha, box.astype(np.uint8) * 255).iou > 0.95
+    inner = box.copy()
+    inner[:, :] = False
+    h, w = box.shape
+    ys, xs = np.nonzero(box)
+    inner[ys.min() + h // 40 + 3 : ys.max() - h // 40 - 2, xs.min() + w // 40 + 3 : xs.max() - w // 40 - 2] = True
+    assert (alpha[inner] == 1.0).mean() > 0.99  # the body is opaque, not see-through
+    assert (alpha[~box] > 0.5).mean() < 0.002  # nothing of the backdrop joins it
+    soft = (alpha > 0.02) & (alpha < 0.98)
+    assert soft.sum() > 0.5 * (2 * (ys.max() - ys.min()) + 2 * (xs.max() - xs.min()))  # a soft outline
+
+
+def test_a_shadow_on_the_backdrop_is_not_kept(print_session: Session) -> None:
+    rgb, box, _ = studio_packshot(shadow=0.35)
+    alpha = backdrop.complete_matte(rgb, print_session.predict_alpha(rgb))
+    ys, xs = np.nonzero(box)
+    under = np.zeros_like(box)
+    under[ys.max() + 6 : ys.max() + 14, xs.min() : xs.max()] = True  # the floor shadow, past the contact line
+    lab = backdrop.to_lab(rgb)
+    assert lab[under][:, 0].mean() < lab[:20][:, :, 0].mean() - 5  # the shadow is there, and dark
+    assert (alpha[under] > 0.5).mean() < 0.02 and alpha[under].mean() < 0.05
+    assert score(alpha, box.astype(np.uint8) * 255).iou > 0.9
+
+
+def test_a_hole_through_the_product_stays_a_hole(print_session: Session) -> None:
+    """A frame-shaped product the network found whole: the backdrop seen through it is not body."""
+    rgb, box, _ = studio_packshot()
+    ys, xs = np.nonzero(box)
+    hole = np.zeros_like(box)
+    hole[ys.min() + 25 : ys.max() - 25, xs.min() + 25 : xs.max() - 25] = True
+    rgb[hole] = rgb[5, 5]
+    alpha = np.where(box & ~hole, 1.0, 0.0).astype(np.float32)
+    completed = backdrop.complete_matte(rgb, alpha)
+    assert completed[hole].max() < 0.5
+
+
+def test_the_profiles_get_the_completed_matte(print_session: Session) -> None:
+    """ecom_product on the completed matte: the whole box, trimmed, not the floating logo."""
+    rgb, box, logo = studio_packshot()
+    profile = Profile("t", drop_ghosts=True, solid_interior=True, trim=True)
+    before = cutout(print_session.predict_alpha(rgb), rgb, profile)
+    after = cutout(print_session.matte(rgb), rgb, profile)
+    ys, xs = np.nonzero(box)
+    assert abs(after.shape[0] - (ys.max() - ys.min() + 1)) <= 3
+    assert abs(after.shape[1] - (xs.max() - xs.min() + 1)) <= 3
+    assert before.shape[0] < after.shape[0] / 2  # before: the logo alone
+    assert (after[..., 3] == 255).mean() > 0.9
+
+
+def test_the_working_copy_is_a_whole_factor_smaller() -> None:
+    """The step's cost does not grow with the photo: it works on a copy of at most WORK_SIDE."""
+    rgb = np.zeros((3000, 2000, 3), np.uint8)
+    rgb[:8, :8] = 80  # one working pixel's worth: a whole factor keeps it one working pixel
+    small, alpha, factor = backdrop.working_copy(rgb, np.zeros((3000, 2000), np.float32))
+    assert factor == 8 and small.shape[:2] == (375, 250) and alpha.shape == (375, 250)
+    assert small[0, 0].tolist() == [80, 80, 80] and small[0, 1].tolist() == [0, 0, 0]
