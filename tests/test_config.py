@@ -26,6 +26,7 @@ def test_shipped_default_resolves_under_var() -> None:
     assert cfg.profile == "ecom_product" and set(cfg.profiles) >= {"default", "id_photo", "ecom_product"}
     assert cfg.engine.settings.model is None  # auto: the best installed model
     assert cfg.engine.models_dir == REPO / "var" / "models"
+    assert cfg.engine.settings.backdrop == "auto"  # a studio backdrop completes the matte (issue 21)
 
 
 def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path, tiny_model: Path) -> None:
@@ -46,6 +47,7 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path, tin
         ("watcher", "max_attempts", True, r"watcher\.max_attempts: expected int"),
         ("engine", "device", "tpu", r"engine\.device: must be one of auto, cpu, cuda"),
         ("engine", "input_size", 100, r"engine\.input_size: must be a multiple of 32"),
+        ("engine", "backdrop", "on", r"engine\.backdrop: must be one of auto, off"),
         ("output", "png_compress_level", 12, r"output\.png_compress_level: must be 0\.\.9"),
         ("watcher", "quiet_perod_s", 2, r"watcher\.quiet_perod_s: unknown key"),
     ],
