@@ -154,7 +154,8 @@ def fit_backdrop(lab: np.ndarray, alpha: np.ndarray) -> Backdrop | None:
     keep = np.ones(len(values), bool)
     noise = NOISE_FLOOR
     for _ in range(3):
-        coefficients, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        d = design[keep]  # normal equations: 6x6, ~5x faster than an SVD least-squares fit here
+        coefficients = np.linalg.solve(d.T @ d + 1e-9 * np.eye(6), d.T @ values[keep])
         distance = np.linalg.norm(values - design @ coefficients, axis=1)
         noise = max(NOISE_FLOOR, 2.5 * 1.4826 * float(np.median(distance[keep])))
         keep = distance <= noise
@@ -348,6 +349,17 @@ def complete_matte(rgb: np.ndarray, alpha: np.ndarray, mode: str = "auto") -> np
     return _raise_to(alpha, body, factor, rgb, backdrop)
 
 
+def _mean3(x: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """The 3x3 mean of ``x`` at pixels (ys, xs), edges clamped: only where asked, not everywhere."""
+    h, w = x.shape
+    total = np.zeros(len(ys), np.float32)
+    for dy in (-1, 0, 1):
+        rows = np.clip(ys + dy, 0, h - 1)
+        for dx in (-1, 0, 1):
+            total += x[rows, np.clip(xs + dx, 0, w - 1)]
+    return total / 9
+
+
 def _raise_to(alpha: np.ndarray, body: np.ndarray, factor: int, rgb: np.ndarray, backdrop: Backdrop) -> np.ndarray:
     """``alpha`` with the working-scale ``body`` drawn in at full scale, touching only the body's
     bounding box.
@@ -365,9 +377,10 @@ def _raise_to(alpha: np.ndarray, body: np.ndarray, factor: int, rgb: np.ndarray,
     big = np.array(Image.fromarray(part.astype(np.float32), "F").resize(size, Image.BILINEAR))
     outline = _grow(part, 1) & ~_shrink(part, 1)
     band = np.asarray(Image.fromarray(outline).resize(size, Image.NEAREST)) & (big > 0)
+    rim = np.asarray(Image.fromarray(_grow(outline, 1)).resize(size, Image.NEAREST))
     fy0, fx0 = y0 * factor, x0 * factor
     fy1, fx1 = min(alpha.shape[0], fy0 + size[1]), min(alpha.shape[1], fx0 + size[0])
-    big, band = big[: fy1 - fy0, : fx1 - fx0], band[: fy1 - fy0, : fx1 - fx0]
+    big, band, rim = big[: fy1 - fy0, : fx1 - fx0], band[: fy1 - fy0, : fx1 - fx0], rim[: fy1 - fy0, : fx1 - fx0]
     ys, xs = np.nonzero(band)
     if len(ys):
         height, width = alpha.shape
@@ -376,8 +389,7 @@ def _raise_to(alpha: np.ndarray, body: np.ndarray, factor: int, rgb: np.ndarray,
         surface = (_design(y, x) @ backdrop.coefficients).astype(np.float32)
         close, _ = _resemblance(to_lab(rgb[ys + fy0, xs + fx0]), surface, backdrop.noise)
         big[ys[close], xs[close]] = 0.0
-        rim = _grow(band, 1)
-        big[rim] = ndimage.uniform_filter(big, 3)[rim]
+        big[rim] = _mean3(big, *np.nonzero(rim))
     out = alpha.copy()
     view = out[fy0:fy1, fx0:fx1]
     np.maximum(view, big, out=view)
