@@ -7,6 +7,14 @@ estimation", ICIP 2021): local foreground and background means from box filters,
 the compositing residual, first at a coarse radius then at a fine one seeded with the coarse
 result. Box filters are integral images, so the cost does not depend on the radius; work is
 confined to the bounding box of the fractional band.
+
+One change from the paper: the local means weight each pixel by alpha cubed (the background's by
+(1 - alpha) cubed), not by alpha. A faint pixel's colour is mostly backdrop, and with linear
+weights the many faint pixels round a thin strand pull its foreground mean towards the backdrop:
+on bench/foreground.py's strands over grass and sky the error a shop sees (mean a |F' - F| on
+the soft pixels) falls from 4.59 to 2.12 levels, and the tint towards the backdrop from +26 to
++11, at the same cost (the multi-level estimator of Germer et al., pymatting's reference, reaches
+1.90 / +3.6 there, at 1.7x the cost on those small cases and ~0.7 s per megapixel in numpy).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 EPS = 1e-5
+WEIGHT_POWER = 3  # of alpha in the local means: faint pixels, mostly backdrop, weigh little
 REFERENCE_SIDE = 1500.0  # radii (90, 6) of the paper suit images of about this size
 
 
@@ -34,10 +43,12 @@ def box_mean(x: np.ndarray, r: int) -> np.ndarray:
 
 
 def _means(fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """Alpha-weighted local means of the foreground and of the background."""
-    a = alpha[..., None]
-    f_blur = box_mean(fg * a, r) / (box_mean(alpha, r)[..., None] + EPS)
-    b_blur = box_mean(bg * (1 - a), r) / (box_mean(1 - alpha, r)[..., None] + EPS)
+    """Local means of the foreground (weights alpha^WEIGHT_POWER) and of the background
+    (weights (1 - alpha)^WEIGHT_POWER)."""
+    wf = alpha**WEIGHT_POWER
+    wb = (1 - alpha) ** WEIGHT_POWER
+    f_blur = box_mean(fg * wf[..., None], r) / (box_mean(wf, r)[..., None] + EPS)
+    b_blur = box_mean(bg * wb[..., None], r) / (box_mean(wb, r)[..., None] + EPS)
     return f_blur, b_blur
 
 

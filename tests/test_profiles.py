@@ -172,3 +172,17 @@ def test_shrinking_first_matches_shrinking_last() -> None:
     assert np.abs(small[..., 3].astype(int) - reference[..., 3]).mean() < 2.0
     visible = small[..., 3] > 128  # a 1.4 px edge after shrinking: decontamination has less to work with
     assert green_cast(small[..., :3], visible).max() <= 12
+
+
+def test_thin_faint_strands_lose_the_backdrop_colour() -> None:
+    """Issue 21 item 5: strands over grass. Cubed alpha weights leave far less green in them than
+    the paper's linear ones (bench/foreground.py measures it on 12 cases)."""
+    from bench.foreground import errors, hair_case, linear_weights
+
+    fg, bg, alpha, name = hair_case(2)  # grey fur over green
+    assert name == "green"
+    image = np.rint(alpha[..., None] * fg + (1 - alpha[..., None]) * bg).astype(np.uint8)
+    now = estimate_foreground(image, alpha)
+    before, after = errors(linear_weights(image, alpha), fg, bg, alpha), errors(now, fg, bg, alpha)
+    assert after[2] < before[2] / 2 and after[1] < before[1] / 2  # tint towards the grass; faint strands
+    np.testing.assert_array_equal(now[alpha == 1], image[alpha == 1])
