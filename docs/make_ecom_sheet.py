@@ -36,10 +36,12 @@ def main() -> None:
     rows = []
     for photo in photos:
         image = decode(photo.read_bytes(), cfg.engine.max_input_pixels)
-        alpha = session.matte(image.rgb)
+        network = session.predict_alpha(image.rgb)
         tiles = [image.rgb]
         for name in ("ecom_translucent", "ecom_product"):
-            rgba = cutout(alpha, image.rgb, cfg.get_profile(name), image.alpha)
+            chosen = cfg.get_profile(name)
+            alpha = session.complete(image.rgb, network, chosen.see_through)
+            rgba = cutout(alpha, image.rgb, chosen, image.alpha)
             tiles.append(flatten(rgba, BLUE))
         rows.append(sheet.strip(tiles, f"{photo.name}: before | ecom_product"))
     out = REPO / "docs" / "ecom-sheet.png"

@@ -51,6 +51,7 @@ SHADOW_PATCH = 0.5  # a missed patch more shadow than this is a shadow, unless i
 OUTLINED = 0.5  # share of a patch's side towards the backdrop that must be a step to outline it
 JND = 1.0  # delta E of a just-noticeable difference: a patch this close to the backdrop beside it is backdrop
 EDGE_SHIFT = 2  # working px the region reaches past a step (its blur and the gap closing)
+KEY_OPAQUE = 25.0  # delta E from the backdrop at which difference keying calls a pixel opaque
 GAP = 1  # working px: edges grow this much, closing gaps of twice that in an outline
 UNSURE = 0.15  # network alpha from which a pixel may be product: the backdrop does not claim it
 EDGE_BAND = 3  # working px: the network's edge band, never overruled
@@ -297,7 +298,7 @@ def missed_body(
     border = missed & _grow(area, 1)  # the patch's pixels next to the backdrop
     sides = np.bincount(patches[border], minlength=count + 1)[1:]
     stepped = np.bincount(patches[border], strong[border], minlength=count + 1)[1:]
-    outlined = (sides > 0) & (stepped >= OUTLINED * sides)
+    outlined = stepped >= OUTLINED * sides  # true too for a patch the product encloses: no shadow
     shadowed = (ndimage.mean(shadow, patches, index) > SHADOW_PATCH) & ~outlined
     textured = ndimage.mean(sharp, patches, index) > EDGE_FACTOR * grain
     beside = _grow(missed, 3) & area
@@ -326,8 +327,10 @@ def _means(values: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
         return sums / n[:, None]
 
 
-def complete_matte(rgb: np.ndarray, alpha: np.ndarray, mode: str = "auto") -> np.ndarray:
-    """The network's matte completed by the photo's backdrop; ``alpha`` itself when there is none."""
+def complete_matte(rgb: np.ndarray, alpha: np.ndarray, mode: str = "auto", see_through: bool = False) -> np.ndarray:
+    """The network's matte completed by the photo's backdrop; ``alpha`` itself when there is none.
+
+    ``see_through``: the completed matte is then capped by difference keying (``keyed``)."""
     if mode == "off" or alpha.size == 0:
         return alpha
     small_rgb, small_alpha, factor = working_copy(rgb, alpha)
@@ -344,9 +347,32 @@ def complete_matte(rgb: np.ndarray, alpha: np.ndarray, mode: str = "auto") -> np
     grain = backdrop_grain(sharp, close, small_alpha)
     area = backdrop_area(small_alpha, close, shadow, sharp, grain)
     body = missed_body(small_alpha, area, lab, surface, shadow, sharp, grain)
-    if not body.any():
+    completed = _raise_to(alpha, body, factor, rgb, backdrop) if body.any() else alpha
+    return keyed(rgb, completed, backdrop) if see_through else completed
+
+
+def keyed(rgb: np.ndarray, alpha: np.ndarray, backdrop: Backdrop) -> np.ndarray:
+    """``alpha`` capped by difference keying against the known backdrop (HxW float32).
+
+    Behind a clear bottle is the backdrop itself, so how far a product pixel's colour is from the
+    backdrop's surface there measures how much of it is the product: within the backdrop's noise
+    nothing (fully see-through), ``KEY_OPAQUE`` delta E or more all (a label, a cap), linear in
+    between; lightly smoothed against noise. Computed only in the matte's bounding box."""
+    rows, cols = np.nonzero(alpha > 0)
+    if not len(rows):
         return alpha
-    return _raise_to(alpha, body, factor, rgb, backdrop)
+    y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    height, width = alpha.shape
+    y = (np.arange(y0, y1, dtype=np.float32) / max(1, height - 1) - 0.5)[:, None]
+    x = (np.arange(x0, x1, dtype=np.float32) / max(1, width - 1) - 0.5)[None, :]
+    yy, xx = np.broadcast_arrays(y, x)
+    surface = (_design(yy.ravel(), xx.ravel()) @ backdrop.coefficients).reshape(y1 - y0, x1 - x0, 3)
+    diff = to_lab(rgb[y0:y1, x0:x1]) - surface.astype(np.float32)
+    distance = ndimage.gaussian_filter(np.sqrt((diff * diff).sum(axis=2)), 1.0)
+    share = np.clip((distance - backdrop.noise) / (KEY_OPAQUE - backdrop.noise), 0, 1).astype(np.float32)
+    out = alpha.copy()
+    np.minimum(out[y0:y1, x0:x1], share, out=out[y0:y1, x0:x1])
+    return out
 
 
 def _mean3(x: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:

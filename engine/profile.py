@@ -21,6 +21,9 @@ class Profile:
     more than ``edge_band_px`` inside the outline, unsure enclosed regions included),
     ``erosion_kernel`` (odd side of a min-filter pulling the edge in, 0 = off),
     ``edge_feathering`` (Gaussian sigma in px, 0 = off).
+    ``see_through``: on a studio backdrop, alpha inside the product is measured from how much
+    each pixel differs from the backdrop behind it (difference keying: clear glass and plastic
+    stay see-through, labels and caps opaque); elsewhere it does nothing.
     Colour: ``decontaminate`` (estimate the foreground colour on soft edges, removing backdrop
     fringes), ``clear_transparent`` (RGB 0 where alpha is 0: smaller PNGs, nothing leaks).
     Canvas: ``trim`` to the product, ``padding`` (``padding_unit`` percent of the product's long
@@ -31,6 +34,7 @@ class Profile:
 
     name: str
     drop_ghosts: bool = False
+    see_through: bool = False
     alpha_threshold: float = 0.0
     levels: tuple[float, float] | None = None
     solid_interior: bool = False

@@ -163,14 +163,15 @@ class Session:
             "peak": torch.cuda.max_memory_allocated(self.device),
         }
 
-    def matte(self, rgb: np.ndarray) -> np.ndarray:
+    def matte(self, rgb: np.ndarray, see_through: bool = False) -> np.ndarray:
         """The matte a cut-out is made from: the network's, completed by the photo's studio
-        backdrop when it has one and ``backdrop`` is ``auto`` (engine/backdrop.py)."""
-        return self.complete(rgb, self.predict_alpha(rgb))
+        backdrop when it has one and ``backdrop`` is ``auto`` (engine/backdrop.py); with
+        ``see_through`` (the profile's), keyed against that backdrop too."""
+        return self.complete(rgb, self.predict_alpha(rgb), see_through)
 
-    def complete(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    def complete(self, rgb: np.ndarray, alpha: np.ndarray, see_through: bool = False) -> np.ndarray:
         """``alpha`` (this session's network matte of ``rgb``) completed per ``backdrop``."""
-        return complete_matte(rgb, alpha, self.backdrop)
+        return complete_matte(rgb, alpha, self.backdrop, see_through)
 
     def predict_alpha(self, rgb: np.ndarray) -> np.ndarray:
         """The network's alpha matte in [0, 1] (float32, HxW) for an HxWx3 uint8 RGB image."""

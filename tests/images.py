@@ -120,3 +120,28 @@ def studio_packshot(
     image[logo] = (200, 40, 30)
     image += rng.normal(0, 1.0, image.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), box, logo
+
+
+def glass_packshot(width: int = 240, height: int = 240, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(rgb uint8, masks): a clear bottle on white. Its body shows the backdrop through it (6% of
+    the light absorbed), its sides refract into dark rims, a paper label and a cap are opaque.
+    Masks: ``bottle`` (all of it), ``body`` (clear glass, away from rims and label), ``label``,
+    ``cap``."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    image = np.full((height, width, 3), 246.0, np.float32)
+    left, right, top, bottom = int(0.35 * width), int(0.65 * width), int(0.2 * height), int(0.85 * height)
+    bottle = (yy >= top) & (yy < bottom) & (xx >= left) & (xx < right)
+    rims = bottle & ((xx < left + 4) | (xx >= right - 4) | (yy >= bottom - 4))
+    cap = bottle & (yy < top + int(0.1 * height))
+    label = bottle & (yy >= int(0.5 * height)) & (yy < int(0.65 * height)) & ~rims
+    image[bottle] *= 0.94
+    image[rims] = (120, 125, 130)
+    image[cap] = (30, 60, 140)
+    image[label] = (220, 180, 60)
+    image += rng.normal(0, 1.0, image.shape)
+    body = bottle & ~rims & ~cap & ~label
+    body &= (xx >= left + 8) & (xx < right - 8) & (yy >= top + int(0.1 * height) + 4)
+    body &= ~((yy >= int(0.5 * height) - 4) & (yy < int(0.65 * height) + 4))
+    rgb = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return rgb, {"bottle": bottle, "body": body, "label": label & (xx >= left + 8) & (xx < right - 8), "cap": cap}

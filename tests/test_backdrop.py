@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import save_print_model
-from tests.images import studio_packshot
+from tests.images import glass_packshot, studio_packshot
 from unet_matting.engine import backdrop
 from unet_matting.engine.metrics import score
 from unet_matting.engine.postprocess import cutout
@@ -142,3 +142,23 @@ def test_the_working_copy_is_a_whole_factor_smaller() -> None:
     small, alpha, factor = backdrop.working_copy(rgb, np.zeros((3000, 2000), np.float32))
     assert factor == 8 and small.shape[:2] == (375, 250) and alpha.shape == (375, 250)
     assert small[0, 0].tolist() == [80, 80, 80] and small[0, 1].tolist() == [0, 0, 0]
+
+
+def test_a_clear_bottle_on_white_stays_see_through_with_its_label_opaque(print_session: Session) -> None:
+    """Item 3: see_through (ecom_translucent) keys the matte against the known backdrop: the clear
+    glass is see-through, the label and cap opaque; without it the bottle is a solid body."""
+    rgb, masks = glass_packshot()
+    network = print_session.predict_alpha(rgb)
+    solid = backdrop.complete_matte(rgb, network)
+    glass = backdrop.complete_matte(rgb, network, see_through=True)
+    assert solid[masks["body"]].mean() > 0.9  # ecom_product: a bottle a shop can publish as a solid
+    assert glass[masks["body"]].mean() < 0.2  # ecom_translucent: the backdrop shows through
+    assert glass[masks["label"]].min() > 0.9 and glass[masks["cap"]].min() > 0.9
+    assert glass[~masks["bottle"]].max() < 0.5
+
+
+def test_see_through_does_nothing_without_a_backdrop(print_session: Session) -> None:
+    rgb = lifestyle()
+    alpha = np.zeros(rgb.shape[:2], np.float32)
+    alpha[60:140, 80:160] = 1.0
+    assert backdrop.complete_matte(rgb, alpha, see_through=True) is alpha

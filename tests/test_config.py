@@ -27,6 +27,7 @@ def test_shipped_default_resolves_under_var() -> None:
     assert cfg.engine.settings.model is None  # auto: the best installed model
     assert cfg.engine.models_dir == REPO / "var" / "models"
     assert cfg.engine.settings.backdrop == "auto"  # a studio backdrop completes the matte (issue 21)
+    assert cfg.get_profile("ecom_translucent").see_through and not cfg.get_profile("ecom_product").see_through
 
 
 def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path, tiny_model: Path) -> None:

@@ -75,7 +75,7 @@ def run_evaluate(
             failed += 1
             continue
         raw = session.predict_alpha(image.rgb)
-        completed = session.complete(image.rgb, raw)
+        completed = session.complete(image.rgb, raw, chosen.see_through)
         alpha = refine_alpha(completed, chosen)
         s = score(alpha, truth)
         results.append(s)

@@ -26,7 +26,7 @@ def run_preview(config_path: Path, files: list[Path], out: Path, profile: str | 
             print(f"FAILED {path}: {e}", file=sys.stderr)
             failed += 1
             continue
-        rgba = cutout(session.matte(image.rgb), image.rgb, chosen, image.alpha)
+        rgba = cutout(session.matte(image.rgb, chosen.see_through), image.rgb, chosen, image.alpha)
         rows.append(sheet.row(image.rgb, rgba, f"{path.name} [{chosen.name}]", white=True))
     if rows:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,7 @@ def render(data: bytes, session: Session, profile: Profile, max_pixels: int, com
     lap("decode")
     alpha = session.predict_alpha(image.rgb)
     lap("inference")
-    alpha = session.complete(image.rgb, alpha)
+    alpha = session.complete(image.rgb, alpha, profile.see_through)
     lap("backdrop")
     rgba = cutout(alpha, image.rgb, profile, image.alpha)
     lap("postprocess")
