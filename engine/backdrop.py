@@ -288,7 +288,7 @@ def missed_body(
     if count == 0:
         return np.zeros_like(area)
     hits = np.unique(labels[found & ~area])
-    missed = np.isin(labels, hits[hits > 0]) & ~found
+    missed = _members(labels, count, hits) & ~found
     missed = _grow(_shrink(missed, EDGE_BAND), EDGE_BAND) & missed  # an opening: thin parts go
     patches, count = ndimage.label(missed)
     if count == 0:
@@ -310,13 +310,21 @@ def missed_body(
     seen_through = np.linalg.norm(colour - around, axis=1) <= JND
     drop = shadowed | textured | seen_through
     if drop.any():
-        missed &= ~np.isin(patches, index[drop])
+        missed &= ~_members(patches, count, index[drop])
     if not missed.any():
         return missed
-    completed = np.isin(labels, np.unique(labels[missed]))
+    completed = _members(labels, labels.max(), labels[missed])
     deep = _shrink(~area, EDGE_BAND) & completed & found
     # the region reaches over the edge's blur into the backdrop: pull it back to the step
     return (missed | deep) & ~_grow(area, EDGE_SHIFT)
+
+
+def _members(labels: np.ndarray, count: int, chosen: np.ndarray) -> np.ndarray:
+    """``labels`` in ``chosen`` (label 0, the background, never): a lookup, ~10x ``np.isin``."""
+    table = np.zeros(count + 1, bool)
+    table[chosen] = True
+    table[0] = False
+    return table[labels]
 
 
 def _means(values: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
@@ -386,6 +394,19 @@ def _mean3(x: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return total / 9
 
 
+def _blocks(mask: np.ndarray, factor: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Full-scale (rows, cols) of the ``factor`` x ``factor`` blocks under a working-scale mask,
+    inside a ``height`` x ``width`` crop: no full-scale mask is built or scanned."""
+    ys, xs = np.nonzero(mask)
+    offsets = np.arange(factor)
+    rows, cols = np.broadcast_arrays(
+        ys[:, None, None] * factor + offsets[None, :, None], xs[:, None, None] * factor + offsets[None, None, :]
+    )
+    rows, cols = rows.ravel(), cols.ravel()
+    inside = (rows < height) & (cols < width)
+    return rows[inside], cols[inside]
+
+
 def _raise_to(alpha: np.ndarray, body: np.ndarray, factor: int, rgb: np.ndarray, backdrop: Backdrop) -> np.ndarray:
     """``alpha`` with the working-scale ``body`` drawn in at full scale, touching only the body's
     bounding box.
@@ -401,13 +422,13 @@ def _raise_to(alpha: np.ndarray, body: np.ndarray, factor: int, rgb: np.ndarray,
     part = body[y0:y1, x0:x1]
     size = ((x1 - x0) * factor, (y1 - y0) * factor)
     big = np.array(Image.fromarray(part.astype(np.float32), "F").resize(size, Image.BILINEAR))
-    outline = _grow(part, 1) & ~_shrink(part, 1)
-    band = np.asarray(Image.fromarray(outline).resize(size, Image.NEAREST)) & (big > 0)
-    rim = np.asarray(Image.fromarray(_grow(outline, 1)).resize(size, Image.NEAREST))
     fy0, fx0 = y0 * factor, x0 * factor
     fy1, fx1 = min(alpha.shape[0], fy0 + size[1]), min(alpha.shape[1], fx0 + size[0])
-    big, band, rim = big[: fy1 - fy0, : fx1 - fx0], band[: fy1 - fy0, : fx1 - fx0], rim[: fy1 - fy0, : fx1 - fx0]
-    ys, xs = np.nonzero(band)
+    big = big[: fy1 - fy0, : fx1 - fx0]
+    outline = _grow(part, 1) & ~_shrink(part, 1)
+    ys, xs = _blocks(outline, factor, *big.shape)
+    keep = big[ys, xs] > 0
+    ys, xs = ys[keep], xs[keep]
     if len(ys):
         height, width = alpha.shape
         y = (ys + fy0) / max(1, height - 1) - 0.5
@@ -415,7 +436,8 @@ def _raise_to(alpha: np.ndarray, body: np.ndarray, factor: int, rgb: np.ndarray,
         surface = (_design(y, x) @ backdrop.coefficients).astype(np.float32)
         close, _ = _resemblance(to_lab(rgb[ys + fy0, xs + fx0]), surface, backdrop.noise)
         big[ys[close], xs[close]] = 0.0
-        big[rim] = _mean3(big, *np.nonzero(rim))
+        ry, rx = _blocks(_grow(outline, 1), factor, *big.shape)
+        big[ry, rx] = _mean3(big, ry, rx)
     out = alpha.copy()
     view = out[fy0:fy1, fx0:fx1]
     np.maximum(view, big, out=view)
