@@ -27,7 +27,6 @@ from unet_matting.watcher.processing import sheet
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SEEDS = [30, 172, 33, 58, 209, 5, 1]  # white shirts, a white bottle, and one the network gets
-BLUE = (58, 120, 216)
 
 
 def main() -> None:
@@ -41,7 +40,8 @@ def main() -> None:
         rgb = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
         network = session.predict_alpha(rgb)
         tiles = [rgb] + [
-            flatten(cutout(complete_matte(rgb, network, mode), rgb, profile), BLUE) for mode in ("off", "auto")
+            flatten(cutout(complete_matte(rgb, network, mode), rgb, profile), sheet.COLOURED_PAGE)
+            for mode in ("off", "auto")
         ]
         rows.append(sheet.strip(tiles, f"packshot {seed} ({kind}): photo | backdrop off | backdrop auto"))
     out = REPO / "docs" / "white-on-white.png"

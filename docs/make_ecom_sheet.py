@@ -26,7 +26,6 @@ EVAL = REPO.parent / "shared" / "data" / "eval"
 DEFAULT_PHOTOS = [EVAL / "u2net-reference/images" / n for n in ("lamp2_meitu_1.jpg", "im_14.jpg", "bike.jpg")] + [
     EVAL / "coco-ccby/images" / n for n in ("000000000073.jpg", "000000253956.jpg", "000000553664.jpg")
 ]
-BLUE = (58, 120, 216)
 
 
 def main() -> None:
@@ -42,7 +41,7 @@ def main() -> None:
             chosen = cfg.get_profile(name)
             alpha = session.complete(image.rgb, network, chosen.see_through)
             rgba = cutout(alpha, image.rgb, chosen, image.alpha)
-            tiles.append(flatten(rgba, BLUE))
+            tiles.append(flatten(rgba, sheet.COLOURED_PAGE))
         rows.append(sheet.strip(tiles, f"{photo.name}: before | ecom_product"))
     out = REPO / "docs" / "ecom-sheet.png"
     sheet.stack(rows).save(out, optimize=True)

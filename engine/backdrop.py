@@ -11,16 +11,18 @@ letters, floating. These pure functions on arrays work at a small working scale
    such as a floor shadow). A backdrop is found when that surface explains the border all
    round, and explains most of what the network calls background inside the frame too (a
    lifestyle photo with a plain wall at its edges fails there).
-2. ``product_region``: pixels that look like the backdrop (within its noise of the surface,
+2. ``backdrop_area``: pixels that look like the backdrop (within its noise of the surface,
    or darker with the same hue: a shadow) and are joined to the frame's border without
    crossing an edge are backdrop; the rest is product. Colour distance is CIELAB's; edges are
    steps of lightness, so a white box is closed off by its own shading even where its
    colour matches the backdrop.
-3. ``fuse``: the network keeps its matte (fine structure, soft edges) everywhere; the region
+3. ``missed_body``: the network keeps its matte (fine structure, soft edges) everywhere; the region
    only adds the body the network left out, in the objects the network did find (a stray
    shape the network ignored stays out), and only where it is thicker than the edge band (hair
    and thin strands stay the network's). Enclosed backdrop the network also calls background
    (a handle's hole) stays a hole. Shadows are never added: they are backdrop here.
+   ``_raise_to`` draws that body in at full scale.
+4. ``keyed`` (profiles with ``see_through``): difference keying against the known surface.
 
 With no backdrop, ``complete_matte`` returns the network's matte object itself: the output is
 byte-identical to a pipeline without this step.
@@ -80,6 +82,13 @@ class Backdrop:
             c0, cx, cy, cxx, cxy, cyy = c[:, ch]
             out[..., ch] = (c0 + cy * y + cyy * y * y) + (cx + cxy * y) * x + cxx * x * x
         return out
+
+    def lab_at(self, rows: np.ndarray, cols: np.ndarray, height: int, width: int) -> np.ndarray:
+        """The surface's CIELAB (float32 ...x3) at pixels (rows, cols) of an HxW frame."""
+        y = rows / np.float32(max(1, height - 1)) - 0.5
+        x = cols / np.float32(max(1, width - 1)) - 0.5
+        flat = _design(np.ravel(y), np.ravel(x)) @ self.coefficients
+        return flat.reshape(*np.shape(y), 3).astype(np.float32)
 
 
 def _axes(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,18 +178,14 @@ def fit_backdrop(lab: np.ndarray, alpha: np.ndarray) -> Backdrop | None:
     return Backdrop(coefficients, noise)
 
 
-def resemblance(lab: np.ndarray, backdrop: Backdrop) -> tuple[np.ndarray, np.ndarray]:
-    """(close, shadow) HxW bool: within the backdrop's noise of its surface; or darker with the
-    backdrop's own chromaticity, a shadow on it.
+def resemblance(lab: np.ndarray, surface: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """(close, shadow) bool for colours ``lab`` (...x3) and the backdrop's ``surface`` at them:
+    within the backdrop's ``noise`` of its surface; or darker with the backdrop's own
+    chromaticity, a shadow on it.
 
     A shadow scales the backdrop's light, X, Y and Z alike; CIELAB's cube root turns that into
     a common factor of a*, b* and L* + 16, so (a*, b*) / (L* + 16) stays the backdrop's.
     """
-    return _resemblance(lab, backdrop.lab(*lab.shape[:2]), backdrop.noise)
-
-
-def _resemblance(lab: np.ndarray, surface: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray]:
-    """``resemblance`` for colours ``lab`` (...x3) and the backdrop's ``surface`` at them."""
     diff = lab - surface
     noise2 = np.float32(noise**2)
     close = np.einsum("...k,...k->...", diff, diff) <= noise2
@@ -224,12 +229,7 @@ def _hysteresis(strength: np.ndarray, high: float, low: float) -> np.ndarray:
     continues a clear one, as in Canny's edge tracking; faint specks alone do not count."""
     weak = strength > low
     labels, count = ndimage.label(weak, structure=_EIGHT)
-    if count == 0:
-        return weak
-    strong = np.zeros(count + 1, bool)
-    strong[np.unique(labels[strength > high])] = True
-    strong[0] = False
-    return strong[labels]
+    return _members(labels, count, labels[strength > high]) if count else weak
 
 
 def backdrop_grain(sharp: np.ndarray, close: np.ndarray, alpha: np.ndarray) -> float:
@@ -284,11 +284,11 @@ def missed_body(
     sleeve and the body, which the flood could not reach).
     """
     found = alpha > BODY
-    labels, count = ndimage.label(~area)
-    if count == 0:
+    objects, object_count = ndimage.label(~area)
+    if object_count == 0:
         return np.zeros_like(area)
-    hits = np.unique(labels[found & ~area])
-    missed = _members(labels, count, hits) & ~found
+    hits = np.unique(objects[found & ~area])
+    missed = _members(objects, object_count, hits) & ~found
     missed = _grow(_shrink(missed, EDGE_BAND), EDGE_BAND) & missed  # an opening: thin parts go
     patches, count = ndimage.label(missed)
     if count == 0:
@@ -313,7 +313,7 @@ def missed_body(
         missed &= ~_members(patches, count, index[drop])
     if not missed.any():
         return missed
-    completed = _members(labels, labels.max(), labels[missed])
+    completed = _members(objects, object_count, objects[missed])
     deep = _shrink(~area, EDGE_BAND) & completed & found
     # the region reaches over the edge's blur into the backdrop: pull it back to the step
     return (missed | deep) & ~_grow(area, EDGE_SHIFT)
@@ -347,7 +347,7 @@ def complete_matte(rgb: np.ndarray, alpha: np.ndarray, mode: str = "auto", see_t
     if backdrop is None:
         return alpha
     surface = backdrop.lab(*lab.shape[:2])
-    close, shadow = _resemblance(lab, surface, backdrop.noise)
+    close, shadow = resemblance(lab, surface, backdrop.noise)
     background = small_alpha < BACKGROUND
     if (close | shadow)[background].mean() < EXPLAINED_INSIDE:  # a plain wall round a busy scene
         return alpha
@@ -370,12 +370,8 @@ def keyed(rgb: np.ndarray, alpha: np.ndarray, backdrop: Backdrop) -> np.ndarray:
     if not len(rows):
         return alpha
     y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    height, width = alpha.shape
-    y = (np.arange(y0, y1, dtype=np.float32) / max(1, height - 1) - 0.5)[:, None]
-    x = (np.arange(x0, x1, dtype=np.float32) / max(1, width - 1) - 0.5)[None, :]
-    yy, xx = np.broadcast_arrays(y, x)
-    surface = (_design(yy.ravel(), xx.ravel()) @ backdrop.coefficients).reshape(y1 - y0, x1 - x0, 3)
-    diff = to_lab(rgb[y0:y1, x0:x1]) - surface.astype(np.float32)
+    yy, xx = np.broadcast_arrays(np.arange(y0, y1)[:, None], np.arange(x0, x1)[None, :])
+    diff = to_lab(rgb[y0:y1, x0:x1]) - backdrop.lab_at(yy, xx, *alpha.shape)
     distance = ndimage.gaussian_filter(np.sqrt((diff * diff).sum(axis=2)), 1.0)
     share = np.clip((distance - backdrop.noise) / (KEY_OPAQUE - backdrop.noise), 0, 1).astype(np.float32)
     out = alpha.copy()
@@ -430,11 +426,8 @@ def _raise_to(alpha: np.ndarray, body: np.ndarray, factor: int, rgb: np.ndarray,
     keep = big[ys, xs] > 0
     ys, xs = ys[keep], xs[keep]
     if len(ys):
-        height, width = alpha.shape
-        y = (ys + fy0) / max(1, height - 1) - 0.5
-        x = (xs + fx0) / max(1, width - 1) - 0.5
-        surface = (_design(y, x) @ backdrop.coefficients).astype(np.float32)
-        close, _ = _resemblance(to_lab(rgb[ys + fy0, xs + fx0]), surface, backdrop.noise)
+        surface = backdrop.lab_at(ys + fy0, xs + fx0, *alpha.shape)
+        close, _ = resemblance(to_lab(rgb[ys + fy0, xs + fx0]), surface, backdrop.noise)
         big[ys[close], xs[close]] = 0.0
         ry, rx = _blocks(_grow(outline, 1), factor, *big.shape)
         big[ry, rx] = _mean3(big, ry, rx)

@@ -56,6 +56,7 @@ def run_evaluate(
     failed = 0
     results: list[Scores] = []
     network_only: list[Scores] = []
+    changed = 0  # images whose studio backdrop changed the matte
     rows = []
     print(
         f"model {session.info.label} ({session.info.arch}), input {session.input_size}, profile {chosen.name}, "
@@ -79,6 +80,7 @@ def run_evaluate(
         alpha = refine_alpha(completed, chosen)
         s = score(alpha, truth)
         results.append(s)
+        changed += completed is not raw
         network_only.append(s if completed is raw else score(refine_alpha(raw, chosen), truth))
         mark = "" if completed is raw else " B"
         print(f"{path.name:40s} {s.mae:7.4f} {s.iou:7.4f} {s.boundary_f:7.4f}{mark}")
@@ -87,7 +89,6 @@ def run_evaluate(
     if not results:
         print("no image had a usable mask")
         return 1
-    changed = sum(a is not b for a, b in zip(results, network_only, strict=True))
     _mean_line(f"MEAN ({len(results)} images)", results)
     _mean_line(f"MEAN, backdrop off ({changed} changed)", network_only)
     if sheet_path is not None:

@@ -8,6 +8,7 @@ from PIL import Image, ImageDraw
 from unet_matting.engine.canvas import flatten
 
 TILE_HEIGHT = 180
+COLOURED_PAGE = (58, 120, 216)  # the blue page the docs' sheets put cut-outs on: see-through shows
 
 
 def checkerboard(height: int, width: int, square: int = 12) -> np.ndarray:
