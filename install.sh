@@ -9,7 +9,7 @@ SYSTEM_PYTHON="${SYSTEM_PYTHON:-/usr/bin/python3}"  # the service's venv is buil
 # libgs-common: real Adobe RGB ICC profiles for the colour tests; rabbitmq-server: the queue tests
 # start a private node of it on free loopback ports; iproute2: ss, to end that node's epmd
 APT_DEV=(python3-venv python3-dev gcc pkg-config libsystemd-dev openssh-server openssh-client rsync logrotate systemd
-         libgs-common rabbitmq-server iproute2)
+         libgs-common rabbitmq-server iproute2 chromium chromium-driver)
 
 say() { printf 'install.sh: %s\n' "$*"; }
 die() { say "error: $*" >&2; exit 1; }
@@ -28,6 +28,7 @@ System install options:
   --output DIR       web static directory for PNGs  (default /srv/unet-matting/output)
   --archive DIR      archived originals             (default /srv/unet-matting/archive)
   --failed DIR       quarantine                     (default /srv/unet-matting/failed)
+  --review DIR       cut-outs held for a person     (default /srv/unet-matting/review)
   --sftp-group NAME  group shared with the SFTP users (default sftpusers; created if missing)
   --torch SPEC       pip requirement for torch, e.g. a CUDA build on a GPU host
                      (default torch==2.13.0, the CPU build)
@@ -109,6 +110,7 @@ INCOMING=/srv/unet-matting/incoming
 OUTPUT=/srv/unet-matting/output
 ARCHIVE=/srv/unet-matting/archive
 FAILED=/srv/unet-matting/failed
+REVIEW=/srv/unet-matting/review
 SFTP_GROUP=sftpusers
 ROOT=""
 
@@ -152,6 +154,7 @@ render_config() {
         -e "s#output: ../var/output#output: $OUTPUT#" \
         -e "s#archive: ../var/archive#archive: $ARCHIVE#" \
         -e "s#failed: ../var/failed#failed: $FAILED#" \
+        -e "s#review: ../var/review#review: $REVIEW#" \
         -e "s#state: ../var/state#state: $STATE#" \
         -e "s#file: ../var/log/unet-matting.log#file: $LOGS/unet-matting.log#" \
         -e "s#console: true #console: false#" \
@@ -171,7 +174,7 @@ install_config() {  # never overwrite an edited config: the new default goes bes
 
 render_unit() {
     local paths
-    paths="$(printf '%s\n' "$INCOMING" "$OUTPUT" "$ARCHIVE" "$FAILED" | sort -u | tr '\n' ' ')"
+    paths="$(printf '%s\n' "$INCOMING" "$OUTPUT" "$ARCHIVE" "$FAILED" "$REVIEW" | sort -u | tr '\n' ' ')"
     sed -e "s#/opt/unet-matting/venv#$OPT/venv#g" -e "s#/etc/unet-matting/#$ETC/#g" \
         -e "s#^ReadWritePaths=.*#ReadWritePaths=${paths% }#" "$HERE/systemd/unet-matting.service"
 }
@@ -212,6 +215,7 @@ system_install() {
     dir "$OUTPUT" 0755 "$USER_NAME" "$USER_NAME"      # read by the web server
     dir "$ARCHIVE" 0750 "$USER_NAME" "$USER_NAME"
     dir "$FAILED" 0750 "$USER_NAME" "$USER_NAME"
+    dir "$REVIEW" 0750 "$USER_NAME" "$USER_NAME"      # not public until approved
     dir "$STATE" 0750 "$USER_NAME" "$USER_NAME"
     dir "$LOGS" 0750 "$USER_NAME" "$USER_NAME"
     install -d -m 0755 "$ROOT$OPT" "$ROOT$OPT/models" "$ROOT$ETC"
@@ -287,6 +291,7 @@ main() {
             --output) OUTPUT="${2:?}"; shift ;;
             --archive) ARCHIVE="${2:?}"; shift ;;
             --failed) FAILED="${2:?}"; shift ;;
+            --review) REVIEW="${2:?}"; shift ;;
             --sftp-group) SFTP_GROUP="${2:?}"; shift ;;
             --torch) TORCH_SPEC="${2:?}"; shift ;;
             --root) ROOT="$(realpath -m "${2:?}")"; shift ;;

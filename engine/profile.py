@@ -30,6 +30,9 @@ class Profile:
     side, or px), ``aspect`` (w, h) canvas or None, ``align`` center|bottom, ``max_size`` px (0 = off).
     Extra outputs: ``flat_background`` RGB for a JPEG on that colour (None = no JPEG),
     ``flat_quality``, ``write_mask`` (the bare matte as a greyscale PNG).
+    Review: ``review_below`` (0..1, 0 = off): a cut-out whose confidence score
+    (engine/confidence.py) is below it is held in ``paths.review`` for a person instead of
+    being published.
     """
 
     name: str
@@ -52,6 +55,7 @@ class Profile:
     flat_background: tuple[int, int, int] | None = None
     flat_quality: int = 90
     write_mask: bool = False
+    review_below: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -78,6 +82,7 @@ class Profile:
             (self.align in ALIGNMENTS, f"align must be one of {ALIGNMENTS}", self.align),
             (self.max_size >= 0, "max_size must be >= 0", self.max_size),
             (1 <= self.flat_quality <= 100, "flat_quality must be in 1..100", self.flat_quality),
+            (0.0 <= self.review_below <= 1.0, "review_below must be in [0, 1]", self.review_below),
         ]
         for ok, message, value in checks:
             if not ok:

@@ -15,6 +15,7 @@ from torch import nn
 from unet_matting.engine.backdrop import complete_matte
 from unet_matting.engine.blocks import fold_batchnorms
 from unet_matting.engine.catalogue import Preprocessing, defaults_for, entry_for_file
+from unet_matting.engine.confidence import CHECK_SIZE
 from unet_matting.engine.errors import GpuMemoryError, ModelError
 from unet_matting.engine.networks import ModelInfo, load_network
 from unet_matting.engine.onnx_runtime import OnnxRuntimeNetwork
@@ -152,6 +153,15 @@ class Session:
         session.batch_counts.clear()
         return session
 
+    @property
+    def check_size(self) -> int | None:
+        """The input side of the confidence score's second opinion (engine/confidence.py), or
+        None: the network's own size is no larger, or it takes one input size only."""
+        fixed = getattr(self.net, "fixed_size", None)
+        if self.input_size <= CHECK_SIZE or (fixed is not None and fixed != (CHECK_SIZE, CHECK_SIZE)):
+            return None
+        return CHECK_SIZE
+
     def memory(self) -> dict[str, int] | None:
         """GPU memory of this process in bytes (allocated now, reserved by the cache, peak
         allocated since start), or None on the CPU."""
@@ -173,13 +183,22 @@ class Session:
         """``alpha`` (this session's network matte of ``rgb``) completed per ``backdrop``."""
         return complete_matte(rgb, alpha, self.backdrop, see_through)
 
-    def predict_alpha(self, rgb: np.ndarray) -> np.ndarray:
-        """The network's alpha matte in [0, 1] (float32, HxW) for an HxWx3 uint8 RGB image."""
+    def predict_alpha(
+        self, rgb: np.ndarray, size: int | None = None, shape: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """The network's alpha matte in [0, 1] (float32, HxW) for an HxWx3 uint8 RGB image.
+
+        ``size``: the network's input side for this call (default: the session's ``input_size``;
+        a multiple of 32); ``shape``: the matte's (height, width) (default: the image's).
+        """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
-        height, width = rgb.shape[:2]
+        size = size or self.input_size
+        if size < 32 or size % 32:
+            raise ValueError(f"size must be a positive multiple of 32, got {size}")
+        height, width = shape or rgb.shape[:2]
         with torch.inference_mode():
-            request = _Request(self._preprocess(rgb))
+            request = _Request(self._preprocess(rgb, size))
             with self._queue_lock:
                 self._queue.append(request)
             while not request.done:
@@ -191,14 +210,17 @@ class Session:
             return self._upscale(request.probs, height, width)
 
     def _run_queued(self) -> None:
-        """Run up to ``max_batch`` queued inputs as one batch (caller holds ``_network``).
+        """Run up to ``max_batch`` queued inputs of the first one's size as one batch (caller
+        holds ``_network``).
 
         A batch that runs out of GPU memory is run again one input at a time; an input that
         does not fit alone fails with ``GpuMemoryError`` (its caller's job fails, the process
         and the other inputs carry on).
         """
         with self._queue_lock:
-            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            shape = self._queue[0].x.shape
+            batch = [r for r in self._queue if r.x.shape == shape][: self.max_batch]
+            self._queue = [r for r in self._queue if not any(r is b for b in batch)]
         try:
             try:
                 self._forward(batch)
@@ -244,24 +266,24 @@ class Session:
             alpha = F.interpolate(probs.cpu(), size=(height, width), mode="bilinear", align_corners=False)
         return alpha[0, 0].clamp_(0, 1).cpu().numpy()
 
-    def _preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+    def _preprocess(self, rgb: np.ndarray, size: int) -> torch.Tensor:
         """The network's input for one image: resized on the device (on the CPU when the GPU
         has no room for the full-size image), normalised, in the network's dtype."""
         if not rgb.flags.writeable or not rgb.flags.c_contiguous:  # torch.from_numpy: writable, positive strides
             rgb = np.array(rgb, order="C")  # a writable, contiguous copy
         image = torch.from_numpy(rgb)
         try:
-            x = self._resize(image.to(self.device))
+            x = _resize(image.to(self.device), size)
         except torch.OutOfMemoryError:
             release_cached_memory()
-            x = self._resize(image).to(self.device)
+            x = _resize(image, size).to(self.device)
         x = (x / 255.0 - self._mean) / self._std
         return x.to(dtype=self.dtype, memory_format=torch.channels_last)
 
-    def _resize(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.permute(2, 0, 1).unsqueeze(0).float()
-        size = (self.input_size, self.input_size)
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    x = image.permute(2, 0, 1).unsqueeze(0).float()
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def _oom_detail(exc: BaseException) -> str:

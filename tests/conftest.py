@@ -111,6 +111,17 @@ def save_print_model(path: Path) -> Path:
     return path
 
 
+def profiles_without_review(folder: Path) -> str:
+    """The shipped profiles with every ``review_below`` off: for tests of what a profile makes,
+    through a random model whose grey mattes the review queue would (rightly) hold."""
+    profiles = yaml.safe_load((REPO / "etc" / "profiles.yaml").read_text())
+    for values in profiles.values():
+        values.pop("review_below", None)
+    path = folder / "profiles-no-review.yaml"
+    path.write_text(yaml.safe_dump(profiles))
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised U²-Net-P checkpoint: the pipeline must not care which weights run."""
@@ -119,7 +130,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def config_dict(root: Path, model: Path, **sections: dict) -> dict:
     cfg = {
-        "paths": {k: str(root / k) for k in ("incoming", "output", "archive", "failed", "state")},
+        "paths": {k: str(root / k) for k in ("incoming", "output", "archive", "failed", "state", "review")},
         "logging": {"file": str(root / "log" / "unet-matting.log"), "level": "info", "console": False},
         "watcher": {
             "observer": "inotify",

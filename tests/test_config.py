@@ -114,6 +114,23 @@ def test_state_inside_another_path_is_refused(tmp_path: Path, tiny_model: Path) 
         load_config(write(tmp_path, data))
 
 
+def test_the_review_folder_is_apart_from_the_web_directory(tmp_path: Path, tiny_model: Path) -> None:
+    """Held cut-outs must not be public: paths.review inside (or equal to) paths.output is refused;
+    inside paths.state (private to the daemon) it may be, and that is where it goes when an older
+    config has no paths.review."""
+    data = config_dict(tmp_path, tiny_model)
+    data["paths"]["review"] = str(tmp_path / "output" / "review")
+    with pytest.raises(ConfigError, match=r"paths.review .* lies inside paths.output"):
+        load_config(write(tmp_path, data))
+    data["paths"]["review"] = data["paths"]["output"]
+    with pytest.raises(ConfigError, match="same directory"):
+        load_config(write(tmp_path, data))
+    del data["paths"]["review"]
+    assert load_config(write(tmp_path, data)).paths.review == tmp_path / "state" / "review"
+    data["paths"]["review"] = str(tmp_path / "state" / "held")
+    assert load_config(write(tmp_path, data)).paths.review == tmp_path / "state" / "held"
+
+
 def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
     """Unparseable YAML and an absent file are configuration errors with the path."""
     bad = tmp_path / "bad.yaml"

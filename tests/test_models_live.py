@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import DaemonProcess, save_tiny_model, wait_for
+from tests.conftest import DaemonProcess, profiles_without_review, save_tiny_model, wait_for
 from tests.images import jpeg_bytes, product_rgb, write
 
 
@@ -70,9 +70,14 @@ def test_broken_model_keeps_the_old_one(daemon, models_dir: Path) -> None:
     assert d.stop() == 0
 
 
-def test_ecom_product_outputs_through_the_daemon(daemon) -> None:
-    """ecom_product gives a square, trimmed PNG plus a white JPEG; incoming/id_photo/ uses id_photo."""
-    d: DaemonProcess = daemon(profile="ecom_product", profiles_by_folder={"id_photo": "id_photo"})
+def test_ecom_product_outputs_through_the_daemon(daemon, tmp_path: Path) -> None:
+    """ecom_product gives a square, trimmed PNG plus a white JPEG; incoming/id_photo/ uses id_photo.
+    (Review off: the tiny model's grey matte would be held; tests/test_review_flow.py holds it.)"""
+    d: DaemonProcess = daemon(
+        profile="ecom_product",
+        profiles_by_folder={"id_photo": "id_photo"},
+        profiles_file=profiles_without_review(tmp_path),
+    )
     write(d.path("incoming") / "shoe.jpg", jpeg_bytes(product_rgb(400, 300)))
     write(d.path("incoming") / "id_photo" / "anna.jpg", jpeg_bytes(product_rgb(300, 400)))
     wait_for(lambda: len(d.finished("done")) == 2)

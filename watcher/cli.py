@@ -76,7 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--input-size", type=int, help="network input side (default: engine.input_size)")
     evaluate.add_argument("--sheet", type=Path, help="write a contact sheet PNG here")
     _models_parser(sub)
+    _review_parser(sub)
     return parser
+
+
+def _review_parser(sub: argparse._SubParsersAction) -> None:
+    review = sub.add_parser("review", help="cut-outs held for a person: list, show, approve, reject, retry")
+    actions = review.add_subparsers(dest="action", required=True)
+    _command(actions, "list", "the held items, oldest first")
+    for name, text in (("show", "a held item's record"), ("approve", "publish held items into paths.output")):
+        _command(actions, name, text).add_argument("items", nargs="+", metavar="ITEM", help="id like shop-a/mug")
+    reject = _command(actions, "reject", "move held items to paths.failed ('rejected in review')")
+    reject.add_argument("items", nargs="+", metavar="ITEM")
+    reject.add_argument("--reason", default="", help="why, for the report beside it")
+    retry = _command(actions, "retry", "re-render from the archived original and hold the result again", engine=True)
+    retry.add_argument("items", nargs="+", metavar="ITEM")
 
 
 def _models_parser(sub: argparse._SubParsersAction) -> None:
@@ -124,6 +138,17 @@ def _run(args: argparse.Namespace) -> int:
         from unet_matting.watcher.commands.evaluate import run_evaluate
 
         return run_evaluate(args.config, args.images, args.masks, args.model, args.profile, args.sheet, args.input_size)
+    if args.command == "review":
+        from unet_matting.watcher.commands.review import run_review
+
+        return run_review(
+            args.config,
+            args.action,
+            getattr(args, "items", []),
+            getattr(args, "reason", ""),
+            getattr(args, "profile", None),
+            getattr(args, "model", None),
+        )
     from unet_matting.watcher.commands.check import run_check
 
     return run_check(args.config)

@@ -38,6 +38,7 @@ from unet_matting.watcher.processing.stats import Stats
 from unet_matting.watcher.prometheus import Metrics
 from unet_matting.watcher.reload import plan_reload
 from unet_matting.watcher.report import Report
+from unet_matting.watcher.review.queue import ReviewQueue
 from unet_matting.watcher.state import STATUS_INTERVAL_S, AttemptLog, InstanceLock, StatusFile, prepare_directories
 
 if TYPE_CHECKING:  # the HTTP side (FastAPI, uvicorn) and the queue (Celery) load only when configured
@@ -71,6 +72,7 @@ class Daemon:
             in_flight=self._in_flight,
             gpu_memory=self._gpu_memory,
             broker=self._queue_stats,
+            held=lambda: ReviewQueue.of(self.config.paths).count(),
         )
         self.retired = RetiredModels()  # swapped-out models whose GPU memory is not yet back
         self.models: ModelKeeper | None = None  # local matting only: the model that runs
@@ -96,7 +98,15 @@ class Daemon:
 
         self._access = access_for(cfg.http)
         self.batch = BatchTasks(cfg.paths.state, self.context, IgnoreRules(cfg.watcher.ignore_patterns), self.metrics)
-        self.http = serve(cfg.http, self.context, self.report.health, self.metrics, lambda: self._access, self.batch)
+        self.http = serve(
+            cfg.http,
+            self.context,
+            self.report.health,
+            self.metrics,
+            lambda: self._access,
+            self.batch,
+            lambda: ReviewQueue.of(self.config.paths, self.metrics.decided),
+        )
 
     def start(self) -> None:
         """Lock, directories, the HTTP side, the model (or the queue), then intake and workers."""
@@ -105,6 +115,8 @@ class Daemon:
         self.instance = InstanceLock(cfg.paths.state)
         self.instance.acquire()  # before touching any file, and before the model loads
         prepare_directories(cfg.paths)
+        if recovered := ReviewQueue.of(cfg.paths).recover():
+            log.info("review_decisions_finished", count=recovered)
         switcher = switcher_for(cfg.engine) if cfg.queue.broker_url is None else None
         model = startup_model(switcher) if switcher is not None else None  # before any socket opens
         if cfg.http.listen is not None:

@@ -29,3 +29,9 @@ class Deferred(JobError):
 
 class DeadJob(ImageError):
     """The queue workers died on this upload ``queue.max_deliveries`` times: it is quarantined."""
+
+
+def os_reason(error: OSError) -> str:
+    """An OS error as one sentence an operator can act on: what failed, on which file, errno."""
+    where = f" ({error.filename})" if error.filename else ""
+    return f"{error.strerror or str(error) or error.__class__.__name__}{where} (errno {error.errno})"

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the daemon: jobs by outcome and source, stage latencies, queue, model.
+"""Prometheus metrics of the daemon: jobs by outcome and source, stage latencies, queue, model,
+confidence scores and the review queue.
 
 One registry per daemon (tests run several in one process); ``/metrics`` renders it.
 """
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from unet_matting.engine.session import Session
     from unet_matting.watcher.remote.client import QueueStats
 
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -27,6 +29,7 @@ class Metrics:
         in_flight: Callable[[], float],
         gpu_memory: Callable[[], Mapping[str, int] | None] = lambda: None,
         broker: Callable[[], QueueStats | None] = lambda: None,
+        held: Callable[[], float] = lambda: 0,
     ) -> None:
         self.registry = CollectorRegistry()
         self.jobs = Counter(
@@ -61,6 +64,19 @@ class Metrics:
         Gauge(
             "unet_matting_in_flight", "Jobs being processed now (uploads and HTTP)", registry=self.registry
         ).set_function(in_flight)
+        Gauge("unet_matting_review_held", "Cut-outs held for review now", registry=self.registry).set_function(held)
+        self.decisions = Counter(
+            "unet_matting_review_decisions",
+            "Review decisions carried out, by kind (approve, reject, retry)",
+            ["decision"],
+            registry=self.registry,
+        )
+        self.confidence = Histogram(
+            "unet_matting_confidence",
+            "Confidence score of the cut-outs made (engine/confidence.py)",
+            buckets=CONFIDENCE_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(GpuMemoryCollector(gpu_memory))
         self.registry.register(BrokerCollector(broker))
 
@@ -73,6 +89,12 @@ class Metrics:
             self.stage_seconds.labels(stage).observe(ms / 1000)
         if outcome == "done":
             self.last_success.set(now)
+
+    def decided(self, decision: str) -> None:
+        self.decisions.labels(decision).inc()
+
+    def judged(self, score: float) -> None:
+        self.confidence.observe(score)
 
     def model_loaded(self, session: Session) -> None:
         self.model.info(

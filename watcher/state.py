@@ -102,8 +102,8 @@ class InstanceLock:
 
 def prepare_directories(paths: PathsConfig) -> None:
     """Create the service's directories and drop temp files a crash left in them."""
-    for directory in (paths.incoming, paths.output, paths.archive, paths.failed, paths.state):
+    for directory in (paths.incoming, paths.output, paths.archive, paths.failed, paths.state, paths.review):
         directory.mkdir(parents=True, exist_ok=True)
-    for directory in (paths.output, paths.archive, paths.failed, paths.state):
+    for directory in (paths.output, paths.archive, paths.failed, paths.state, paths.review):
         if removed := remove_stale_temps(directory):
             log.info("stale_temp_files_removed", directory=str(directory), count=removed)

@@ -29,6 +29,7 @@ from unet_matting.watcher.api.batches import BatchTasks
 from unet_matting.watcher.errors import ConfigError
 from unet_matting.watcher.processing.runner import JobContext
 from unet_matting.watcher.prometheus import Metrics
+from unet_matting.watcher.review.queue import ReviewQueue
 
 
 class HttpError(Exception):
@@ -44,6 +45,7 @@ class Access:
     token: str | None
     max_body_bytes: int
     batch_roots: tuple[Path, ...] = ()
+    reviewer_token: str | None = None  # reaches the review page's API only
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Service:
     access: Callable[[], Access]
     gate: Gate
     batch: BatchTasks | None
+    review: Callable[[], ReviewQueue] | None = None  # the held cut-outs (None: no review routes)
 
 
 def service(request: Request) -> Service:
@@ -154,18 +157,20 @@ def build_app(
     access: Callable[[], Access],
     max_pending: int,
     batch: BatchTasks | None = None,
+    review: Callable[[], ReviewQueue] | None = None,
 ) -> FastAPI:
     """The API; ``context`` is the daemon's current model + config (None while the model loads)."""
     from unet_matting.watcher.api.matting import matting_routes
+    from unet_matting.watcher.api.review import review_routes
     from unet_matting.watcher.api.tasks import task_routes
 
     app = FastAPI(title="unet-matting", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.service = Service(context, health, metrics, access, Gate(max_pending), batch)
+    app.state.service = Service(context, health, metrics, access, Gate(max_pending), batch, review)
     app.state.gate = app.state.service.gate
     app.add_exception_handler(HttpError, _http_error)
     app.add_exception_handler(StarletteHTTPException, _framework_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    for router in (health_routes, matting_routes, task_routes):
+    for router in (health_routes, matting_routes, task_routes, review_routes):
         app.include_router(router)
     return app
 

@@ -216,6 +216,8 @@ class BatchTasks(StoppableThread):
             rendered = ctx.render(read_source(path).data, profile, f"{task['id']}-{len(task['done'])}", str(rel))
             write_outputs(out, rel, rendered.files)
             task["done"].append(str(rel))
+            if (judged := rendered.confidence) is not None:  # the caller decides what to hold
+                task.setdefault("confidence", {})[str(rel)] = {"score": judged.score, "reasons": list(judged.reasons)}
             outcome = "done"
             if earlier is not None:  # dup.jpg then dup.png: the later one's cut-out stays
                 task.setdefault("replaced", {})[str(rel)] = earlier
@@ -259,6 +261,7 @@ class BatchTasks(StoppableThread):
             "failed": len(task["errors"]),
             "errors": task["errors"],
             "replaced": task.get("replaced", {}),
+            "confidence": task.get("confidence", {}),
             "elapsed_s": round(end - task["created"], 1),
         }
         if "error" in task:

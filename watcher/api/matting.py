@@ -129,6 +129,10 @@ async def _render(ctx: JobContext, profile: Profile, data: bytes) -> Rendered:
 
 def _reply(rendered: Rendered, ctx: JobContext, profile: str, as_json: bool, output: str) -> Response:
     headers = {"X-Model": rendered.model or ctx.model_label, "X-Profile": profile}
+    judged = rendered.confidence
+    if judged is not None:  # held or not: the caller decides itself
+        headers["X-Confidence"] = f"{judged.score:.4f}"
+        headers["X-Review-Reasons"] = "; ".join(judged.reasons)
     if as_json:
         body = {
             "png_base64": base64.b64encode(rendered.files[".png"]).decode(),
@@ -137,6 +141,8 @@ def _reply(rendered: Rendered, ctx: JobContext, profile: str, as_json: bool, out
             "model": rendered.model or ctx.model_label,
             "profile": profile,
         }
+        if judged is not None:
+            body |= {"confidence": judged.score, "reasons": list(judged.reasons)}
         if ".jpg" in rendered.files:
             body["jpg_base64"] = base64.b64encode(rendered.files[".jpg"]).decode()
         return JSONResponse(body, headers=headers)

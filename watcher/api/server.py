@@ -19,6 +19,7 @@ from unet_matting.watcher.config import HttpConfig
 from unet_matting.watcher.config.secrets import read_secret
 from unet_matting.watcher.processing.runner import JobContext
 from unet_matting.watcher.prometheus import Metrics
+from unet_matting.watcher.review.queue import ReviewQueue
 from unet_matting.watcher.threads import StoppableThread
 
 log = structlog.get_logger(__name__)
@@ -100,7 +101,8 @@ class HttpServer(StoppableThread):
 def access_for(http: HttpConfig) -> Access:
     """What HTTP requests are checked against; a token file others can read is refused."""
     token = read_secret(http.token_file, "http.token_file") if http.token_file else None
-    return Access(token, http.max_body_bytes, http.batch_roots)
+    reviewer = read_secret(http.reviewer_token_file, "http.reviewer_token_file") if http.reviewer_token_file else None
+    return Access(token, http.max_body_bytes, http.batch_roots, reviewer)
 
 
 def serve(
@@ -110,9 +112,10 @@ def serve(
     metrics: Metrics,
     access: Callable[[], Access],
     batch: BatchTasks,
+    review: Callable[[], ReviewQueue] | None = None,
 ) -> HttpServer:
     """The app on its own thread, listening (or a ``JobError`` saying why it cannot)."""
-    app = build_app(context, health, metrics, access, http.max_pending, batch)
+    app = build_app(context, health, metrics, access, http.max_pending, batch, review)
     server = HttpServer(app, *http.listen, http.request_timeout_s, http.max_connections)
     server.gate = app.state.gate
     server.start()

@@ -37,6 +37,7 @@ NEEDS = {
     "archive": os.W_OK | os.X_OK,
     "failed": os.W_OK | os.X_OK,
     "state": os.R_OK | os.W_OK | os.X_OK,
+    "review": os.R_OK | os.W_OK | os.X_OK,
 }
 _VERBS = ((os.R_OK, "listed"), (os.W_OK, "written"), (os.X_OK, "entered"))
 
@@ -185,9 +186,12 @@ def _shown(value: object) -> str:
 def token_problems(cfg: Config) -> list[str]:
     """The HTTP bearer token file must be readable by the service and by nobody else (``watch``
     refuses it otherwise)."""
-    path = cfg.http.token_file
-    problem = secret_file_problem(path, "http.token_file") if path is not None else None
-    return [problem] if problem else []
+    found = []
+    for key in ("token_file", "reviewer_token_file"):
+        path = getattr(cfg.http, key)
+        if path is not None and (problem := secret_file_problem(path, f"http.{key}")):
+            found.append(problem)
+    return found
 
 
 def queue_findings(cfg: Config) -> list[str]:

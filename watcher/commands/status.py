@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from unet_matting.watcher.config import load_config
+from unet_matting.watcher.review.queue import ReviewQueue
 from unet_matting.watcher.state import STATUS_FILE, STATUS_INTERVAL_S
 
 STALE_AFTER_S = 10 * STATUS_INTERVAL_S
@@ -60,6 +61,11 @@ def run_status(config_path: Path) -> int:
     print(
         f"quarantined files waiting for an operator: {len(failed)}"
         + (f" (newest: {failed[-1].relative_to(cfg.paths.failed)})" if failed else "")
+    )
+    held = ReviewQueue.of(cfg.paths).items()
+    print(
+        f"held for review: {len(held)}"
+        + (f" (oldest: {held[0].id}, score {held[0].record.get('score')}; unet-matting review list)" if held else "")
     )
     return 0 if running else 1
 

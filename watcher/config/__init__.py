@@ -29,6 +29,7 @@ class PathsConfig:
     archive: Path
     failed: Path
     state: Path
+    review: Path  # cut-outs held for a person; absent from older configs: <state>/review
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class HttpConfig:
 
     listen: tuple[str, int] | None = None
     token_file: Path | None = None
+    reviewer_token_file: Path | None = None  # a second token that reaches only the review page and its API
     max_body_bytes: int = 50_000_000
     max_pending: int = 16
     batch_roots: tuple[Path, ...] = ()  # folders batch requests may read from and write to
@@ -123,21 +125,24 @@ class Config:
 
 
 def _parse_paths(s: Section) -> PathsConfig:
-    cfg = PathsConfig(*(s.take(k, Path) for k in ("incoming", "output", "archive", "failed", "state")))
+    keys = ("incoming", "output", "archive", "failed", "state")
+    found = {k: s.take(k, Path) for k in keys}
+    review = s.take("review", Path, None)
     s.done()
-    named = [(name, getattr(cfg, name)) for name in ("incoming", "output", "archive", "failed", "state")]
+    cfg = PathsConfig(**found, review=review if review is not None else found["state"] / "review")
+    named = [*found.items(), ("review", cfg.review)]
     for i, (name_a, a) in enumerate(named):
         for name_b, b in named[i + 1 :]:
             if a == b:
                 raise ConfigError(
-                    f"paths.{name_a} and paths.{name_b} are the same directory ({a}); "
-                    "each of the five paths needs its own"
+                    f"paths.{name_a} and paths.{name_b} are the same directory ({a}); each path needs its own"
                 )
             for outer, inner, outer_name, inner_name in ((a, b, name_a, name_b), (b, a, name_b, name_a)):
+                if (outer_name, inner_name) == ("state", "review"):  # private to the daemon, as state is
+                    continue
                 if outer in inner.parents:
                     raise ConfigError(
-                        f"paths.{inner_name} ({inner}) lies inside paths.{outer_name} ({outer}); "
-                        "keep the five paths apart"
+                        f"paths.{inner_name} ({inner}) lies inside paths.{outer_name} ({outer}); keep the paths apart"
                     )
     return cfg
 
@@ -225,6 +230,7 @@ def _parse_http(s: Section) -> HttpConfig:
     cfg = HttpConfig(
         listen=address,
         token_file=s.take("token_file", Path, None),
+        reviewer_token_file=s.take("reviewer_token_file", Path, None),
         max_body_bytes=s.take("max_body_bytes", int, HttpConfig.max_body_bytes, at_least(1)),
         max_pending=s.take("max_pending", int, HttpConfig.max_pending, at_least(1)),
         batch_roots=tuple((s.base / Path(p)).resolve() for p in s.take("batch_roots", list, [], patterns)),

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from unet_matting.engine.canvas import flatten
+from unet_matting.engine.confidence import Confidence, confidence, working
 from unet_matting.engine.errors import ImageError
 from unet_matting.engine.postprocess import cutout
 from unet_matting.engine.profile import Profile
@@ -44,6 +45,7 @@ class Rendered:
     timings_ms: dict[str, float] = field(default_factory=dict)
     model: str = ""  # the model's label (file@hash)
     worker: str = ""  # the queue worker that made it ("" when made in this process)
+    confidence: Confidence | None = None  # how far to trust it (engine/confidence.py)
 
     @property
     def output_bytes(self) -> int:
@@ -88,6 +90,8 @@ def render(data: bytes, session: Session, profile: Profile, max_pixels: int, com
     lap("inference")
     alpha = session.complete(image.rgb, alpha, profile.see_through)
     lap("backdrop")
+    judged = judge(session, image.rgb, alpha)
+    lap("confidence")
     rgba = cutout(alpha, image.rgb, profile, image.alpha)
     lap("postprocess")
     files = {".png": encode_png(rgba, compress_level)}
@@ -97,4 +101,12 @@ def render(data: bytes, session: Session, profile: Profile, max_pixels: int, com
         files[".mask.png"] = encode_png(np.ascontiguousarray(rgba[..., 3]), compress_level)
     lap("encode")
     width, height = image.size
-    return Rendered(files, width, height, len(data), timings, session.info.label)
+    return Rendered(files, width, height, len(data), timings, session.info.label, confidence=judged)
+
+
+def judge(session: Session, rgb: np.ndarray, alpha: np.ndarray) -> Confidence:
+    """The confidence of the matte ``alpha`` of ``rgb``, with the network's second opinion at
+    its check size when it has one."""
+    size = session.check_size
+    check = None if size is None else session.predict_alpha(rgb, size, working(alpha).shape)
+    return confidence(alpha, check)

@@ -24,14 +24,15 @@ import structlog
 from unet_matting.engine.errors import ImageError, ImageIncomplete, JobError
 from unet_matting.engine.profile import Profile
 from unet_matting.watcher.config import Config
-from unet_matting.watcher.errors import Deferred
+from unet_matting.watcher.errors import Deferred, os_reason
 from unet_matting.watcher.intake.completion import Signature
 from unet_matting.watcher.intake.jobs import Job, JobQueue
 from unet_matting.watcher.processing.matting import Matting
 from unet_matting.watcher.processing.output import earlier_source, move_durably, output_path, quarantine, write_outputs
-from unet_matting.watcher.processing.pipeline import Rendered, read_source
+from unet_matting.watcher.processing.pipeline import Rendered, Source, read_source
 from unet_matting.watcher.processing.stats import Stats
 from unet_matting.watcher.prometheus import Metrics
+from unet_matting.watcher.review.queue import ReviewQueue, item_id, record_for
 from unet_matting.watcher.state import AttemptLog
 from unet_matting.watcher.threads import StoppableThread
 
@@ -122,6 +123,8 @@ class JobRunner:
         structlog.contextvars.unbind_contextvars("job_id")
         if self._metrics is not None:
             self._metrics.finished(outcome.name, "upload", seconds, outcome.fields.get("stages_ms"), time.time())
+            if "confidence" in outcome.fields:
+                self._metrics.judged(outcome.fields["confidence"])
         self._stats.record(job.relative, outcome.name)
         return outcome.name
 
@@ -162,27 +165,47 @@ class JobRunner:
                 self._recheck(job.path, self._clock() + e.retry_s)
             return Outcome("deferred", {"error": str(e)})
         try:
+            if held(profile, rendered):
+                return self._hold(job, cfg, source, rendered, profile)
             return self._publish(job, cfg, source.signature, rendered)
         finally:  # a full or read-only disk is not the upload's fault: no crash to count against it
             self._attempts.end(key)
 
     def _publish(self, job: Job, cfg: Config, decoded: Signature, rendered: Rendered) -> Outcome:
-        """Outputs into place, then the original to the archive; the outcome with what was made."""
+        """Outputs into place, then the original to the archive; the outcome with what was made.
+        A held cut-out of the same stem is stale then and goes (approving it would undo this)."""
         replaced = replacement(cfg, job)
         targets = write_outputs(cfg.paths.output, job.relative, rendered.files)
+        if ReviewQueue.of(cfg.paths).discard(job.relative):
+            replaced["replaced_held"] = item_id(job.relative)
         outcome = self._archive(job, cfg, decoded)
         self._forget_failure(job.path)
-        remote = {"model": rendered.model, "worker": rendered.worker} if rendered.worker else {}
         return outcome.adding(
+            **made(rendered), **replaced, held=False, output=str(targets[-1].relative_to(cfg.paths.output))
+        )
+
+    def _hold(self, job: Job, cfg: Config, source: Source, rendered: Rendered, profile: Profile) -> Outcome:
+        """The set into the review folder (record last), then the original to the archive."""
+        judged = rendered.confidence
+        assert judged is not None
+        queue = ReviewQueue.of(cfg.paths, self._metrics.decided if self._metrics is not None else None)
+        record = record_for(
+            judged.score,
+            judged.reasons,
+            job.relative.name,
+            hashlib.sha256(source.data).hexdigest(),
+            rendered.model,
+            profile.name,
+            signals=judged.signals,
             width=rendered.width,
             height=rendered.height,
-            input_bytes=rendered.input_bytes,
-            output_bytes=rendered.output_bytes,
-            stages_ms=rendered.timings_ms,
-            **replaced,
-            output=str(targets[-1].relative_to(cfg.paths.output)),
-            **remote,
         )
+        item = queue.hold(job.relative, rendered.files, record)
+        outcome = self._archive(job, cfg, source.signature)
+        if "archived_as" in outcome.fields:
+            queue.note(item.id, archived_as=outcome.fields["archived_as"])
+        self._forget_failure(job.path)
+        return outcome.adding(**made(rendered), held=True, review=item.id)
 
     def _archive(self, job: Job, cfg: Config, decoded: Signature) -> Outcome:
         try:
@@ -231,10 +254,24 @@ class JobRunner:
             self._first_failure.pop(path, None)
 
 
-def os_reason(error: OSError) -> str:
-    """An OS error as one sentence an operator can act on: what failed, on which file, errno."""
-    where = f" ({error.filename})" if error.filename else ""
-    return f"{error.strerror or str(error) or error.__class__.__name__}{where} (errno {error.errno})"
+def held(profile: Profile, rendered: Rendered) -> bool:
+    """Whether a cut-out goes to review: the profile asks for it and the score is below its line."""
+    judged = rendered.confidence
+    return profile.review_below > 0 and judged is not None and judged.score < profile.review_below
+
+
+def made(rendered: Rendered) -> dict[str, Any]:
+    """What the ``job_finished`` line says of a cut-out, held or published."""
+    judged = rendered.confidence
+    return {
+        "width": rendered.width,
+        "height": rendered.height,
+        "input_bytes": rendered.input_bytes,
+        "output_bytes": rendered.output_bytes,
+        "stages_ms": rendered.timings_ms,
+        **({} if judged is None else {"confidence": judged.score, "reasons": list(judged.reasons)}),
+        **({"model": rendered.model, "worker": rendered.worker} if rendered.worker else {}),
+    }
 
 
 def replacement(cfg: Config, job: Job) -> dict[str, str]:

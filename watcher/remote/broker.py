@@ -137,8 +137,10 @@ def answer_ok(
     timings_ms: dict[str, float],
     model: str,
     worker: str,
+    confidence: dict | None = None,
 ) -> dict:
     return {
+        "confidence": confidence,
         "job": job,
         "ok": True,
         "files": files,

@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from kombu import Connection, Consumer
 
+from unet_matting.engine.confidence import Confidence
 from unet_matting.engine.errors import ImageError, ImageIncomplete, ImageTooLarge, JobError, NoProduct
 from unet_matting.engine.profile import Profile
 from unet_matting.watcher.config import QueueConfig
@@ -180,6 +181,13 @@ class RemoteMatting:
         return ["no queue worker is connected"] if broker.workers == 0 else []
 
 
+def _confidence(raw: Any) -> Confidence | None:
+    """A worker's confidence (None from a worker that predates the score)."""
+    if not isinstance(raw, dict):
+        return None
+    return Confidence(float(raw["score"]), tuple(raw.get("reasons") or ()), dict(raw.get("signals") or {}))
+
+
 def _rendered(answer: dict[str, Any] | None) -> Rendered:
     if answer is None:
         raise JobError("an empty answer from the queue")
@@ -192,6 +200,7 @@ def _rendered(answer: dict[str, Any] | None) -> Rendered:
             dict(answer.get("timings_ms") or {}),
             model=answer.get("model", ""),
             worker=answer.get("worker", ""),
+            confidence=_confidence(answer.get("confidence")),
         )
     kind, reason = answer.get("kind"), str(answer.get("reason", "no reason given"))
     error = {

@@ -14,6 +14,7 @@ worker. Every log line of a job carries ``job_id`` (the same id as on the watche
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -88,6 +89,7 @@ def answer_for(job: dict[str, Any], holder: ModelKeeper, worker: str) -> tuple[d
         rendered.timings_ms,
         label,
         worker,
+        None if rendered.confidence is None else dataclasses.asdict(rendered.confidence),
     ), "done"
 
 
