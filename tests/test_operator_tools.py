@@ -129,7 +129,7 @@ def test_check_reports_a_directory_the_service_account_cannot_list(tiny_model: P
     root.chmod(0o755)
     (root / "cfg.yaml").write_text(yaml.safe_dump(config_dict(root, tiny_model, logging={"file": None})))
     cfg = load_config(root / "cfg.yaml")
-    for key in ("incoming", "output", "archive", "failed", "state"):
+    for key in ("incoming", "output", "archive", "failed", "state", "review"):
         getattr(cfg.paths, key).mkdir(parents=True, exist_ok=True)
         os.chown(getattr(cfg.paths, key), nobody.pw_uid, nobody.pw_gid)
     os.chmod(cfg.paths.incoming, 0o300)
