@@ -21,6 +21,7 @@ rows per model and size: the network's matte (`backdrop off`) and the matte the 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Iterator
@@ -99,6 +100,7 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", help="only these sets (default: all)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--flip-tta", action="store_true", help="engine.flip_tta: average with the mirrored photo")
+    ap.add_argument("--precisions", nargs="+", default=["fp32"], help="engine.precision values, one row each")
     args = ap.parse_args()
 
     sets: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"golden": list(golden())}
@@ -113,32 +115,29 @@ def main() -> None:
     if args.sets:
         sets = {k: v for k, v in sets.items() if k in args.sets}
     print(
-        "| model | input | backdrop | "
+        "| model | input | precision | backdrop | "
         + " | ".join(f"{n} ({len(v)}) MAE / IoU / BF" for n, v in sets.items())
         + " | CPU s / 2 MP |"
     )
-    print("|---|---|---|" + "---|" * (len(sets) + 1))
-    for model in args.model:
-        for size in args.sizes:
-            session = Session.load(EngineSettings(model, "cpu", args.threads, size, flip_tta=args.flip_tta))
-            cells: dict[str, list[str]] = {"off": [], "auto": []}
-            for pairs in sets.values():
-                raw = [(rgb, session.predict_alpha(rgb), mask) for rgb, mask in pairs]
-                for mode in cells:
-                    scores = [score(complete_matte(rgb, alpha, mode), mask) for rgb, alpha, mask in raw]
-                    cells[mode].append(
-                        " / ".join(
-                            f"{np.mean([getattr(s, f) for s in scores]):.3f}" for f in ("mae", "iou", "boundary_f")
-                        )
-                    )
-            seconds = seconds_per_2mp(session)
-            for mode, row in cells.items():
-                print(
-                    f"| {model.name}{' +flip' if args.flip_tta else ''} | {session.input_size} | {mode} | "
-                    + " | ".join(row)
-                    + f" | {seconds:.2f} |",
-                    flush=True,
+    print("|---|---|---|---|" + "---|" * (len(sets) + 1))
+    for model, size, precision in itertools.product(args.model, args.sizes, args.precisions):
+        settings = EngineSettings(model, "cpu", args.threads, size, flip_tta=args.flip_tta, precision=precision)
+        session = Session.load(settings)
+        cells: dict[str, list[str]] = {"off": [], "auto": []}
+        for pairs in sets.values():
+            raw = [(rgb, session.predict_alpha(rgb), mask) for rgb, mask in pairs]
+            for mode in cells:
+                scores = [score(complete_matte(rgb, alpha, mode), mask) for rgb, alpha, mask in raw]
+                cells[mode].append(
+                    " / ".join(f"{np.mean([getattr(s, f) for s in scores]):.4f}" for f in ("mae", "iou", "boundary_f"))
                 )
+        seconds = seconds_per_2mp(session)
+        for mode, row in cells.items():
+            print(
+                f"| {model.name}{' +flip' if args.flip_tta else ''} | {session.input_size} | "
+                f"{session.precision} | {mode} | " + " | ".join(row) + f" | {seconds:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from collections import Counter
@@ -19,6 +20,7 @@ from unet_matting.engine.confidence import CHECK_SIZE
 from unet_matting.engine.errors import GpuMemoryError, ModelError
 from unet_matting.engine.networks import ModelInfo, load_network
 from unet_matting.engine.onnx_runtime import OnnxRuntimeNetwork
+from unet_matting.engine.precision import Check, agreement, autocast, resolve, test_image, weights_dtype
 from unet_matting.engine.settings import EngineSettings
 
 
@@ -88,6 +90,7 @@ class Session:
         preprocessing: Preprocessing | None = None,
         flip_tta: bool = False,
         backdrop: str = "auto",
+        precision: str | None = None,
     ):
         if input_size < 32 or input_size % 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
@@ -101,12 +104,14 @@ class Session:
         self.preprocessing = preprocessing or defaults_for(info.arch)
         self.flip_tta = flip_tta
         self.backdrop = backdrop
-        if isinstance(net, nn.Module):
-            self.dtype = torch.float16 if device.type == "cuda" else torch.float32
+        if isinstance(net, nn.Module):  # precision None: fp16 on CUDA, fp32 on the CPU (no check)
+            self.precision = precision or ("fp16" if device.type == "cuda" else "fp32")
+            self.dtype = weights_dtype(self.precision)
             self.net = fold_batchnorms(net).to(device=device, dtype=self.dtype, memory_format=torch.channels_last)
         else:  # onnxruntime runs on the CPU in float32
-            self.dtype, self.device = torch.float32, torch.device("cpu")
+            self.precision, self.dtype, self.device = "fp32", torch.float32, torch.device("cpu")
             self.net = net
+        self.precision_check: Check | None = None  # the load's proof of a format other than fp32
         self._logits = isinstance(net, nn.Module) or self.preprocessing.output == "logits"
         self._mean = torch.tensor(self.preprocessing.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(self.preprocessing.std, device=self.device).view(1, 3, 1, 1)
@@ -132,6 +137,10 @@ class Session:
             index = device.index if device.index is not None else torch.cuda.current_device()
             torch.cuda.set_per_process_memory_fraction(settings.gpu_memory_fraction, index)
         size = settings.input_size or preprocessing.size_on(device.type)
+        try:
+            wanted = resolve(settings.precision, device, isinstance(net, nn.Module))
+        except ValueError as e:
+            raise ModelError(str(e)) from None
         session = cls(
             net,
             info,
@@ -142,6 +151,7 @@ class Session:
             preprocessing,
             settings.flip_tta,
             settings.backdrop,
+            "fp32",  # the reference; the wanted format is checked against it below
         )
         try:
             session.predict_alpha(np.zeros((size, size, 3), np.uint8))
@@ -150,8 +160,23 @@ class Session:
                 f"{settings.model.name} does not fit in the GPU memory this process may use "
                 f"(engine.gpu_memory_fraction {settings.gpu_memory_fraction:g}): {e}"
             ) from None
+        if wanted != "fp32":
+            session._switch_precision(wanted)
         session.batch_counts.clear()
         return session
+
+    def _switch_precision(self, wanted: str) -> None:
+        """Run in ``wanted`` if its matte of the test image agrees with fp32's (``precision_check``)."""
+        image = test_image(self.input_size)
+        reference = self.predict_alpha(image)
+        fp32_net = copy.deepcopy(self.net) if wanted == "fp16" else None  # fp16 changes the weights
+        self.precision, self.dtype = wanted, weights_dtype(wanted)
+        self.net = self.net.to(dtype=self.dtype)
+        check = agreement(wanted, reference, self.predict_alpha(image))
+        if not check.passed:
+            self.precision, self.dtype = "fp32", torch.float32
+            self.net = fp32_net if fp32_net is not None else self.net
+        self.precision_check = check
 
     @property
     def check_size(self) -> int | None:
@@ -191,14 +216,28 @@ class Session:
         ``size``: the network's input side for this call (default: the session's ``input_size``;
         a multiple of 32); ``shape``: the matte's (height, width) (default: the image's).
         """
+        height, width = shape or rgb.shape[:2]
+        return self.predict_prepared(self.prepare(rgb), height, width, size)
+
+    def prepare(self, rgb: np.ndarray) -> torch.Tensor:
+        """The network's input for an HxWx3 uint8 RGB image at ``input_size``; one photo's
+        passes at several sizes start from it (``predict_prepared``), resized once from the photo."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
+        with torch.inference_mode():
+            return self._preprocess(rgb, self.input_size)
+
+    def predict_prepared(self, x: torch.Tensor, height: int, width: int, size: int | None = None) -> np.ndarray:
+        """The matte (``height`` x ``width``) of a ``prepare``d input, the network run at ``size``
+        (default: the input's own; a smaller one is resized from it)."""
         size = size or self.input_size
         if size < 32 or size % 32:
             raise ValueError(f"size must be a positive multiple of 32, got {size}")
-        height, width = shape or rgb.shape[:2]
         with torch.inference_mode():
-            request = _Request(self._preprocess(rgb, size))
+            if size != x.shape[-1]:  # normalising is per channel and affine: it commutes with resizing
+                x = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+                x = x.to(dtype=self.dtype, memory_format=torch.channels_last)
+            request = _Request(x)
             with self._queue_lock:
                 self._queue.append(request)
             while not request.done:
@@ -244,7 +283,8 @@ class Session:
         x = torch.cat([r.x for r in batch]).contiguous(memory_format=torch.channels_last)
         if self.flip_tta:
             x = torch.cat([x, x.flip(3)])
-        out = self.net(x)[0].float()
+        with autocast(self.precision, self.device):
+            out = self.net(x)[0].float()
         probs = torch.sigmoid(out) if self._logits else out
         if self.flip_tta:
             probs = (probs[: len(batch)] + probs[len(batch) :].flip(3)) / 2

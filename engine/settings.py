@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BACKDROP_MODES = ("auto", "off")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class EngineSettings:
     max_batch: int = 4  # images of concurrent callers run through the network together
     flip_tta: bool = False  # also run the mirrored image and average: 2x the network time
     backdrop: str = "auto"  # auto: a studio backdrop completes the network's matte (engine/backdrop.py); off
+    precision: str = "auto"  # auto: fp16 on CUDA, bf16 on a CPU with bf16 units, else fp32 (engine/precision.py)
 
 
 DEFAULTS = EngineSettings()

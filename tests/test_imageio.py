@@ -127,3 +127,29 @@ def test_png_round_trip() -> None:
     rgba = np.random.default_rng(1).integers(0, 255, (7, 9, 4), dtype=np.uint8)
     back = np.asarray(Image.open(io.BytesIO(encode_png(rgba, 1))))
     np.testing.assert_array_equal(back, rgba)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 4), (37, 53, 4), (40, 31, 3), (29, 64), (300, 200, 4)])
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_png_is_a_standard_png_with_the_same_pixels_as_pillows(shape: tuple[int, ...], level: int) -> None:
+    """The libdeflate encoder writes a PNG every decoder reads (Pillow's verify checks the chunk
+    CRCs), with exactly the pixels Pillow's own encoder would store, greyscale, RGB and RGBA."""
+    pixels = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    pixels[: shape[0] // 2] //= 16  # some structure: runs that compress
+    data = encode_png(pixels, level)
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    Image.open(io.BytesIO(data)).verify()
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.mode == ("L" if len(shape) == 2 else {3: "RGB", 4: "RGBA"}[shape[2]])
+        assert im.size == (shape[1], shape[0])
+        np.testing.assert_array_equal(np.asarray(im), pixels)
+    pillow = io.BytesIO()
+    Image.fromarray(pixels).save(pillow, "PNG", compress_level=level)
+    np.testing.assert_array_equal(np.asarray(Image.open(pillow)), pixels)
+
+
+def test_png_refuses_what_it_cannot_write() -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        encode_png(np.zeros((0, 5, 4), np.uint8), 1)
+    with pytest.raises(ValueError, match="uint8"):
+        encode_png(np.zeros((5, 5, 4), np.float32), 1)

@@ -106,3 +106,15 @@ def test_a_matte_with_nothing_half_opaque_is_no_product() -> None:
     alpha = np.zeros((40, 40), np.float32)
     alpha[10:20, 10:20] = 0.9
     assert cutout(alpha, rgb, Profile("default"))[..., 3].max() == 230
+
+
+def test_flatten_on_a_colour_gives_the_float_formula_for_every_alpha_and_value() -> None:
+    """The table lookup of canvas.flatten is exact: the same pixels as the arithmetic it replaced."""
+    from unet_matting.engine.canvas import flatten
+
+    a, v = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    rgba = np.stack([v, np.flip(v, 1), v, a], -1).astype(np.uint8)
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    for colour in ((255, 255, 255), (0, 0, 0), (58, 120, 216)):
+        expected = np.rint(rgba[..., :3] * alpha + np.asarray(colour, np.float32) * (1 - alpha)).astype(np.uint8)
+        assert np.array_equal(flatten(rgba, colour), expected)

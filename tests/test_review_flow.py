@@ -30,6 +30,7 @@ def test_a_doubtful_cut_out_is_held_survives_a_restart_and_is_published_on_appro
     assert line["held"] is True and line["review"] == "shop-a/mug"
     assert line["confidence"] < 0.5 and "large unsure region" in line["reasons"]
     assert "confidence" in line["stages_ms"]
+    assert d.events("model_loaded")[0]["precision"] in ("fp32", "bf16")  # engine.precision auto on a CPU
     held = d.path("review") / "shop-a"
     record = json.loads((held / "mug.review.json").read_text())
     assert record["score"] == line["confidence"] and record["profile"] == "ecom_product"

@@ -30,7 +30,7 @@ from unet_matting.watcher.intake.jobs import JobQueue
 from unet_matting.watcher.intake.observer import HintHandler, OverflowHook
 from unet_matting.watcher.intake.watching import IncomingWatch
 from unet_matting.watcher.models.active import ModelSwitcher, RetiredModels, load_session
-from unet_matting.watcher.models.keeper import ModelKeeper, startup_model, switcher_for
+from unet_matting.watcher.models.keeper import ModelKeeper, log_precision_check, startup_model, switcher_for
 from unet_matting.watcher.notify import Notifier, watchdog_interval_s
 from unet_matting.watcher.processing.matting import LocalMatting, Matting, in_mb
 from unet_matting.watcher.processing.runner import JobContext, JobRunner, Worker
@@ -191,7 +191,9 @@ class Daemon:
             device=str(session.device),
             input_size=session.input_size,
             max_batch=session.max_batch,
+            precision=session.precision,
         )
+        log_precision_check(session)
         self.metrics.model_loaded(session)
 
     def run(self) -> int:

@@ -103,6 +103,7 @@ class Metrics:
                 "arch": session.info.arch,
                 "device": str(session.device),
                 "input_size": str(session.input_size),
+                "precision": session.precision,
             }
         )
 

@@ -112,6 +112,7 @@ def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
     from unet_matting.engine.session import open_model, resolve_device
 
     problems, notes = [], []
+    device = None
     try:
         device = resolve_device(cfg.engine.settings.device)
         notes.append(f"note: device {device.type}" + (f" ({_gpu_name()})" if device.type == "cuda" else ""))
@@ -121,6 +122,8 @@ def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
         path = active_model(cfg.engine.models_dir, cfg.engine.settings.model)
         _, info, _ = open_model(path, cfg.engine.settings.threads)
         notes.append(f"note: model {info.label} ({info.arch})")
+        if device is not None:
+            notes.append(precision_note(cfg.engine.settings.precision, device, path))
         if path.resolve() == SHIPPED_MODEL.resolve():
             notes.append(
                 "warning: only the small fallback model is installed; cut-outs of real photos "
@@ -129,6 +132,21 @@ def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
     except ModelError as e:
         problems.append(f"engine.model: {e}")
     return problems, notes
+
+
+def precision_note(choice: str, device, path) -> str:
+    """What ``engine.precision`` means here (the load then checks it against fp32)."""
+    from unet_matting.engine.catalogue import entry_for_file
+    from unet_matting.engine.precision import resolve
+
+    entry = entry_for_file(path)
+    in_torch = entry is None or entry.backend != "onnxruntime"
+    try:
+        resolved = resolve(choice, device, in_torch)
+    except ValueError as e:
+        return f"warning: {e}"
+    checked = "; the load compares it with fp32 on a test image" if resolved != "fp32" else ""
+    return f"note: precision {resolved} (engine.precision {choice}{checked})"
 
 
 def _gpu_name() -> str:

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from unet_matting.engine.profile import Profile
-from unet_matting.engine.settings import BACKDROP_MODES, DEFAULTS, EngineSettings
+from unet_matting.engine.settings import BACKDROP_MODES, DEFAULTS, PRECISIONS, EngineSettings
 from unet_matting.watcher.config.profiles import lookup_profile, parse_profiles
 from unet_matting.watcher.config.yaml_sections import Section, at_least, one_of, patterns, positive, read_yaml
 from unet_matting.watcher.errors import ConfigError
@@ -198,6 +198,7 @@ def _parse_engine(s: Section) -> EngineConfig:
         max_batch=s.take("max_batch", int, DEFAULTS.max_batch, at_least(1)),
         flip_tta=s.take("flip_tta", bool, DEFAULTS.flip_tta),
         backdrop=s.take("backdrop", str, DEFAULTS.backdrop, one_of(*BACKDROP_MODES)),
+        precision=s.take("precision", str, DEFAULTS.precision, one_of(*PRECISIONS)),
     )
     cfg = EngineConfig(
         settings=settings,

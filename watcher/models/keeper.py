@@ -67,7 +67,8 @@ class ModelKeeper:
         if ready is None:
             return None
         previous, self.session = self.session, ready
-        log.info("model_switched", model=ready.info.label, previous=previous.info.label)
+        log.info("model_switched", model=ready.info.label, previous=previous.info.label, precision=ready.precision)
+        log_precision_check(ready)
         return Switched(ready, previous)
 
     def _finish_reload(self, switcher: ModelSwitcher, engine: EngineConfig) -> Switched | None:
@@ -80,7 +81,8 @@ class ModelKeeper:
             return None
         self.switcher = switcher
         previous, self.session = self.session, ready
-        log.info("model_switched", model=ready.info.label, reason="reload")
+        log.info("model_switched", model=ready.info.label, reason="reload", precision=ready.precision)
+        log_precision_check(ready)
         return Switched(ready, previous, engine)
 
     def join(self) -> None:
@@ -88,6 +90,31 @@ class ModelKeeper:
         self.switcher.join()
         if self._reload is not None:
             self._reload[0].join()
+
+
+def log_precision_check(session: Session, **fields: object) -> None:
+    """The load's comparison of the chosen precision with fp32 (engine/precision.py): info when it
+    held, a warning when the session fell back to fp32."""
+    check = session.precision_check
+    if check is None:
+        return
+    figures = {
+        "wanted": check.wanted,
+        "used": check.used,
+        "max_difference": round(check.max_difference, 4),
+        "mean_difference": round(check.mean_difference, 5),
+        "flipped": round(check.flipped, 5),
+        **fields,
+    }
+    if check.passed:
+        log.info("precision_checked", model=session.info.label, **figures)
+    else:
+        log.warning(
+            "precision_fallback",
+            model=session.info.label,
+            reason=f"{check.wanted} differs from fp32 by more than the tolerance on the test image; running fp32",
+            **figures,
+        )
 
 
 def switcher_for(engine: EngineConfig) -> ModelSwitcher:

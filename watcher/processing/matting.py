@@ -84,7 +84,10 @@ class LocalMatting:
         return self.session.memory()
 
     def status(self) -> dict:
-        status: dict = {"batches": {str(size): n for size, n in sorted(self.session.batch_counts.items())}}
+        status: dict = {
+            "precision": self.session.precision,
+            "batches": {str(size): n for size, n in sorted(self.session.batch_counts.items())},
+        }
         if memory := self.memory():
             status["gpu_memory_mb"] = in_mb(memory)
         return status

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from unet_matting.engine.canvas import flatten
-from unet_matting.engine.confidence import Confidence, confidence, working
+from unet_matting.engine.confidence import Confidence, score, signals, working
 from unet_matting.engine.errors import ImageError
 from unet_matting.engine.postprocess import cutout
 from unet_matting.engine.profile import Profile
@@ -86,11 +86,16 @@ def render(data: bytes, session: Session, profile: Profile, max_pixels: int, com
 
     image = decode(data, max_pixels)
     lap("decode")
-    alpha = session.predict_alpha(image.rgb)
+    prepared = session.prepare(image.rgb)  # the photo resized once for both passes
+    alpha = session.predict_prepared(prepared, *image.rgb.shape[:2])
     lap("inference")
     alpha = session.complete(image.rgb, alpha, profile.see_through)
     lap("backdrop")
-    judged = judge(session, image.rgb, alpha)
+    small = working(alpha)
+    size = session.check_size
+    check = None if size is None else session.predict_prepared(prepared, *small.shape, size=size)
+    lap("check")  # the confidence score's second opinion: a forward pass at the check size
+    judged = score(signals(small, check))
     lap("confidence")
     rgba = cutout(alpha, image.rgb, profile, image.alpha)
     lap("postprocess")
@@ -102,11 +107,3 @@ def render(data: bytes, session: Session, profile: Profile, max_pixels: int, com
     lap("encode")
     width, height = image.size
     return Rendered(files, width, height, len(data), timings, session.info.label, confidence=judged)
-
-
-def judge(session: Session, rgb: np.ndarray, alpha: np.ndarray) -> Confidence:
-    """The confidence of the matte ``alpha`` of ``rgb``, with the network's second opinion at
-    its check size when it has one."""
-    size = session.check_size
-    check = None if size is None else session.predict_alpha(rgb, size, working(alpha).shape)
-    return confidence(alpha, check)

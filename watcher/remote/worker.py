@@ -29,7 +29,7 @@ from unet_matting.watcher import __version__, logs
 from unet_matting.watcher.config import Config, QueueConfig, load_config
 from unet_matting.watcher.errors import ConfigError
 from unet_matting.watcher.models.active import load_session
-from unet_matting.watcher.models.keeper import ModelKeeper, switcher_for
+from unet_matting.watcher.models.keeper import ModelKeeper, log_precision_check, switcher_for
 from unet_matting.watcher.notify import Notifier, watchdog_interval_s
 from unet_matting.watcher.processing.pipeline import render
 from unet_matting.watcher.remote.broker import (
@@ -167,7 +167,9 @@ def run_worker(config_path: Path, name: str | None, threads: int | None) -> int:
         model=session.info.label,
         device=str(session.device),
         input_size=session.input_size,
+        precision=session.precision,
     )
+    log_precision_check(session, worker=worker)
     app = build_worker_app(cfg.queue, holder, worker)
     declare_dead_letters(app, cfg.queue)
     threads = threads or cfg.queue.worker_threads
