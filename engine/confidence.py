@@ -14,9 +14,10 @@ scale (``WORK_SIDE``), so the cost does not grow with the photo:
 
 They are combined by a logistic model (``WEIGHTS``) fitted with ``bench/gate.py --fit`` on the
 shared eval sets and the drawn packshots (cut-outs with IoU < 0.8 against those with IoU >= 0.9,
-classes weighted equally), so the score is the model's probability that the cut-out is right
-and 0.5 is its natural boundary. Two cases need no fitting and cap the score: an almost empty
-matte, and a second object of the largest's size.
+classes weighted equally), so the score is the model's probability that the cut-out is right;
+``ecom_product``'s ``review_below`` (0.55) was chosen by cross-validation there. Two cases
+need no fitting and cap the score: an almost empty matte, and a second object of the largest's
+size.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ CAP = 0.25  # the score of a cut-out one of the two rules above calls doubtful
 
 # logistic model of "the cut-out is wrong": intercept, then (mean, spread, weight) per signal;
 # from bench/gate.py --fit (see docs/models.md for the figures it was fitted on)
-INTERCEPT = -2.47
+INTERCEPT = -2.50
 WEIGHTS = {
-    "indecision": (0.0122, 0.0192, 2.92),
-    "second": (0.0057, 0.0559, 1.14),
-    "log_disagreement": (-1.4665, 1.5528, 1.91),
+    "indecision": (0.0122, 0.0194, 2.96),
+    "second": (0.0057, 0.0548, 1.13),
+    "log_disagreement": (-1.4584, 1.5466, 1.93),
 }
 NAMES = {
     "indecision": "large unsure region",

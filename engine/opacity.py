@@ -54,12 +54,22 @@ def solid_body(alpha: np.ndarray, band_px: int, hole_alpha: float = 0.15) -> np.
     body = alpha > BODY
     if not body.any():
         return alpha
-    holes = ndimage.binary_fill_holes(body) & ~body
-    if holes.any():
-        labels, count = ndimage.label(holes)
-        means = ndimage.mean(alpha, labels, index=np.arange(1, count + 1))
-        body |= np.isin(labels, np.flatnonzero(means >= hole_alpha) + 1)
-    core = ndimage.binary_erosion(body, structure=_EIGHT, iterations=band_px, border_value=1) if band_px else body
+    # the enclosed regions: parts of the background (4-connected, as binary_fill_holes floods it)
+    # that do not reach the frame; labelling once is ~3x faster than fill_holes and labelling again
+    labels, count = ndimage.label(~body)
+    if count:
+        enclosed = np.ones(count + 1, bool)
+        for strip in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+            enclosed[strip] = False
+        enclosed[0] = False
+        if enclosed.any():
+            index = np.flatnonzero(enclosed)
+            means = ndimage.mean(alpha, labels, index=index)
+            unsure = np.zeros(count + 1, bool)
+            unsure[index[means >= hole_alpha]] = True
+            body |= unsure[labels]
+    # erosion by the 8-neighbourhood band_px times is a (2 band_px + 1) square's minimum, separable
+    core = ndimage.minimum_filter(body, size=2 * band_px + 1, mode="constant", cval=True) if band_px else body
     return np.where(core, np.float32(1), alpha)
 
 

@@ -79,3 +79,32 @@ def test_levels_must_be_ordered_in_unit_range(bad: tuple[float, float]) -> None:
     """A profile with levels out of order or range is refused with the reason."""
     with pytest.raises(ValueError, match="levels must be two numbers"):
         Profile("x", levels=bad)
+
+
+def test_solid_body_is_the_fill_holes_and_erosion_it_replaced() -> None:
+    """The faster solid_body (one labelling, a separable minimum) gives exactly what
+    binary_fill_holes + 8-connected erosion gave, on random soft mattes."""
+    from scipy import ndimage
+
+    from unet_matting.engine.opacity import BODY, solid_body
+
+    def reference(alpha: np.ndarray, band: int, hole_alpha: float = 0.15) -> np.ndarray:
+        body = alpha > BODY
+        if not body.any():
+            return alpha
+        holes = ndimage.binary_fill_holes(body) & ~body
+        if holes.any():
+            labels, count = ndimage.label(holes)
+            means = ndimage.mean(alpha, labels, index=np.arange(1, count + 1))
+            body |= np.isin(labels, np.flatnonzero(means >= hole_alpha) + 1)
+        eight = np.ones((3, 3), bool)
+        core = ndimage.binary_erosion(body, structure=eight, iterations=band, border_value=1) if band else body
+        return np.where(core, np.float32(1), alpha)
+
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        h, w = rng.integers(1, 80, 2)
+        alpha = ndimage.gaussian_filter(rng.random((h, w)).astype(np.float32), rng.uniform(0, 3))
+        alpha = np.clip((alpha - alpha.mean()) * rng.uniform(2, 20) + 0.5, 0, 1).astype(np.float32)
+        for band in (0, 1, 3):
+            np.testing.assert_array_equal(solid_body(alpha, band), reference(alpha, band))

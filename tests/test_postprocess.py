@@ -118,3 +118,26 @@ def test_flatten_on_a_colour_gives_the_float_formula_for_every_alpha_and_value()
     for colour in ((255, 255, 255), (0, 0, 0), (58, 120, 216)):
         expected = np.rint(rgba[..., :3] * alpha + np.asarray(colour, np.float32) * (1 - alpha)).astype(np.uint8)
         assert np.array_equal(flatten(rgba, colour), expected)
+
+
+def test_box_mean_keeps_the_bits_of_the_indexed_cumulative_sums() -> None:
+    """The sliced box mean of engine/foreground.py gives the same bits as the cumulative sums
+    indexed with np.take that it replaced (so decontaminated colours did not move)."""
+    from unet_matting.engine.foreground import box_mean
+
+    def indexed(x: np.ndarray, r: int, axis: int) -> np.ndarray:
+        n = x.shape[axis]
+        c = np.cumsum(x, axis=axis, dtype=np.float32)
+        c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
+        hi, lo = np.minimum(np.arange(n) + r + 1, n), np.maximum(np.arange(n) - r, 0)
+        shape = [1] * x.ndim
+        shape[axis] = n
+        return (np.take(c, hi, axis=axis) - np.take(c, lo, axis=axis)) / (hi - lo).reshape(shape)
+
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        shape = (*(int(v) for v in rng.integers(1, 120, 2)), *((3,) if seed % 2 else ()))
+        x = rng.random(shape, dtype=np.float32)
+        for r in (1, 6, 90):
+            expected = indexed(indexed(x, r, 0), r, 1).astype(np.float32)
+            np.testing.assert_array_equal(box_mean(x, r), expected)

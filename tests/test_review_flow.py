@@ -28,7 +28,7 @@ def test_a_doubtful_cut_out_is_held_survives_a_restart_and_is_published_on_appro
     wait_for(lambda: d.finished("done"))
     line = d.finished("done")[0]
     assert line["held"] is True and line["review"] == "shop-a/mug"
-    assert line["confidence"] < 0.5 and "large unsure region" in line["reasons"]
+    assert line["confidence"] < 0.55 and "large unsure region" in line["reasons"]
     assert "confidence" in line["stages_ms"]
     assert d.events("model_loaded")[0]["precision"] in ("fp32", "bf16")  # engine.precision auto on a CPU
     held = d.path("review") / "shop-a"
@@ -74,7 +74,7 @@ def test_a_confident_cut_out_is_published_and_a_stale_held_one_of_its_stem_goes(
         (d2.path("incoming") / "mug.png").write_bytes(_png(red_square_on_white()))
         wait_for(lambda: len(d2.finished("done")) >= 2)
         line = d2.finished("done")[-1]
-        assert line["held"] is False and line["confidence"] >= 0.5, line
+        assert line["held"] is False and line["confidence"] >= 0.55, line  # ecom_product review_below
         assert line["replaced_held"] == "mug"
         assert (d2.path("output") / "mug.png").exists()
         assert not (d2.path("review") / "mug.review.json").exists()
