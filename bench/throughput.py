@@ -157,6 +157,7 @@ def main() -> None:
     ap.add_argument("--profile", default="default")
     ap.add_argument("--workers", type=int, help="watcher.workers (default: the shipped config's)")
     ap.add_argument("--input-size", type=int, help="engine.input_size (default: the shipped config's)")
+    ap.add_argument("--precision", help="engine.precision (default: the shipped config's, auto)")
     ap.add_argument("--rembg", help="path to a rembg executable (omit to skip rembg)")
     args = ap.parse_args()
     width, height = SIZES[args.size]
@@ -165,6 +166,7 @@ def main() -> None:
         src = product_photos(root / "src", width, height, args.count)
         print(
             f"{args.count} JPEGs at {width}x{height}, model {args.model.name}, profile {args.profile}, "
+            f"precision {args.precision or 'auto'}, "
             f"{os.cpu_count()} CPUs"
         )
         ours = bench_daemon(
@@ -173,7 +175,11 @@ def main() -> None:
             args.model,
             args.profile,
             args.workers,
-            {"input_size": args.input_size} if args.input_size else None,
+            {
+                **({"input_size": args.input_size} if args.input_size else {}),
+                **({"precision": args.precision} if args.precision else {}),
+            }
+            or None,
         )
         print(
             f"daemon : {ours['images_per_s']:.2f} img/s ({ours['wall_s']:.1f} s), latency p50 {ours['p50_s']:.1f} s "

@@ -325,8 +325,8 @@ def test_a_batch_file_that_breaks_the_pipeline_is_recorded_not_retried(tmp_path:
     from unet_matting.watcher.processing.matting import LocalMatting
     from unet_matting.watcher.processing.runner import JobContext
 
-    class Broken:
-        def predict_alpha(self, rgb):
+    class Broken:  # the pipeline's first call on the session fails as a lost GPU does
+        def prepare(self, rgb):
             raise RuntimeError("CUDA error: device lost")
 
     config = SimpleNamespace(

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -246,3 +247,16 @@ def test_os_errors_are_sentences(tmp_path: Path) -> None:
     assert os_reason(OSError(errno.ENOSPC, "No space left on device", "/x/y")) == (
         "No space left on device (/x/y) (errno 28)"
     )
+
+
+def test_old_thumbnails_are_pruned_when_a_new_one_is_made(tmp_path: Path) -> None:
+    from unet_matting.watcher.api.review import THUMB_MAX_AGE_S, prune_thumbnails
+
+    old, fresh = tmp_path / "old.jpg", tmp_path / "fresh.jpg"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    stale = time.time() - THUMB_MAX_AGE_S - 60
+    os.utime(old, (stale, stale))
+    assert prune_thumbnails(tmp_path) == 1
+    assert not old.exists() and fresh.exists()
+    assert prune_thumbnails(tmp_path / "absent") == 0

@@ -7,7 +7,8 @@ which checks it on every request:
 
 - ``GET /api/review/cards?page=N``: one page of held items, rendered here as HTML cards;
 - ``GET /api/review/items/<id>/thumb/<before|checker|white>``: JPEG thumbnails, made once and
-  cached in ``paths.state/review-thumbs`` (a new version of the item makes new ones);
+  cached in ``paths.state/review-thumbs`` (a new version of the item makes new ones; those
+  older than ``THUMB_MAX_AGE_S`` go as new ones are made);
 - ``POST /api/review/items/<id>/approve|reject|retry``: the decisions (JSON body: ``reason``
   for reject, ``profile`` and ``model`` for retry), carried out by ``watcher.review.queue``.
 """
@@ -20,6 +21,7 @@ import html
 import io
 import math
 import threading
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,6 +41,7 @@ from unet_matting.watcher.review.queue import Held, ReviewError, ReviewQueue, ar
 PER_PAGE = 24
 THUMB_SIDE = 256
 THUMB_KINDS = ("before", "checker", "white")
+THUMB_MAX_AGE_S = 14 * 86400  # thumbnails older than this are made again if still wanted
 review_routes = APIRouter()
 _page_html: str | None = None
 
@@ -217,8 +220,23 @@ def _thumbnail(held: Held, kind: str, state: Path, svc) -> bytes:
     out = io.BytesIO()
     Image.fromarray(rgb).save(out, "JPEG", quality=85)
     data = out.getvalue()
+    prune_thumbnails(cached.parent)
     atomic_write(cached, data)
     return data
+
+
+def prune_thumbnails(folder: Path, max_age_s: float = THUMB_MAX_AGE_S) -> int:
+    """Remove thumbnails not made for ``max_age_s`` (decided items', old versions'); returns how
+    many. Run when a thumbnail is made, so the cache stays the size of what reviewers look at."""
+    removed, now = 0, time.time()
+    for path in folder.glob("*.jpg") if folder.is_dir() else ():
+        try:
+            if now - path.stat().st_mtime > max_age_s:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def _small(image: Image.Image) -> Image.Image:
