@@ -71,8 +71,13 @@ def working(alpha: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
     if scale >= 1:
         return alpha.astype(np.float32, copy=False)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = Image.fromarray(np.asarray(np.clip(alpha, 0, 1) * 255 + 0.5, np.uint8)).resize(size, Image.BOX)
-    return np.asarray(small, np.float32) / 255.0
+    return _resized(alpha, size, Image.BOX)
+
+
+def _resized(alpha: np.ndarray, size: tuple[int, int], method: int) -> np.ndarray:
+    """``alpha`` at ``size`` (width, height) through 8 bits, as the PNG stores it."""
+    image = Image.fromarray(np.asarray(np.clip(alpha, 0, 1) * 255 + 0.5, np.uint8)).resize(size, method)
+    return np.asarray(image, np.float32) / 255.0
 
 
 def signals(alpha: np.ndarray, check: np.ndarray | None = None) -> dict[str, float]:
@@ -127,15 +132,5 @@ def confidence(alpha: np.ndarray, check: np.ndarray | None = None) -> Confidence
     """The confidence of a cut-out's matte ``alpha`` (HxW, any size), with the network's second
     opinion ``check`` at ``CHECK_SIZE`` (any size: brought to ``alpha``'s working shape)."""
     small = working(alpha)
-    second = None
-    if check is not None:
-        second = (
-            np.asarray(
-                Image.fromarray(np.asarray(np.clip(check, 0, 1) * 255 + 0.5, np.uint8)).resize(
-                    small.shape[::-1], Image.BILINEAR
-                ),
-                np.float32,
-            )
-            / 255.0
-        )
+    second = None if check is None else _resized(check, small.shape[::-1], Image.BILINEAR)
     return score(signals(small, second))

@@ -2,8 +2,8 @@
 
 - ``fp32``: everywhere; the reference.
 - ``bf16``: on a CPU whose torch build reports bfloat16 matrix units (AMX tiles or AVX512-BF16),
-  the network runs under ``torch.autocast`` in bfloat16 (about 3x faster there; emulated elsewhere,
-  and slower, so ``auto`` does not pick it).
+  the network runs under ``torch.autocast`` in bfloat16 (2x on the development VM's AVX512-BF16;
+  emulated elsewhere, and slower, so ``auto`` does not pick it).
 - ``fp16``: on CUDA (half-precision weights and activations, as before this setting existed).
 
 ``auto``: fp16 on CUDA, bf16 on a CPU with bf16 units, fp32 elsewhere; onnxruntime networks run in

@@ -257,9 +257,10 @@ class Session:
         and the other inputs carry on).
         """
         with self._queue_lock:
-            shape = self._queue[0].x.shape
-            batch = [r for r in self._queue if r.x.shape == shape][: self.max_batch]
-            self._queue = [r for r in self._queue if not any(r is b for b in batch)]
+            shape, batch, rest = self._queue[0].x.shape, [], []
+            for r in self._queue:
+                (batch if r.x.shape == shape and len(batch) < self.max_batch else rest).append(r)
+            self._queue = rest
         try:
             try:
                 self._forward(batch)

@@ -35,6 +35,7 @@ from unet_matting.engine.canvas import flatten
 from unet_matting.engine.errors import UnetMattingError
 from unet_matting.watcher.api.app import ContextDep, HttpError, ServiceDep, named_profile, parsed_json
 from unet_matting.watcher.durable import atomic_write
+from unet_matting.watcher.processing.runner import JobContext
 from unet_matting.watcher.processing.sheet import checkerboard
 from unet_matting.watcher.review.queue import Held, ReviewError, ReviewQueue, archived_original, rerendering
 
@@ -139,12 +140,9 @@ async def retry(item: str, request: Request, by: ReviewerDep, queue: QueueDep, c
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise HttpError(400, "model must be a catalogue name")
-    render = _render_with(ctx, model)
     from starlette.concurrency import run_in_threadpool
 
-    again = await run_in_threadpool(
-        _decided, queue.retry, item, by, rerendering(ctx.config.paths.archive, render, profile)
-    )
+    again = await run_in_threadpool(_decided, queue.retry, item, by, rerendering(_context_with(ctx, model), profile))
     record = again.record
     return JSONResponse(
         {
@@ -173,13 +171,13 @@ _sessions: dict[Path, Any] = {}
 _sessions_lock = threading.Lock()
 
 
-def _render_with(ctx, model: str | None):
-    """A render function for a retry: the daemon's own model, or a catalogue model loaded for
+def _context_with(ctx: JobContext, model: str | None) -> JobContext:
+    """What a retry renders with: the daemon's own model, or a catalogue model loaded for
     retries (one at a time) when ``model`` names another installed one."""
     if model is None:
-        return lambda data, profile: ctx.render(data, profile, "review-retry", "review retry")
+        return ctx
     from unet_matting.watcher.models.active import load_session, named_model
-    from unet_matting.watcher.processing.pipeline import render
+    from unet_matting.watcher.processing.matting import LocalMatting
 
     cfg = ctx.config
     try:
@@ -191,9 +189,7 @@ def _render_with(ctx, model: str | None):
             _sessions.clear()
             _sessions[path] = load_session(cfg.engine, path)
         session = _sessions[path]
-    return lambda data, profile: render(
-        data, session, profile, cfg.engine.max_input_pixels, cfg.output.png_compress_level
-    )
+    return JobContext(LocalMatting(session), cfg)
 
 
 def _thumbnail(held: Held, kind: str, state: Path, svc) -> bytes:

@@ -109,6 +109,7 @@ def inotify_problems(cfg: Config, limit_file: Path = INOTIFY_LIMIT) -> list[str]
 
 def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
     from unet_matting.engine.catalogue import SHIPPED_MODEL
+    from unet_matting.engine.onnx_runtime import OnnxRuntimeNetwork
     from unet_matting.engine.session import open_model, resolve_device
 
     problems, notes = [], []
@@ -120,10 +121,10 @@ def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
         problems.append(str(e))
     try:
         path = active_model(cfg.engine.models_dir, cfg.engine.settings.model)
-        _, info, _ = open_model(path, cfg.engine.settings.threads)
+        net, info, _ = open_model(path, cfg.engine.settings.threads)
         notes.append(f"note: model {info.label} ({info.arch})")
         if device is not None:
-            notes.append(precision_note(cfg.engine.settings.precision, device, path))
+            notes.append(precision_note(cfg.engine.settings.precision, device, not isinstance(net, OnnxRuntimeNetwork)))
         if path.resolve() == SHIPPED_MODEL.resolve():
             notes.append(
                 "warning: only the small fallback model is installed; cut-outs of real photos "
@@ -134,13 +135,10 @@ def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
     return problems, notes
 
 
-def precision_note(choice: str, device, path) -> str:
+def precision_note(choice: str, device, in_torch: bool) -> str:
     """What ``engine.precision`` means here (the load then checks it against fp32)."""
-    from unet_matting.engine.catalogue import entry_for_file
     from unet_matting.engine.precision import resolve
 
-    entry = entry_for_file(path)
-    in_torch = entry is None or entry.backend != "onnxruntime"
     try:
         resolved = resolve(choice, device, in_torch)
     except ValueError as e:

@@ -38,10 +38,9 @@ def run_review(
         print(f"{len(held)} held in {cfg.paths.review}", file=sys.stderr)
         return 0
     failed = 0
-    render = None
     if action == "retry":
         chosen = cfg.get_profile(profile)  # an unknown name fails before the model loads
-        render = _renderer(cfg, model)
+        ctx = _context(cfg, model)
     for item in items:
         try:
             if action == "show":
@@ -53,7 +52,7 @@ def run_review(
                 target = queue.reject(item, BY, reason)
                 print(f"rejected {item}: moved to {target}")
             else:
-                again = queue.retry(item, BY, rerendering(cfg.paths.archive, render, chosen))
+                again = queue.retry(item, BY, rerendering(ctx, chosen))
                 print(f"retried {item} with profile {chosen.name}: held again, score {_score(again.record['score'])}")
         except ReviewError as e:
             failed += 1
@@ -65,11 +64,10 @@ def _score(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _renderer(cfg, model: Path | None):
+def _context(cfg, model: Path | None):
+    """The active model (or ``model``) and the config, as the daemon's jobs run with them."""
     from unet_matting.watcher.models.active import load_session
-    from unet_matting.watcher.processing.pipeline import render
+    from unet_matting.watcher.processing.matting import LocalMatting
+    from unet_matting.watcher.processing.runner import JobContext
 
-    session = load_session(cfg.engine, model)
-    return lambda data, profile: render(
-        data, session, profile, cfg.engine.max_input_pixels, cfg.output.png_compress_level
-    )
+    return JobContext(LocalMatting(load_session(cfg.engine, model)), cfg)

@@ -119,6 +119,11 @@ def quarantine(source: Path, failed_root: Path, relative: Path, reason: dict[str
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **reason,
     }
-    body = json.dumps(report, indent=2, ensure_ascii=False, default=str).encode("utf-8", "surrogateescape")
-    atomic_write(target.with_name(target.name + ".error.json"), body + b"\n")
+    atomic_write(target.with_name(target.name + ".error.json"), json_bytes(report))
     return target
+
+
+def json_bytes(value: dict[str, Any]) -> bytes:
+    """A report or record as the files beside outputs hold it: indented UTF-8 JSON, one newline;
+    file names that are not UTF-8 kept byte for byte."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str).encode("utf-8", "surrogateescape") + b"\n"

@@ -32,7 +32,7 @@ from unet_matting.watcher.processing.output import earlier_source, move_durably,
 from unet_matting.watcher.processing.pipeline import Rendered, Source, read_source
 from unet_matting.watcher.processing.stats import Stats
 from unet_matting.watcher.prometheus import Metrics
-from unet_matting.watcher.review.queue import ReviewQueue, item_id, record_for
+from unet_matting.watcher.review.queue import ReviewQueue, item_id, record_of
 from unet_matting.watcher.state import AttemptLog
 from unet_matting.watcher.threads import StoppableThread
 
@@ -186,20 +186,8 @@ class JobRunner:
 
     def _hold(self, job: Job, cfg: Config, source: Source, rendered: Rendered, profile: Profile) -> Outcome:
         """The set into the review folder (record last), then the original to the archive."""
-        judged = rendered.confidence
-        assert judged is not None
-        queue = ReviewQueue.of(cfg.paths, self._metrics.decided if self._metrics is not None else None)
-        record = record_for(
-            judged.score,
-            judged.reasons,
-            job.relative.name,
-            hashlib.sha256(source.data).hexdigest(),
-            rendered.model,
-            profile.name,
-            signals=judged.signals,
-            width=rendered.width,
-            height=rendered.height,
-        )
+        queue = ReviewQueue.of(cfg.paths)
+        record = record_of(rendered, job.relative.name, source.data, profile.name)
         item = queue.hold(job.relative, rendered.files, record)
         outcome = self._archive(job, cfg, source.signature)
         if "archived_as" in outcome.fields:

@@ -37,6 +37,7 @@ from unet_matting.watcher.durable import atomic_write, fsync_dir
 from unet_matting.watcher.errors import os_reason
 from unet_matting.watcher.processing.output import (
     earlier_source,
+    json_bytes,
     move_durably,
     output_path,
     quarantine,
@@ -46,6 +47,7 @@ from unet_matting.watcher.processing.output import (
 if TYPE_CHECKING:
     from unet_matting.engine.profile import Profile
     from unet_matting.watcher.processing.pipeline import Rendered
+    from unet_matting.watcher.processing.runner import JobContext
 
 log = structlog.get_logger(__name__)
 
@@ -123,7 +125,7 @@ class ReviewQueue:
             names = {suffix: output_path(self.root, relative, suffix).name for suffix in files}
             full = {"id": item, "file": relative.as_posix(), "files": names, **record}
             record_path = self._record_path(item)
-            atomic_write(record_path, _json(full))
+            atomic_write(record_path, json_bytes(full))
             if earlier is not None:  # files the earlier version had and this one has not
                 for name in set(earlier.record["files"].values()) - set(names.values()):
                     (record_path.parent / name).unlink(missing_ok=True)
@@ -134,7 +136,7 @@ class ReviewQueue:
         with self._locked(item):
             held = self._read(item)
             if held is not None:
-                atomic_write(held.record_path, _json({**held.record, **fields}))
+                atomic_write(held.record_path, json_bytes({**held.record, **fields}))
 
     def discard(self, relative: Path) -> bool:
         """A newer cut-out of the same stem was published: the held one is stale; True if one was."""
@@ -323,7 +325,7 @@ class ReviewQueue:
             "record": held.record,
             **more,
         }
-        atomic_write(journal, _json(entry))
+        atomic_write(journal, json_bytes(entry))
         return journal
 
     def _decided(self, held: Held, decision: str, by: str, **more: Any) -> None:
@@ -361,29 +363,32 @@ def archived_original(held: Held, archive_root: Path) -> bytes:
     raise ReviewError(f"the original of {held.id} is no longer in the archive; upload it again", 409)
 
 
-def rerendering(
-    archive_root: Path, render: Callable[[bytes, Profile], Rendered], profile: Profile
-) -> Callable[[Held], tuple[dict[str, bytes], dict[str, Any]]]:
-    """``retry``'s re-render: the archived original through ``render`` with ``profile``."""
+def rerendering(ctx: JobContext, profile: Profile) -> Callable[[Held], tuple[dict[str, bytes], dict[str, Any]]]:
+    """``retry``'s re-render: the archived original through ``ctx`` (a model and the config, as
+    a job runs with them) with ``profile``."""
 
     def rerender(held: Held) -> tuple[dict[str, bytes], dict[str, Any]]:
-        data = archived_original(held, archive_root)
-        rendered = render(data, profile)
-        judged = rendered.confidence
-        record = record_for(
-            judged.score if judged is not None else None,
-            judged.reasons if judged is not None else (),
-            held.upload.name,
-            hashlib.sha256(data).hexdigest(),
-            rendered.model,
-            profile.name,
-            signals=judged.signals if judged is not None else {},
-            width=rendered.width,
-            height=rendered.height,
-        )
-        return rendered.files, record
+        data = archived_original(held, ctx.config.paths.archive)
+        rendered = ctx.render(data, profile, "review-retry", str(held.upload))
+        return rendered.files, record_of(rendered, held.upload.name, data, profile.name)
 
     return rerender
+
+
+def record_of(rendered: Rendered, source_name: str, data: bytes, profile: str) -> dict[str, Any]:
+    """The record of a held cut-out made from the upload ``data`` named ``source_name``."""
+    judged = rendered.confidence
+    return record_for(
+        judged.score if judged is not None else None,
+        judged.reasons if judged is not None else (),
+        source_name,
+        hashlib.sha256(data).hexdigest(),
+        rendered.model,
+        profile,
+        signals=judged.signals if judged is not None else {},
+        width=rendered.width,
+        height=rendered.height,
+    )
 
 
 def record_for(
@@ -405,7 +410,3 @@ def record_for(
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **more,
     }
-
-
-def _json(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str).encode("utf-8", "surrogateescape") + b"\n"
