@@ -91,7 +91,7 @@ def test_base64_json_raw_body_and_the_white_jpeg(api) -> None:
     ("body", "headers", "query", "status", "message"),
     [
         (b"", {"Content-Type": "image/jpeg"}, "", 400, "no image"),
-        (b"hello, not a photo", {"Content-Type": "image/jpeg"}, "", 415, "not a JPEG, PNG, WebP or TIFF"),
+        (b"hello, not a photo", {"Content-Type": "image/jpeg"}, "", 415, "not a JPEG, PNG, WebP, TIFF, HEIC or AVIF"),
         (png_bomb_bytes(), {"Content-Type": "image/png"}, "", 413, "exceeds engine.max_input_pixels"),
         (b"x" * 2_000_001, {"Content-Type": "image/jpeg"}, "", 413, "http.max_body_bytes"),
         (jpeg_bytes(), {"Content-Type": "image/jpeg"}, "?profile=fancy", 400, "unknown profile 'fancy'"),
@@ -252,10 +252,11 @@ def test_batch_through_a_restart_ends_with_every_output_once(make_config, tmp_pa
     assert final["result_url"] == f"/download/{task}.zip"
     done = [e["file"] for e in d.events("batch_file_done")]
     assert sorted(set(done)) == [f"p{i:02d}.jpg" for i in range(30)] and len(done) <= 31
-    assert sorted(p.name for p in (root / "out").iterdir()) == [f"p{i:02d}.png" for i in range(30)]
+    made = sorted(f"p{i:02d}{suffix}" for i in range(30) for suffix in (".png", ".json"))  # each with its manifest
+    assert sorted(p.name for p in (root / "out").iterdir()) == made
     status, body, headers = request(f"{url}{final['result_url']}")
     assert status == 200 and headers["content-type"] == "application/zip"
-    assert sorted(zipfile.ZipFile(io.BytesIO(body)).namelist()) == [f"p{i:02d}.png" for i in range(30)]
+    assert sorted(zipfile.ZipFile(io.BytesIO(body)).namelist()) == made
     assert d.stop() == 0
 
 
@@ -417,7 +418,8 @@ def raw_http(port: int, data: bytes, read: bool = True, timeout: float = 10) -> 
     [
         (b'{"image_base64": ', {"Content-Type": "application/json"}, "", 400, "the JSON could not be parsed"),
         (b"--x\r\nbroken", {"Content-Type": "multipart/form-data"}, "", 400, "multipart body could not be parsed"),
-        (jpeg_bytes(), {"Content-Type": "image/jpeg"}, "?output=webp", 400, "choose one of: png, jpg"),
+        (jpeg_bytes(), {"Content-Type": "image/jpeg"}, "?output=gif", 400, "choose one of: png, jpg, webp"),
+        (jpeg_bytes(), {"Content-Type": "image/jpeg"}, "?output=webp", 400, "writes no WEBP file"),
         (jpeg_bytes(), {"Content-Type": "image/jpeg"}, "?scenario=id_photo&profile=default", 400, "disagree"),
     ],
 )
@@ -515,7 +517,7 @@ def test_a_batch_follows_the_same_stem_rule_says_done_and_is_counted(daemon, tmp
     assert Image.open(root / "out" / "im_01.png").size == (140, 100)  # the newer upload's cut-out
     assert d.events("same_stem_replaced", file="im_01.png", earlier_source="im_01.jpg")
     names = zipfile.ZipFile(io.BytesIO(request(f"{url}/download/{task}.zip")[1])).namelist()
-    assert sorted(names) == ["im_01.png", "im_02.png"]
+    assert sorted(names) == ["im_01.json", "im_01.png", "im_02.json", "im_02.png"]
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(request(f"{url}/metrics")[1].decode())

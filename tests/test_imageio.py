@@ -37,7 +37,8 @@ def test_empty_and_non_image_are_refused_at_once() -> None:
     for data, reason in [
         (b"", "empty file"),
         (b"%PDF-1.7 not an image at all", "starts with 25 50 44 46"),
-        (b"hello, this is text named .jpg\n", "not a JPEG, PNG, WebP or TIFF file"),
+        (b"hello, this is text named .jpg\n", "not a JPEG, PNG, WebP, TIFF, HEIC or AVIF file"),
+        (b"\0\0\0\x18ftypisom\0\0\0\0", "starts with 00 00 00 18 66 74 79 70 69 73 6f 6d"),  # an MP4 video
         (b"RIFF\x10\x00\x00\x00WAVEfmt ", "not a JPEG"),
     ]:
         with pytest.raises(ImageError, match=reason) as info:
@@ -46,7 +47,17 @@ def test_empty_and_non_image_are_refused_at_once() -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [b"\xff", b"\xff\xd8\xff\xe0\x00", b"\x89PN", b"RIFF\x00\x00", b"RIFF\x00\x00\x00\x00WE", b"II*"]
+    "data",
+    [
+        b"\xff",
+        b"\xff\xd8\xff\xe0\x00",
+        b"\x89PN",
+        b"RIFF\x00\x00",
+        b"RIFF\x00\x00\x00\x00WE",
+        b"II*",
+        b"\0\0\0\x1cftyph",
+        b"\0\0\0\x20ftypavif",
+    ],
 )
 def test_a_truncated_start_of_an_image_waits(data: bytes) -> None:
     """The first bytes of a JPEG, PNG, WebP or TIFF may be an upload in progress: incomplete."""
@@ -153,3 +164,89 @@ def test_png_refuses_what_it_cannot_write() -> None:
         encode_png(np.zeros((0, 5, 4), np.uint8), 1)
     with pytest.raises(ValueError, match="uint8"):
         encode_png(np.zeros((5, 5, 4), np.float32), 1)
+
+
+# ---- phones' formats and colour (issue 24) ------------------------------------------------------
+
+
+def two_colour_rgb() -> np.ndarray:
+    rgb = np.zeros((96, 128, 3), np.uint8)
+    rgb[:, :64] = (200, 40, 40)
+    rgb[:, 64:] = (40, 200, 40)
+    return rgb
+
+
+def saved(rgb: np.ndarray, fmt: str, **kw) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, fmt, **kw)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_heic_and_avif_decode(fmt: str) -> None:
+    data = saved(two_colour_rgb(), fmt, quality=90)
+    image = decode(data, LIMIT)
+    assert image.format == fmt and image.size == (128, 96)
+    assert np.abs(image.rgb[48, 20].astype(int) - (200, 40, 40)).max() <= 4
+    assert np.abs(image.rgb[48, 100].astype(int) - (40, 200, 40)).max() <= 4
+    with pytest.raises(ImageTooLarge, match="128x96 = 12288 pixels exceeds"):  # from the header
+        decode(data, 12_000)
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+@pytest.mark.parametrize("cut", [0.05, 0.5, 0.97])
+def test_a_truncated_heic_or_avif_is_incomplete(fmt: str, cut: float) -> None:
+    data = saved(two_colour_rgb(), fmt, quality=90)
+    with pytest.raises(ImageIncomplete):
+        decode(data[: int(len(data) * cut)], LIMIT)
+
+
+def test_ten_bit_heic_is_scaled_to_eight_bits() -> None:
+    import pillow_heif
+
+    ten_bit = np.array([1000, 512, 64], np.uint16) << 6  # 10-bit values in the high bits of 16
+    heif = pillow_heif.from_bytes(mode="RGB;16", size=(32, 32), data=np.tile(ten_bit, (32, 32, 1)).tobytes())
+    buffer = io.BytesIO()
+    heif.save(buffer, quality=-1)
+    assert pillow_heif.open_heif(io.BytesIO(buffer.getvalue()), convert_hdr_to_8bit=False).info["bit_depth"] == 10
+    got = decode(buffer.getvalue(), LIMIT).rgb[16, 16].astype(float)
+    assert np.abs(got - np.array([1000, 512, 64]) * 255 / 1023).max() <= 3  # scaled, not clipped at 255
+
+
+def test_heic_orientation_is_applied() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to view
+    image = decode(saved(two_colour_rgb(), "HEIF", quality=90, exif=exif.tobytes()), LIMIT)
+    assert image.size == (96, 128)
+    assert image.rgb[10, 48, 0] > 150 and image.rgb[120, 48, 1] > 150  # red on top, green below
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "HEIF"])
+def test_a_display_p3_photo_comes_out_srgb_with_its_colour(fmt: str) -> None:
+    from tests.icc import display_p3_icc, p3_pixel_for
+
+    patch = (200, 100, 50)  # a colour inside both gamuts: its sRGB numbers must come back
+    p3 = p3_pixel_for(patch)
+    assert np.abs(np.array(p3) - patch).max() > 10  # an unconverted photo would show it off
+    data = saved(
+        np.full((64, 64, 3), p3, np.uint8),
+        fmt,
+        icc_profile=display_p3_icc(),
+        **({} if fmt == "PNG" else {"quality": 95}),
+    )
+    got = decode(data, LIMIT).rgb[32, 32].astype(int)
+    assert np.abs(got - patch).max() <= 3
+
+
+def test_colour_outputs_carry_one_fixed_srgb_profile() -> None:
+    from PIL import ImageCms
+
+    from unet_matting.watcher.processing.imageio import encode_jpeg, encode_webp, srgb_icc
+
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    for data in (encode_png(rgba, 1), encode_webp(rgba, 80), encode_jpeg(rgba[..., :3], 90)):
+        icc = Image.open(io.BytesIO(data)).info["icc_profile"]
+        assert icc == srgb_icc()
+        assert "sRGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+    assert "icc_profile" not in Image.open(io.BytesIO(encode_png(rgba[..., 3], 1))).info
+    assert encode_png(rgba, 1) == encode_png(rgba, 1)  # no date or counter in the file

@@ -77,6 +77,18 @@ class Metrics:
             buckets=CONFIDENCE_BUCKETS,
             registry=self.registry,
         )
+        self.validations = Counter(
+            "unet_matting_validations",
+            "Cut-outs checked against their profile's marketplace rules, by profile and result (passed, failed)",
+            ["profile", "result"],
+            registry=self.registry,
+        )
+        self.rules_broken = Counter(
+            "unet_matting_validation_failures",
+            "Marketplace rules a cut-out broke, by profile and rule",
+            ["profile", "rule"],
+            registry=self.registry,
+        )
         self.registry.register(GpuMemoryCollector(gpu_memory))
         self.registry.register(BrokerCollector(broker))
 
@@ -95,6 +107,12 @@ class Metrics:
 
     def judged(self, score: float) -> None:
         self.confidence.observe(score)
+
+    def validated(self, profile: str, rules: list[str]) -> None:
+        """One cut-out checked against ``profile``'s rules; ``rules``: the ones it broke."""
+        self.validations.labels(profile, "failed" if rules else "passed").inc()
+        for rule in rules:
+            self.rules_broken.labels(profile, rule).inc()
 
     def model_loaded(self, session: Session) -> None:
         self.model.info(

@@ -32,7 +32,7 @@ from unet_matting.watcher.durable import atomic_write
 from unet_matting.watcher.errors import Deferred
 from unet_matting.watcher.intake.completion import IgnoreRules
 from unet_matting.watcher.intake.scanning import walk_files
-from unet_matting.watcher.processing.output import output_path, write_outputs
+from unet_matting.watcher.processing.output import MANIFEST_SUFFIX, earlier_set, output_path, write_outputs
 from unet_matting.watcher.processing.pipeline import read_source
 from unet_matting.watcher.processing.runner import JobContext
 from unet_matting.watcher.prometheus import Metrics
@@ -41,7 +41,7 @@ from unet_matting.watcher.threads import StoppableThread
 log = structlog.get_logger(__name__)
 DONE = "done"
 FINISHED = (DONE, "failed")
-OUTPUT_SUFFIXES = (".png", ".jpg", ".mask.png")
+LEGACY_SUFFIXES = (".png", ".jpg", ".mask.png")  # a set written before manifests existed
 
 
 class BatchRefused(Exception):
@@ -276,11 +276,7 @@ class BatchTasks(StoppableThread):
         if not target.exists():
             tmp = target.with_name(f".{target.name}.tmp")
             out = Path(task["output_dir"])
-            produced = dict.fromkeys(
-                output_path(out, Path(rel), suffix)  # a replaced stem once
-                for rel in task["done"]
-                for suffix in OUTPUT_SUFFIXES
-            )
+            produced = dict.fromkeys(path for rel in task["done"] for path in set_files(out, Path(rel)))
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:  # PNG and JPEG: no recompressing
                 for path in produced:
                     if path.is_file():
@@ -291,6 +287,15 @@ class BatchTasks(StoppableThread):
     def stop(self) -> None:
         super().stop()
         self._wake.set()
+
+
+def set_files(out: Path, rel: Path) -> list[Path]:
+    """The files of ``rel``'s set under ``out``: those its manifest names, then the manifest."""
+    manifest = output_path(out, rel, MANIFEST_SUFFIX)
+    names = earlier_set(manifest)
+    if not names:
+        return [output_path(out, rel, suffix) for suffix in LEGACY_SUFFIXES]
+    return [manifest.with_name(name) for name in sorted(names)] + [manifest]
 
 
 def _read(path: Path) -> dict:

@@ -22,9 +22,10 @@ from unet_matting.watcher.api.app import AccessDep, ContextDep, HttpError, Servi
 from unet_matting.watcher.errors import Deferred
 from unet_matting.watcher.processing.pipeline import Rendered
 from unet_matting.watcher.processing.runner import JobContext
+from unet_matting.watcher.processing.validation import summary
 
 log = structlog.get_logger(__name__)
-OUTPUTS = ("png", "jpg")  # ?output=
+OUTPUTS = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}  # ?output= and its media type
 matting_routes = APIRouter()
 
 
@@ -54,7 +55,7 @@ async def single(
     finally:
         timings = rendered.timings_ms if rendered else None
         svc.metrics.finished(outcome, "http", time.perf_counter() - started, timings, time.time())
-    return _reply(rendered, ctx, profile.name, as_json, output)
+    return _reply(rendered, ctx, profile, as_json, output)
 
 
 def _choices(ctx: JobContext, request: Request) -> tuple[Profile, str]:
@@ -127,27 +128,43 @@ async def _render(ctx: JobContext, profile: Profile, data: bytes) -> Rendered:
         raise HttpError(503, f"{e}; retry shortly") from None
 
 
-def _reply(rendered: Rendered, ctx: JobContext, profile: str, as_json: bool, output: str) -> Response:
-    headers = {"X-Model": rendered.model or ctx.model_label, "X-Profile": profile}
+def _reply(rendered: Rendered, ctx: JobContext, profile: Profile, as_json: bool, output: str) -> Response:
+    headers = {"X-Model": rendered.model or ctx.model_label, "X-Profile": profile.name}
     judged = rendered.confidence
     if judged is not None:  # held or not: the caller decides itself
         headers["X-Confidence"] = f"{judged.score:.4f}"
         headers["X-Review-Reasons"] = "; ".join(judged.reasons)
     if as_json:
-        body = {
-            "png_base64": base64.b64encode(rendered.files[".png"]).decode(),
+        body: dict[str, Any] = {
+            f"{kind}_base64": base64.b64encode(data).decode()
+            for kind in OUTPUTS
+            if (data := first_file(rendered, profile, kind)) is not None
+        }
+        body |= {
             "width": rendered.width,
             "height": rendered.height,
             "model": rendered.model or ctx.model_label,
-            "profile": profile,
+            "profile": profile.name,
         }
         if judged is not None:
             body |= {"confidence": judged.score, "reasons": list(judged.reasons)}
-        if ".jpg" in rendered.files:
-            body["jpg_base64"] = base64.b64encode(rendered.files[".jpg"]).decode()
+        if rendered.validation is not None:
+            body["validation"] = summary(rendered.validation)
         return JSONResponse(body, headers=headers)
-    if output == "jpg":
-        if ".jpg" not in rendered.files:
-            raise HttpError(400, f"profile {profile} writes no JPEG (it has no flat_background)")
-        return Response(rendered.files[".jpg"], media_type="image/jpeg", headers=headers)
-    return Response(rendered.files[".png"], media_type="image/png", headers=headers)
+    data = first_file(rendered, profile, output)
+    if data is None:
+        raise HttpError(
+            400, f"profile {profile.name} writes no {output.upper()} file; choose another output or profile"
+        )
+    return Response(data, media_type=OUTPUTS[output], headers=headers)
+
+
+FORMAT_OF = {"png": "png", "jpg": "jpeg", "webp": "webp"}
+
+
+def first_file(rendered: Rendered, profile: Profile, kind: str) -> bytes | None:
+    """The set's first file of a kind (``png``: the cut-out, never the bare mask)."""
+    for rendition in profile.outputs:
+        if rendition.format == FORMAT_OF[kind] and rendition.suffix in rendered.files:
+            return rendered.files[rendition.suffix]
+    return None

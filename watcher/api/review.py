@@ -210,7 +210,7 @@ def _thumbnail(held: Held, kind: str, state: Path, svc) -> bytes:
             source = None
         rgb = np.asarray(_small(source.convert("RGB")) if source else Image.new("RGB", (THUMB_SIDE, THUMB_SIDE), 200))
     else:
-        rgba = np.asarray(_small(Image.open(held.file(".png")).convert("RGBA")))
+        rgba = np.asarray(_small(Image.open(held.file(held.main)).convert("RGBA")))
         background = checkerboard(*rgba.shape[:2], square=8) if kind == "checker" else (255, 255, 255)
         rgb = flatten(rgba, background)
     out = io.BytesIO()

@@ -67,9 +67,14 @@ def run_process(config_path: Path, inputs: list[Path], out: Path, profile: str |
         try:
             chosen = cfg.get_profile(profile) if profile else cfg.profile_for(rel)
             rendered = render(
-                read_source(path).data, session, chosen, cfg.engine.max_input_pixels, cfg.output.png_compress_level
+                read_source(path).data,
+                session,
+                chosen,
+                cfg.engine.max_input_pixels,
+                cfg.output.png_compress_level,
+                rel.as_posix(),
             )
-            target = write_outputs(out, rel, rendered.files)[-1]
+            target = write_outputs(out, rel, rendered.files)[0]
         except (ImageError, OSError) as e:
             return False, f"FAILED {path}: {e}"
         ms = (time.perf_counter() - started) * 1000

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from unet_matting.engine.profile import Profile
+from unet_matting.engine.profile import Profile, Rendition, Rules, Shadow
 from unet_matting.watcher.config.yaml_sections import Section
 from unet_matting.watcher.errors import ConfigError
 
@@ -27,13 +27,75 @@ def _aspect(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _colour(text: str) -> tuple[int, int, int]:
+def _colour(text: str, key: str = "flat_background") -> tuple[int, int, int]:
     if len(text) != 7 or not text.startswith("#"):
-        raise ValueError(f"flat_background must be a colour like '#ffffff', got {text!r}")
+        raise ValueError(f"{key} must be a colour like '#ffffff', got {text!r}")
     try:
         return int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16)
     except ValueError:
-        raise ValueError(f"flat_background must be a colour like '#ffffff', got {text!r}") from None
+        raise ValueError(f"{key} must be a colour like '#ffffff', got {text!r}") from None
+
+
+def _size(value: Any, key: str) -> int | tuple[int, int] | None:
+    """A rendition's size: a longest side (800) or an exact box ("1000x1000")."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        try:
+            width, height = (int(v) for v in value.lower().split("x"))
+            return width, height
+        except ValueError:
+            pass
+    raise ValueError(f"{key} must be a longest side like 800 or a box like 1000x1000, got {value!r}")
+
+
+def _dataclass_from(section: Section, cls: type, parsed: Mapping[str, Any], **fixed: Any) -> Any:
+    """``cls`` from a YAML mapping: every key and default from the dataclass, some keys parsed."""
+    values = dict(fixed)
+    for f in dataclasses.fields(cls):
+        if f.name in fixed:
+            continue
+        if f.name in parsed:
+            raw = section.raw.pop(f.name, None)
+            values[f.name] = None if raw is None else parsed[f.name](raw, section.key(f.name))
+        elif f.default is dataclasses.MISSING:  # a required text value (a rendition's format)
+            values[f.name] = section.take(f.name, str)
+        else:
+            values[f.name] = section.take(f.name, type(f.default), f.default)
+    section.done()
+    try:
+        return cls(**values)
+    except ValueError as e:
+        raise ValueError(f"{section.path.split('.', 2)[-1]}: {e}") from None  # after "profiles.<name>."
+
+
+def _rules(section: Section) -> Rules:
+    return _dataclass_from(section, Rules, {"background": lambda v, k: _colour(_text(v, k), k)})
+
+
+def _text(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def _renditions(section: Section) -> tuple[Rendition, ...]:
+    """``renditions: {name: {format, size, quality, background, rules}}``, in the order written."""
+    made = []
+    for name in list(section.raw):
+        item = section.section(str(name))
+        rules = item.section("rules") if "rules" in item.raw else None
+        fixed: dict[str, Any] = {"name": str(name), "rules": None if rules is None else _rules(rules)}
+        made.append(
+            _dataclass_from(
+                item,
+                Rendition,
+                {"size": _size, "background": lambda v, k: _colour(_text(v, k), k)},
+                **fixed,
+            )
+        )
+    section.done()
+    return tuple(made)
 
 
 def _levels(value: list) -> tuple[float, float]:
@@ -52,7 +114,11 @@ def _profile(name: str, s: Section) -> Profile:
     for f in dataclasses.fields(Profile):
         if f.name == "name":
             continue
-        if f.name in _PROFILE_PARSED:
+        if f.name == "renditions":
+            values[f.name] = _renditions(s.section(f.name))
+        elif f.name == "shadow":
+            values[f.name] = _dataclass_from(s.section(f.name), Shadow, {})
+        elif f.name in _PROFILE_PARSED:
             kind, parse = _PROFILE_PARSED[f.name]
             raw = s.take(f.name, kind, None)
             values[f.name] = None if raw is None else parse(raw)

@@ -7,6 +7,7 @@ the header, before any pixel is decoded, so decompression bombs never reach memo
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import warnings
@@ -15,12 +16,15 @@ from dataclasses import dataclass
 
 import deflate
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 from unet_matting.engine.errors import ImageError, ImageIncomplete, ImageTooLarge
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "TIFF"})
+ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "TIFF", "HEIF", "AVIF"})
+# ISO base media files (HEIC, HEIF, AVIF) start with a box size, "ftyp" and a brand.
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
 # How each accepted format starts: (offset, bytes). WebP is RIFF....WEBP; TIFF and BigTIFF both byte orders.
 SIGNATURES = (
     ((0, b"\xff\xd8\xff"),),
@@ -30,11 +34,15 @@ SIGNATURES = (
     ((0, b"MM\x00*"),),
     ((0, b"II+\x00"),),
     ((0, b"MM\x00+"),),
+    *(((0, b"\0\0"), (4, b"ftyp"), (8, brand)) for brand in HEIF_BRANDS),  # a small ftyp box first
 )
+# HEIC/HEIF through pillow-heif (libheif); AVIF through Pillow's own plugin (Pillow >= 11.3).
+# 10-bit HEIC is scaled to 8 bits by libheif (the whole range, not clipped).
+pillow_heif.register_heif_opener(thumbnails=False)
 Image.MAX_IMAGE_PIXELS = None  # our own limit, checked before load, replaces Pillow's warning
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 _SRGB = ImageCms.createProfile("sRGB")
-ACCEPTED = "accepted: JPEG, PNG, WebP, TIFF"
+ACCEPTED = "accepted: JPEG, PNG, WebP, TIFF, HEIC/HEIF, AVIF"
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,8 @@ def decode(data: bytes, max_pixels: int) -> Decoded:
             _check_header(im, max_pixels)
             try:
                 im.load()
-            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-                raise ImageIncomplete(f"cannot decode {im.format}: {e}") from e
+            except (OSError, SyntaxError, ValueError, RuntimeError, Image.DecompressionBombError) as e:
+                raise ImageIncomplete(f"cannot decode {im.format}: {str(e).strip()}") from e
             return _to_arrays(im)
 
 
@@ -90,7 +98,7 @@ def _not_accepted(data: bytes) -> str:
         with Image.open(io.BytesIO(data)) as im:
             return f"unsupported format {im.format}; {ACCEPTED}"
     except Exception:  # Pillow's many reasons all mean the same here: not an image it knows
-        return f"not a JPEG, PNG, WebP or TIFF file (it starts with {data[:8].hex(' ')})"
+        return f"not a JPEG, PNG, WebP, TIFF, HEIC or AVIF file (it starts with {data[:12].hex(' ')})"
 
 
 def _check_header(im: Image.Image, max_pixels: int) -> None:
@@ -103,7 +111,9 @@ def _check_header(im: Image.Image, max_pixels: int) -> None:
         )
     if width == 0 or height == 0:
         raise ImageError(f"image has no pixels ({width}x{height})")
-    if getattr(im, "n_frames", 1) > 1 and im.format != "MPO":
+    # MPO (a camera's JPEG with a preview) and HEIF (a phone's photo with its depth map, burst
+    # frames) open on their primary image; elsewhere more frames mean an animation or pages.
+    if getattr(im, "n_frames", 1) > 1 and im.format not in ("MPO", "HEIF"):
         raise ImageError(f"{im.format} has {im.n_frames} frames (animated or multi-page); upload a single still image")
 
 
@@ -164,6 +174,22 @@ def _wide_to_8bit(values: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.rint(values.astype(np.float64) * scale), 0, 255).astype(np.uint8)
 
 
+@functools.cache
+def srgb_icc() -> bytes:
+    """The sRGB ICC profile every colour output carries (LittleCMS's built-in sRGB, ~600 bytes).
+
+    Its creation date is set to a fixed one, so the same pixels always give the same file."""
+    made = bytearray(ImageCms.ImageCmsProfile(_SRGB).tobytes())
+    made[24:36] = struct.pack(">6H", 2026, 1, 1, 0, 0, 0)  # the header's dateTimeNumber
+    return bytes(made)
+
+
+def written_rgb(data: bytes) -> np.ndarray:
+    """The RGB pixels of a file this process wrote (a rendition checked after encoding)."""
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
 PNG_COLOUR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type: greyscale, RGB, RGBA
 PNG_UP = 2  # PNG's "Up" filter: each byte minus the byte above it
 
@@ -171,8 +197,9 @@ PNG_UP = 2  # PNG's "Up" filter: each byte minus the byte above it
 def encode_png(pixels: np.ndarray, compress_level: int) -> bytes:
     """PNG bytes of an RGBA (HxWx4), RGB (HxWx3) or greyscale (HxW) uint8 array.
 
-    A standard 8-bit PNG (IHDR, one IDAT, IEND): every row filtered with PNG's Up filter in
+    A standard 8-bit PNG (IHDR, iCCP, one IDAT, IEND): every row filtered with PNG's Up filter in
     numpy, the rows compressed by libdeflate (the ``deflate`` package) at ``compress_level``.
+    Colour images carry the sRGB profile (``srgb_icc``); a greyscale matte carries none.
     Pillow's encoder tries every filter on every row and deflates with zlib: on a 2000 px
     cut-out ~3x slower, and its file larger (docs/models.md, "Speed").
     """
@@ -187,7 +214,8 @@ def encode_png(pixels: np.ndarray, compress_level: int) -> bytes:
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # uint8 wraps modulo 256, as PNG's Up does
     header = struct.pack(">IIBBBBB", width, height, 8, PNG_COLOUR_TYPES[channels], 0, 0, 0)
     data = deflate.zlib_compress(filtered.data, compress_level)
-    return PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+    colour = _png_chunk(b"iCCP", b"sRGB\0\0" + zlib.compress(srgb_icc(), 9)) if channels > 1 else b""
+    return PNG_SIGNATURE + _png_chunk(b"IHDR", header) + colour + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -195,7 +223,14 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    """Baseline sRGB JPEG bytes of an RGB uint8 array."""
+    """Baseline sRGB JPEG bytes of an RGB uint8 array, the sRGB profile embedded."""
     buffer = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(buffer, "JPEG", quality=quality, optimize=True)
+    Image.fromarray(rgb, "RGB").save(buffer, "JPEG", quality=quality, optimize=True, icc_profile=srgb_icc())
+    return buffer.getvalue()
+
+
+def encode_webp(rgba: np.ndarray, quality: int) -> bytes:
+    """Lossy WebP with a lossless alpha plane (edges stay exact), the sRGB profile embedded."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "WEBP", quality=quality, method=4, icc_profile=srgb_icc())
     return buffer.getvalue()

@@ -78,7 +78,7 @@ class LocalMatting:
         return self.session.info.label
 
     def render(self, data: bytes, profile: Profile, job: str, file: str, max_pixels: int, png_level: int) -> Rendered:
-        return render(data, self.session, profile, max_pixels, png_level)
+        return render(data, self.session, profile, max_pixels, png_level, file)
 
     def memory(self) -> dict[str, int] | None:
         return self.session.memory()

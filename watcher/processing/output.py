@@ -3,6 +3,7 @@
 Order of a job's effects: output renamed into place (and its directory fsynced) *before* the
 original is moved to the archive. A crash between the two leaves the original in incoming, so the
 job is redone and the output replaced by an identical file; nothing is lost or half-written.
+A set's manifest (``<stem>.json``) is renamed in last: present, it means its whole set is.
 """
 
 from __future__ import annotations
@@ -25,13 +26,19 @@ def output_path(output_root: Path, relative: Path, suffix: str = ".png") -> Path
     return output_root / relative.parent / (relative.stem + suffix)
 
 
+MANIFEST_SUFFIX = ".json"
+
+
 def write_outputs(output_root: Path, relative: Path, files: dict[str, bytes]) -> list[Path]:
-    """Write a job's output set whole or not at all; returns the targets, the PNG last.
+    """Write a job's output set whole or not at all; returns the targets in ``files``' order.
 
     Every file is first written in full to a temp file (where a full disk fails); only when all
-    are on disk are they renamed into place, the PNG last, so its presence means 'all done'.
+    are on disk are they renamed into place, the manifest last, so its presence means 'all
+    done'. Files the replaced set's manifest named and this set has not are then removed (a
+    profile that dropped a rendition leaves no stale file behind).
     """
-    ordered = sorted(files.items(), key=lambda item: item[0] == ".png")
+    ordered = sorted(files.items(), key=lambda item: item[0] == MANIFEST_SUFFIX)
+    earlier = earlier_set(output_path(output_root, relative, MANIFEST_SUFFIX))
     staged: list[tuple[Path, Path]] = []
     try:
         for suffix, data in ordered:
@@ -43,9 +50,26 @@ def write_outputs(output_root: Path, relative: Path, files: dict[str, bytes]) ->
         raise
     for tmp, target in staged:
         os.replace(tmp, target)
+    written = {target.name for _, target in staged}
+    for name in earlier - written:
+        (output_path(output_root, relative).parent / name).unlink(missing_ok=True)
     for directory in {target.parent for _, target in staged}:
         fsync_dir(directory)
-    return [target for _, target in staged]
+    by_suffix = {suffix: target for (suffix, _), (_, target) in zip(ordered, staged, strict=True)}
+    return [by_suffix[suffix] for suffix in files]
+
+
+def earlier_set(manifest: Path) -> set[str]:
+    """The file names the manifest of a set already in place lists (beside it, of its stem);
+    none when there is no manifest or it cannot be read: then nothing is removed."""
+    try:
+        files = json.loads(manifest.read_bytes()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    stem = manifest.name.removesuffix(MANIFEST_SUFFIX)
+    if not isinstance(files, dict):
+        return set()
+    return {n for n in files if isinstance(n, str) and n.startswith(stem + ".") and "/" not in n and "\0" not in n}
 
 
 def earlier_source(archive_root: Path, relative: Path) -> Path | None:

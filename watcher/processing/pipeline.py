@@ -12,16 +12,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from unet_matting.engine.canvas import flatten
 from unet_matting.engine.confidence import Confidence, score, signals, working
 from unet_matting.engine.errors import ImageError
 from unet_matting.engine.postprocess import cutout
 from unet_matting.engine.profile import Profile
+from unet_matting.engine.renditions import Drawn, draw
 from unet_matting.engine.session import Session
 from unet_matting.watcher.intake.completion import Signature
-from unet_matting.watcher.processing.imageio import decode, encode_jpeg, encode_png
+from unet_matting.watcher.processing import validation
+from unet_matting.watcher.processing.imageio import decode, encode_jpeg, encode_png, encode_webp
+from unet_matting.watcher.processing.manifest import MANIFEST_SUFFIX, file_entry, manifest_bytes
 
 
 class NotARegularFile(ImageError):
@@ -36,7 +36,8 @@ class Source:
 
 @dataclass
 class Rendered:
-    """A finished cut-out: output files by suffix (".png" first), and what the log reports."""
+    """A finished cut-out: output files by suffix (the main one first, the manifest ``.json``
+    last), and what the log reports."""
 
     files: dict[str, bytes]
     width: int
@@ -46,10 +47,17 @@ class Rendered:
     model: str = ""  # the model's label (file@hash)
     worker: str = ""  # the queue worker that made it ("" when made in this process)
     confidence: Confidence | None = None  # how far to trust it (engine/confidence.py)
+    # (rule, sentence) of each broken marketplace rule; None when the profile has no rules
+    validation: list[tuple[str, str]] | None = None
 
     @property
     def output_bytes(self) -> int:
         return sum(len(b) for b in self.files.values())
+
+    @property
+    def main(self) -> str:
+        """The suffix of the set's main file (the profile's first rendition)."""
+        return next(iter(self.files))
 
 
 def read_source(path: Path) -> Source:
@@ -73,8 +81,11 @@ def read_source(path: Path) -> Source:
         os.close(fd)
 
 
-def render(data: bytes, session: Session, profile: Profile, max_pixels: int, compress_level: int) -> Rendered:
-    """Bytes of an upload -> PNG bytes of its cut-out; raises ``ImageError`` for bad input."""
+def render(
+    data: bytes, session: Session, profile: Profile, max_pixels: int, compress_level: int, source: str = "upload"
+) -> Rendered:
+    """Bytes of an upload -> its cut-out's set (renditions and manifest); ``source`` is the
+    upload's path as the manifest names it. Raises ``ImageError`` for bad input."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -99,11 +110,43 @@ def render(data: bytes, session: Session, profile: Profile, max_pixels: int, com
     lap("confidence")
     rgba = cutout(alpha, image.rgb, profile, image.alpha)
     lap("postprocess")
-    files = {".png": encode_png(rgba, compress_level)}
-    if profile.flat_background is not None:
-        files[".jpg"] = encode_jpeg(flatten(rgba, profile.flat_background), profile.flat_quality)
-    if profile.write_mask:
-        files[".mask.png"] = encode_png(np.ascontiguousarray(rgba[..., 3]), compress_level)
-    lap("encode")
+    drawn = draw(rgba, profile)
+    lap("renditions")  # sizes, shadow, flat colours
+    files: dict[str, bytes] = {}
+    entries: dict[str, dict] = {}
+    broken: list[tuple[str, str]] = []
+    each: dict[str, float] = {}
+    for one in drawn:
+        began = time.perf_counter()
+        files[one.rendition.suffix] = encoded = encode(one, compress_level)
+        entries[one.rendition.suffix] = file_entry(one, encoded)
+        broken += validation.failures(one, encoded)
+        each[f"encode.{one.rendition.label}"] = round((time.perf_counter() - began) * 1000, 1)
+    lap("encode")  # every file, its checksum and its rules
+    if profile.renditions:
+        timings.update(each)
+    checked = broken if profile.validated else None
+    files[MANIFEST_SUFFIX] = manifest_bytes(
+        stem=Path(source).stem,
+        source_path=source,
+        source=data,
+        source_size=image.size,
+        model=session.info.label,
+        profile=profile.name,
+        confidence=judged,
+        files=entries,
+        validation=None if checked is None else validation.summary(checked),
+        timings_ms=dict(timings),
+    )
     width, height = image.size
-    return Rendered(files, width, height, len(data), timings, session.info.label, confidence=judged)
+    return Rendered(files, width, height, len(data), timings, session.info.label, confidence=judged, validation=checked)
+
+
+def encode(drawn: Drawn, compress_level: int) -> bytes:
+    """A rendition's file bytes in its format."""
+    rendition = drawn.rendition
+    if rendition.format in ("png", "mask"):
+        return encode_png(drawn.pixels, compress_level)
+    if rendition.format == "webp":
+        return encode_webp(drawn.pixels, rendition.quality)
+    return encode_jpeg(drawn.pixels, rendition.quality)

@@ -28,9 +28,17 @@ from unet_matting.watcher.errors import Deferred, os_reason
 from unet_matting.watcher.intake.completion import Signature
 from unet_matting.watcher.intake.jobs import Job, JobQueue
 from unet_matting.watcher.processing.matting import Matting
-from unet_matting.watcher.processing.output import earlier_source, move_durably, output_path, quarantine, write_outputs
+from unet_matting.watcher.processing.output import (
+    MANIFEST_SUFFIX,
+    earlier_source,
+    move_durably,
+    output_path,
+    quarantine,
+    write_outputs,
+)
 from unet_matting.watcher.processing.pipeline import Rendered, Source, read_source
 from unet_matting.watcher.processing.stats import Stats
+from unet_matting.watcher.processing.validation import summary
 from unet_matting.watcher.prometheus import Metrics
 from unet_matting.watcher.review.queue import ReviewQueue, item_id, record_of
 from unet_matting.watcher.state import AttemptLog
@@ -125,6 +133,8 @@ class JobRunner:
             self._metrics.finished(outcome.name, "upload", seconds, outcome.fields.get("stages_ms"), time.time())
             if "confidence" in outcome.fields:
                 self._metrics.judged(outcome.fields["confidence"])
+            if "validation" in outcome.fields:
+                self._metrics.validated(profile.name, outcome.fields["validation"]["rules"])
         self._stats.record(job.relative, outcome.name)
         return outcome.name
 
@@ -181,7 +191,7 @@ class JobRunner:
         outcome = self._archive(job, cfg, decoded)
         self._forget_failure(job.path)
         return outcome.adding(
-            **made(rendered), **replaced, held=False, output=str(targets[-1].relative_to(cfg.paths.output))
+            **made(rendered), **replaced, held=False, output=str(targets[0].relative_to(cfg.paths.output))
         )
 
     def _hold(self, job: Job, cfg: Config, source: Source, rendered: Rendered, profile: Profile) -> Outcome:
@@ -258,14 +268,20 @@ def made(rendered: Rendered) -> dict[str, Any]:
         "output_bytes": rendered.output_bytes,
         "stages_ms": rendered.timings_ms,
         **({} if judged is None else {"confidence": judged.score, "reasons": list(judged.reasons)}),
+        **({} if rendered.validation is None else {"validation": validation_fields(rendered.validation)}),
         **({"model": rendered.model, "worker": rendered.worker} if rendered.worker else {}),
     }
+
+
+def validation_fields(broken: list[tuple[str, str]]) -> dict[str, Any]:
+    """The ``job_finished`` line's ``validation``: the manifest's, and the rules' names."""
+    return {**summary(broken), "rules": [rule for rule, _ in broken]}
 
 
 def replacement(cfg: Config, job: Job) -> dict[str, str]:
     """When the cut-out already exists: ``replaced``, the archived upload that made it; and a
     warning when that was another file of the same stem (``dup.jpg`` then ``dup.png``)."""
-    if not output_path(cfg.paths.output, job.relative).exists():
+    if not any(output_path(cfg.paths.output, job.relative, s).exists() for s in (MANIFEST_SUFFIX, ".png")):
         return {}
     earlier = earlier_source(cfg.paths.archive, job.relative)
     if earlier is not None and earlier.name != job.relative.name:

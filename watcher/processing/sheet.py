@@ -17,10 +17,10 @@ def checkerboard(height: int, width: int, square: int = 12) -> np.ndarray:
     return np.where(light[..., None], 235, 190).astype(np.uint8).repeat(3, axis=2)
 
 
-def _tile(rgb: np.ndarray) -> Image.Image:
+def _tile(rgb: np.ndarray, height: int = TILE_HEIGHT) -> Image.Image:
     im = Image.fromarray(rgb)
-    width = max(1, round(im.width * TILE_HEIGHT / im.height))
-    return im.resize((width, TILE_HEIGHT), Image.LANCZOS)
+    width = max(1, round(im.width * height / im.height))
+    return im.resize((width, height), Image.LANCZOS)
 
 
 def row(rgb: np.ndarray, rgba: np.ndarray, label: str = "", white: bool = False) -> Image.Image:
@@ -35,10 +35,10 @@ def row(rgb: np.ndarray, rgba: np.ndarray, label: str = "", white: bool = False)
     return strip(tiles, label)
 
 
-def strip(tiles: list[np.ndarray], label: str = "") -> Image.Image:
+def strip(tiles: list[np.ndarray], label: str = "", height: int = TILE_HEIGHT) -> Image.Image:
     """RGB tiles side by side at one height, with an optional label."""
-    images = [_tile(t) for t in tiles]
-    out = Image.new("RGB", (sum(i.width for i in images) + 4 * (len(images) - 1), TILE_HEIGHT), "white")
+    images = [_tile(t, height) for t in tiles]
+    out = Image.new("RGB", (sum(i.width for i in images) + 4 * (len(images) - 1), height), "white")
     x = 0
     for im in images:
         out.paste(im, (x, 0))

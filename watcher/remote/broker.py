@@ -29,7 +29,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from unet_matting.engine.profile import Profile
+from unet_matting.engine.profile import Profile, Rendition, Rules, Shadow
 from unet_matting.watcher.config import QueueConfig
 
 TASK = "unet_matting.render"
@@ -124,8 +124,18 @@ def job_message(job: str, file: str, profile: Profile, data: bytes, max_pixels: 
 
 
 def profile_from(raw: Mapping[str, Any]) -> Profile:
-    """The profile a job carries (msgpack turns tuples into lists)."""
-    return Profile(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    """The profile a job carries (``dataclasses.asdict``; msgpack turns tuples into lists)."""
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k not in ("renditions", "shadow")}
+    renditions = tuple(_rendition(r) for r in raw.get("renditions") or ())
+    return Profile(**values, renditions=renditions, shadow=Shadow(**(raw.get("shadow") or {})))
+
+
+def _rendition(raw: Mapping[str, Any]) -> Rendition:
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    rules = values.pop("rules", None)
+    if rules is not None:
+        rules = Rules(**{k: tuple(v) if isinstance(v, list) else v for k, v in rules.items()})
+    return Rendition(**values, rules=rules)
 
 
 def answer_ok(
@@ -138,9 +148,11 @@ def answer_ok(
     model: str,
     worker: str,
     confidence: dict | None = None,
+    validation: list[tuple[str, str]] | None = None,
 ) -> dict:
     return {
         "confidence": confidence,
+        "validation": None if validation is None else [list(v) for v in validation],
         "job": job,
         "ok": True,
         "files": files,

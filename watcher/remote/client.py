@@ -201,6 +201,7 @@ def _rendered(answer: dict[str, Any] | None) -> Rendered:
             model=answer.get("model", ""),
             worker=answer.get("worker", ""),
             confidence=_confidence(answer.get("confidence")),
+            validation=None if answer.get("validation") is None else [tuple(v) for v in answer["validation"]],
         )
     kind, reason = answer.get("kind"), str(answer.get("reason", "no reason given"))
     error = {

@@ -61,7 +61,12 @@ def answer_for(job: dict[str, Any], holder: ModelKeeper, worker: str) -> tuple[d
     label = session.info.label
     try:
         rendered = render(
-            job["data"], session, profile_from(job["profile"]), int(job["max_pixels"]), int(job["png_level"])
+            job["data"],
+            session,
+            profile_from(job["profile"]),
+            int(job["max_pixels"]),
+            int(job["png_level"]),
+            str(job.get("file") or "upload"),
         )
     except ImageIncomplete as e:
         return answer_error(job["job"], "incomplete", str(e), label, worker), "incomplete"
@@ -90,6 +95,7 @@ def answer_for(job: dict[str, Any], holder: ModelKeeper, worker: str) -> tuple[d
         label,
         worker,
         None if rendered.confidence is None else dataclasses.asdict(rendered.confidence),
+        rendered.validation,
     ), "done"
 
 

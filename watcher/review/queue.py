@@ -79,6 +79,11 @@ class Held:
         return self.folder / self.record["files"][suffix]
 
     @property
+    def main(self) -> str:
+        """The suffix of the set's main file (its profile's first rendition; ``.png`` today)."""
+        return next(iter(self.record["files"]))
+
+    @property
     def upload(self) -> Path:
         """The upload's path under incoming (``shop-a/mug.jpg``)."""
         return Path(self.record["file"])
@@ -287,7 +292,7 @@ class ReviewQueue:
         return write_outputs(self.output, held.upload, files)
 
     def _move_to_failed(self, held: Held, by: str, reason: str) -> Path:
-        """The held PNG (and the rest of the set) to ``paths.failed`` with a report on the PNG."""
+        """The held set to ``paths.failed``, the report beside its main file (the PNG today)."""
         report = {
             "error": "Rejected",
             "reason": "rejected in review" + (f": {reason}" if reason else ""),
@@ -298,11 +303,13 @@ class ReviewQueue:
             "model": held.record.get("model"),
             "profile": held.record.get("profile"),
         }
-        png = held.file(".png")
+        main = held.file(held.main)
         sub = held.upload.parent
-        target = quarantine(png, self.failed, sub / png.name, report) if png.exists() else self.failed / sub / png.name
+        target = self.failed / sub / main.name
+        if main.exists():
+            target = quarantine(main, self.failed, sub / main.name, report)
         for suffix, name in held.record["files"].items():
-            if suffix != ".png" and (held.folder / name).exists():
+            if suffix != held.main and (held.folder / name).exists():
                 move_durably(held.folder / name, self.failed, sub / name)
         return target
 
