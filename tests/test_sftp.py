@@ -48,7 +48,8 @@ def test_put_overwrite_and_rename(daemon, sshd: SshServer, tmp_path: Path) -> No
     wait_for(lambda: len(d.finished("done")) == 3)
     archived = sorted(p.read_bytes() for p in d.path("archive").iterdir())
     assert archived == sorted([v1.read_bytes(), v2.read_bytes(), v1.read_bytes()])
-    assert sorted(p.name for p in d.path("output").iterdir()) == ["item.png", "renamed.png"]
+    made = ["item.json", "item.png", "renamed.json", "renamed.png"]  # each cut-out with its manifest
+    assert sorted(p.name for p in d.path("output").iterdir()) == made
     assert [e["file"] for e in d.finished()] == ["item.jpg", "item.jpg", "renamed.jpg"]
     assert d.stop() == 0
 
@@ -99,7 +100,8 @@ def test_burst_of_200_uploads(daemon, sshd: SshServer, tmp_path: Path) -> None:
     sshd.sftp([f"mkdir {d.path('incoming')}/season", f"put {local}/* {d.path('incoming')}/season/"])
     wait_for(lambda: len(d.finished("done")) == 200, timeout=240)
     assert sorted(p.name for p in (d.path("archive") / "season").iterdir()) == names
-    assert len(list((d.path("output") / "season").iterdir())) == 200
+    assert len(list((d.path("output") / "season").glob("*.png"))) == 200
+    assert len(list((d.path("output") / "season").glob("*.json"))) == 200
     assert len(d.finished()) == 200
     assert d.stop() == 0
 

@@ -24,6 +24,9 @@ from unet_matting.watcher.api.batches import BatchTasks
 from unet_matting.watcher.components import MattingPart, Parts
 from unet_matting.watcher.config import Config, load_config
 from unet_matting.watcher.errors import ConfigError
+from unet_matting.watcher.events import Events
+from unet_matting.watcher.events.outbox import Outbox
+from unet_matting.watcher.events.sender import EventSenders
 from unet_matting.watcher.intake.completion import CompletionTracker, IgnoreRules
 from unet_matting.watcher.intake.feeder import Intake, IntakeSettings
 from unet_matting.watcher.intake.jobs import JobQueue
@@ -73,7 +76,9 @@ class Daemon:
             gpu_memory=self._gpu_memory,
             broker=self._queue_stats,
             held=lambda: ReviewQueue.of(self.config.paths).count(),
+            events=self._event_counts,
         )
+        self.senders = EventSenders(self.metrics.event_counted)
         self.retired = RetiredModels()  # swapped-out models whose GPU memory is not yet back
         self.models: ModelKeeper | None = None  # local matting only: the model that runs
         self.report = Report(self)
@@ -88,6 +93,19 @@ class Daemon:
 
     def context(self) -> JobContext | None:
         return self._current
+
+    def _event_counts(self) -> dict[str, tuple[int, int]]:
+        """(pending, dead) events per configured endpoint, read from the outbox."""
+        outbox = Outbox(self.config.paths.state)
+        return {e.name: outbox.counts(e.name) for e in self.config.events.endpoints}
+
+    def event_status(self) -> dict[str, dict]:
+        """``status.json``'s ``events``: per endpoint, what waits, what died, the last failure."""
+        errors = self.senders.last_errors()
+        return {
+            name: {"pending": pending, "dead": dead, "last_error": errors.get(name)}
+            for name, (pending, dead) in self._event_counts().items()
+        }
 
     def _in_flight(self) -> int:
         return self.jobs.in_hand() + (self.http.gate.busy if self.http is not None else 0)
@@ -105,7 +123,7 @@ class Daemon:
             self.metrics,
             lambda: self._access,
             self.batch,
-            lambda: ReviewQueue.of(self.config.paths, self.metrics.decided),
+            lambda: ReviewQueue.of(self.config.paths, self.metrics.decided, Events.of(self.config)),
         )
 
     def start(self) -> None:
@@ -115,8 +133,12 @@ class Daemon:
         self.instance = InstanceLock(cfg.paths.state)
         self.instance.acquire()  # before touching any file, and before the model loads
         prepare_directories(cfg.paths)
-        if recovered := ReviewQueue.of(cfg.paths).recover():
+        if recovered := ReviewQueue.of(cfg.paths, events=Events.of(cfg)).recover():
             log.info("review_decisions_finished", count=recovered)
+        self.senders.replace(
+            cfg.events, cfg.paths.state, EventSenders.secrets(cfg.events)
+        )  # before jobs: a bad secret stops here
+        self.parts.start(self.senders)
         switcher = switcher_for(cfg.engine) if cfg.queue.broker_url is None else None
         model = startup_model(switcher) if switcher is not None else None  # before any socket opens
         if cfg.http.listen is not None:
@@ -273,6 +295,8 @@ class Daemon:
     def _apply(self, new: Config) -> None:
         plan = plan_reload(self.config, new, local_model=self.models is not None)
         access = self._http_access(plan.config.http)  # a bad token file fails the reload
+        events_changed = plan.config.events != self.config.events
+        secrets = EventSenders.secrets(plan.config.events) if events_changed else None  # so does a bad secret
         if plan.engine is not None:  # its model loads in the background; until then the old one runs
             self.models.reload(plan.engine)
         new = plan.config
@@ -281,6 +305,8 @@ class Daemon:
         self._access = access
         self.config = new
         self._current = JobContext(self._current.matting, new)
+        if secrets is not None:
+            self.senders.replace(new.events, new.paths.state, secrets)
         log.info(
             "reload_done",
             model=self._current.model_label,

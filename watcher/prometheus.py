@@ -30,6 +30,7 @@ class Metrics:
         gpu_memory: Callable[[], Mapping[str, int] | None] = lambda: None,
         broker: Callable[[], QueueStats | None] = lambda: None,
         held: Callable[[], float] = lambda: 0,
+        events: Callable[[], Mapping[str, tuple[int, int]]] = dict,
     ) -> None:
         self.registry = CollectorRegistry()
         self.jobs = Counter(
@@ -89,6 +90,14 @@ class Metrics:
             ["profile", "rule"],
             registry=self.registry,
         )
+        self.events = Counter(
+            "unet_matting_events",
+            "Event deliveries by endpoint and outcome: delivered (2xx), failed (a try that did not "
+            "get through; retried), dead (given up after events.dead_after_h)",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
+        self.registry.register(OutboxCollector(events))
         self.registry.register(GpuMemoryCollector(gpu_memory))
         self.registry.register(BrokerCollector(broker))
 
@@ -107,6 +116,9 @@ class Metrics:
 
     def judged(self, score: float) -> None:
         self.confidence.observe(score)
+
+    def event_counted(self, endpoint: str, outcome: str) -> None:
+        self.events.labels(endpoint, outcome).inc()
 
     def validated(self, profile: str, rules: list[str]) -> None:
         """One cut-out checked against ``profile``'s rules; ``rules``: the ones it broke."""
@@ -127,6 +139,34 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class OutboxCollector:
+    """``unet_matting_events_pending{endpoint}`` and ``unet_matting_events_dead{endpoint}``: the
+    outbox's files now, per configured endpoint."""
+
+    PENDING = ("unet_matting_events_pending", "Events written and not yet delivered, per endpoint")
+    DEAD = ("unet_matting_events_dead", "Events in outbox/dead/ (never delivered), per endpoint")
+
+    def __init__(self, read: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
+        self._read = read
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily(*self.PENDING, labels=["endpoint"]),
+            GaugeMetricFamily(*self.DEAD, labels=["endpoint"]),
+        ]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        counts = self._read()
+        if not counts:
+            return []
+        pending = GaugeMetricFamily(*self.PENDING, labels=["endpoint"])
+        dead = GaugeMetricFamily(*self.DEAD, labels=["endpoint"])
+        for endpoint, (waiting, died) in counts.items():
+            pending.add_metric([endpoint], waiting)
+            dead.add_metric([endpoint], died)
+        return [pending, dead]
 
 
 class GpuMemoryCollector:

@@ -63,6 +63,7 @@ class Report:
             "profile": ctx.config.profile,
             "problems": self.problems(),
             **ctx.matting.status(),
+            **({"events": d.event_status()} if d.config.events.endpoints else {}),
         }
 
     def problems(self) -> list[str]:

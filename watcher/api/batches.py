@@ -30,6 +30,7 @@ import structlog
 from unet_matting.engine.errors import ImageError
 from unet_matting.watcher.durable import atomic_write
 from unet_matting.watcher.errors import Deferred
+from unet_matting.watcher.events import Events
 from unet_matting.watcher.intake.completion import IgnoreRules
 from unet_matting.watcher.intake.scanning import walk_files
 from unet_matting.watcher.processing.output import MANIFEST_SUFFIX, earlier_set, output_path, write_outputs
@@ -133,7 +134,7 @@ class BatchTasks(StoppableThread):
             return None
         return _read(path)
 
-    def submit(self, input_dir: Path, output_dir: Path, profile: str) -> dict:
+    def submit(self, input_dir: Path, output_dir: Path, profile: str, callback: str | None = None) -> dict:
         task = {
             "id": uuid.uuid4().hex,
             "status": "submitted",
@@ -146,6 +147,7 @@ class BatchTasks(StoppableThread):
             "done": [],
             "errors": {},
             "replaced": {},
+            "callback": callback,  # an endpoint of events.endpoints told batch.finished in any case
         }
         self._save(task)
         with self._lock:
@@ -194,9 +196,14 @@ class BatchTasks(StoppableThread):
         self._end(task, DONE if not task["errors"] else "failed")
 
     def _end(self, task: dict, status: str, error: str | None = None) -> None:
+        """Finished: its event first (a crash before the save resumes the task and writes the
+        same event again), then the task's record."""
         task["status"], task["finished_at"] = status, time.time()
         if error is not None:
             task["error"] = error
+        ctx = self._context()
+        if ctx is not None and (events := Events.of(ctx.config)) is not None:
+            events.batch_finished(self.status(task), task.get("callback"))
         self._save(task)
         log.info(
             "batch_finished",

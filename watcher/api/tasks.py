@@ -28,7 +28,13 @@ async def submit_batch(request: Request, limits: AccessDep, svc: ServiceDep) -> 
         raise HttpError(e.status, str(e)) from None
     if (problem := overlap(src, out)) is not None:
         raise HttpError(400, problem)
-    task = svc.batch.submit(src, out, named_profile(ctx, payload.get("profile")).name)
+    callback = payload.get("callback")
+    if callback is not None and (not isinstance(callback, str) or ctx.config.events.endpoint(callback) is None):
+        named = ", ".join(e.name for e in ctx.config.events.endpoints) or "none is configured"
+        raise HttpError(
+            400, f"callback must name an endpoint of events.endpoints ({named}); a URL is never taken from a request"
+        )
+    task = svc.batch.submit(src, out, named_profile(ctx, payload.get("profile")).name, callback)
     return JSONResponse({"task_id": task["id"], "status": "submitted"}, status_code=202)
 
 

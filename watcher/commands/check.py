@@ -200,12 +200,15 @@ def _shown(value: object) -> str:
 
 
 def token_problems(cfg: Config) -> list[str]:
-    """The HTTP bearer token file must be readable by the service and by nobody else (``watch``
-    refuses it otherwise)."""
+    """The HTTP bearer token files and the events' secret files must be readable by the service
+    and by nobody else (``watch`` refuses them otherwise)."""
     found = []
     for key in ("token_file", "reviewer_token_file"):
         path = getattr(cfg.http, key)
         if path is not None and (problem := secret_file_problem(path, f"http.{key}")):
+            found.append(problem)
+    for i, endpoint in enumerate(cfg.events.endpoints):  # the webhooks' signing secrets: the same rule
+        if problem := secret_file_problem(endpoint.secret_file, f"events.endpoints[{i}].secret_file"):
             found.append(problem)
     return found
 

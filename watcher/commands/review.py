@@ -12,6 +12,7 @@ from pathlib import Path
 
 from unet_matting.watcher import logs
 from unet_matting.watcher.config import load_config
+from unet_matting.watcher.events import Events
 from unet_matting.watcher.review.queue import ReviewError, ReviewQueue, rerendering
 
 BY = "cli"
@@ -27,7 +28,7 @@ def run_review(
 ) -> int:
     cfg = load_config(config_path)
     logs.configure("info", cfg.logging.file, console=False)  # decisions are log lines, as the daemon's
-    queue = ReviewQueue.of(cfg.paths)
+    queue = ReviewQueue.of(cfg.paths, events=Events.of(cfg))  # the daemon's senders deliver them
     queue.recover()
     if action == "list":
         held = queue.items()

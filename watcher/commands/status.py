@@ -63,12 +63,20 @@ def run_status(config_path: Path) -> int:
         f"quarantined files waiting for an operator: {len(failed)}"
         + (f" (newest: {failed[-1].relative_to(cfg.paths.failed)})" if failed else "")
     )
+    for name, figures in (status.get("events") or {}).items():
+        print(event_line(name, figures))
     held = ReviewQueue.of(cfg.paths).items()
     print(
         f"held for review: {len(held)}"
         + (f" (oldest: {held[0].id}, score {held[0].record.get('score')}; unet-matting review list)" if held else "")
     )
     return 0 if running else 1
+
+
+def event_line(endpoint: str, figures: dict) -> str:
+    """One endpoint's events in one sentence."""
+    line = f"events to {endpoint}: {figures.get('pending', 0)} waiting, {figures.get('dead', 0)} dead (outbox/dead/)"
+    return line + (f"; last failure: {figures['last_error']}" if figures.get("last_error") else "")
 
 
 def broker_line(broker: dict) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from unet_matting.engine.profile import Profile
 from unet_matting.engine.settings import BACKDROP_MODES, DEFAULTS, PRECISIONS, EngineSettings
+from unet_matting.watcher.config.events import EventsConfig, parse_events
 from unet_matting.watcher.config.profiles import lookup_profile, parse_profiles
 from unet_matting.watcher.config.yaml_sections import Section, at_least, one_of, patterns, positive, read_yaml
 from unet_matting.watcher.errors import ConfigError
@@ -113,6 +114,7 @@ class Config:
     profiles_by_folder: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     http: HttpConfig = field(default_factory=HttpConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
 
     def get_profile(self, name: str | None = None) -> Profile:
         """The named profile (default: the configured one); unknown names list the valid ones."""
@@ -280,6 +282,7 @@ def load_config_data(raw: Any, path: Path, profiles: Mapping[str, Profile] | Non
     output = _parse_output(top.section("output"))
     http = _parse_http(top.section("http"))
     queue = _parse_queue(top.section("queue"))
+    events = parse_events(top.section("events"))
     profiles_file = top.take("profiles_file", Path, str(path.parent / "profiles.yaml"))
     profile = top.take("profile", str, "ecom_product")
     by_folder = top.take("profiles_by_folder", dict, {})
@@ -304,4 +307,5 @@ def load_config_data(raw: Any, path: Path, profiles: Mapping[str, Profile] | Non
         profiles_by_folder=by_folder,
         http=http,
         queue=queue,
+        events=events,
     )

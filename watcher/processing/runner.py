@@ -25,6 +25,7 @@ from unet_matting.engine.errors import ImageError, ImageIncomplete, JobError
 from unet_matting.engine.profile import Profile
 from unet_matting.watcher.config import Config
 from unet_matting.watcher.errors import Deferred, os_reason
+from unet_matting.watcher.events import Events
 from unet_matting.watcher.intake.completion import Signature
 from unet_matting.watcher.intake.jobs import Job, JobQueue
 from unet_matting.watcher.processing.matting import Matting
@@ -176,29 +177,34 @@ class JobRunner:
             return Outcome("deferred", {"error": str(e)})
         try:
             if held(profile, rendered):
-                return self._hold(job, cfg, source, rendered, profile)
-            return self._publish(job, cfg, source.signature, rendered)
+                return self._hold(job, cfg, source, rendered, profile, key)
+            return self._publish(job, cfg, source.signature, rendered, key)
         finally:  # a full or read-only disk is not the upload's fault: no crash to count against it
             self._attempts.end(key)
 
-    def _publish(self, job: Job, cfg: Config, decoded: Signature, rendered: Rendered) -> Outcome:
-        """Outputs into place, then the original to the archive; the outcome with what was made.
-        A held cut-out of the same stem is stale then and goes (approving it would undo this)."""
+    def _publish(self, job: Job, cfg: Config, decoded: Signature, rendered: Rendered, key: str) -> Outcome:
+        """Outputs into place and their event into the outbox, then the original to the archive;
+        the outcome with what was made. A held cut-out of the same stem is stale then and goes
+        (approving it would undo this)."""
         replaced = replacement(cfg, job)
         targets = write_outputs(cfg.paths.output, job.relative, rendered.files)
         if ReviewQueue.of(cfg.paths).discard(job.relative):
             replaced["replaced_held"] = item_id(job.relative)
+        if (events := Events.of(cfg)) is not None:
+            events.published(job.relative, rendered.files[MANIFEST_SUFFIX], job_id(key))
         outcome = self._archive(job, cfg, decoded)
         self._forget_failure(job.path)
         return outcome.adding(
             **made(rendered), **replaced, held=False, output=str(targets[0].relative_to(cfg.paths.output))
         )
 
-    def _hold(self, job: Job, cfg: Config, source: Source, rendered: Rendered, profile: Profile) -> Outcome:
-        """The set into the review folder (record last), then the original to the archive."""
+    def _hold(self, job: Job, cfg: Config, source: Source, rendered: Rendered, profile: Profile, key: str) -> Outcome:
+        """The set into the review folder (record last) and its event, then the original to the archive."""
         queue = ReviewQueue.of(cfg.paths)
         record = record_of(rendered, job.relative.name, source.data, profile.name)
         item = queue.hold(job.relative, rendered.files, record)
+        if (events := Events.of(cfg)) is not None:
+            events.held(job.relative, item.id, rendered.confidence, profile.name, job_id(key))
         outcome = self._archive(job, cfg, source.signature)
         if "archived_as" in outcome.fields:
             queue.note(item.id, archived_as=outcome.fields["archived_as"])
@@ -241,11 +247,13 @@ class JobRunner:
             "profile": profile.name,
         }
         target = quarantine(job.path, ctx.config.paths.failed, job.relative, reason)
+        quarantined_as = str(target.relative_to(ctx.config.paths.failed))
+        if (events := Events.of(ctx.config)) is not None:
+            about = job_id(key) if key is not None else f"{job.relative}\0{quarantined_as}"
+            events.failed(job.relative, str(error), error.__class__.__name__, quarantined_as, about)
         if key is not None:
             self._attempts.end(key)
-        return Outcome(
-            "quarantined", {"error": str(error), "quarantined_as": str(target.relative_to(ctx.config.paths.failed))}
-        )
+        return Outcome("quarantined", {"error": str(error), "quarantined_as": quarantined_as})
 
     def _forget_failure(self, path: Path) -> None:
         with self._lock:

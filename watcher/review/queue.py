@@ -36,6 +36,7 @@ import structlog
 from unet_matting.watcher.durable import atomic_write, fsync_dir
 from unet_matting.watcher.errors import os_reason
 from unet_matting.watcher.processing.output import (
+    MANIFEST_SUFFIX,
     earlier_source,
     json_bytes,
     move_durably,
@@ -46,6 +47,7 @@ from unet_matting.watcher.processing.output import (
 
 if TYPE_CHECKING:
     from unet_matting.engine.profile import Profile
+    from unet_matting.watcher.events import Events
     from unet_matting.watcher.processing.pipeline import Rendered
     from unet_matting.watcher.processing.runner import JobContext
 
@@ -108,15 +110,17 @@ class ReviewQueue:
         failed: Path,
         state: Path,
         counted: Callable[[str], None] | None = None,
+        events: Events | None = None,
     ) -> None:
         self.root, self.output, self.failed, self.state = root, output, failed, state
         self._locks = state / "review-locks"
         self._journal = state / "review-journal"
         self._counted = counted  # called with each decision carried out (metrics)
+        self._events = events  # approvals and rejections are told to the shop's systems
 
     @classmethod
-    def of(cls, paths, counted: Callable[[str], None] | None = None) -> ReviewQueue:
-        return cls(paths.review, paths.output, paths.failed, paths.state, counted)
+    def of(cls, paths, counted: Callable[[str], None] | None = None, events: Events | None = None) -> ReviewQueue:
+        return cls(paths.review, paths.output, paths.failed, paths.state, counted, events)
 
     # ---- holding (the daemon's jobs) ----------------------------------------------------------
 
@@ -206,18 +210,20 @@ class ReviewQueue:
     # ---- decisions ----------------------------------------------------------------------------
 
     def approve(self, item: str, by: str) -> list[Path]:
-        """Publish the held set into ``paths.output``; returns the published files (PNG last)."""
+        """Publish the held set into ``paths.output`` (and its event); returns the published
+        files, the main one first, the manifest last."""
         item = self.checked(item)
         with self._locked(item):
             held = self._held(item)
             journal = self._write_journal(held, "approve", by)
             try:
                 published = self._publish(held)
+                self._tell_published(held, by)
             except OSError as e:
                 journal.unlink(missing_ok=True)
                 raise ReviewError(f"could not publish {item}, it stays held: {os_reason(e)}", 507) from None
             self._finish(held, journal)
-        self._decided(held, "approve", by, output=str(published[-1].relative_to(self.output)))
+        self._decided(held, "approve", by, output=str(published[0].relative_to(self.output)))
         return published
 
     def reject(self, item: str, by: str, reason: str = "") -> Path:
@@ -227,6 +233,7 @@ class ReviewQueue:
             held = self._held(item)
             journal = self._write_journal(held, "reject", by, reason=reason)
             target = self._move_to_failed(held, by, reason)
+            self._tell_rejected(held, by, reason, target)
             self._finish(held, journal)
         self._decided(held, "reject", by, reason=reason, quarantined_as=str(target.relative_to(self.failed)))
         return target
@@ -259,8 +266,10 @@ class ReviewQueue:
                 if held.record_path.exists():  # not acted on, or acted on part-way: act again
                     if entry["decision"] == "approve":
                         self._publish(held)
+                        self._tell_published(held, entry["by"])
                     else:
-                        self._move_to_failed(held, entry["by"], entry.get("reason", ""))
+                        target = self._move_to_failed(held, entry["by"], entry.get("reason", ""))
+                        self._tell_rejected(held, entry["by"], entry.get("reason", ""), target)
                 self._finish(held, journal)
             log.info("review_decision_recovered", item=item, decision=entry["decision"], by=entry["by"])
             finished += 1
@@ -290,6 +299,17 @@ class ReviewQueue:
     def _publish(self, held: Held) -> list[Path]:
         files = {suffix: held.file(suffix).read_bytes() for suffix in held.record["files"]}
         return write_outputs(self.output, held.upload, files)
+
+    def _tell_published(self, held: Held, by: str) -> None:
+        """``output.published`` for an approved set (a set held before manifests existed: none)."""
+        manifest = output_path(self.output, held.upload, MANIFEST_SUFFIX)
+        if self._events is not None and MANIFEST_SUFFIX in held.record["files"] and manifest.exists():
+            self._events.published(held.upload, manifest.read_bytes(), _about(held, "approve"), review=held.id, by=by)
+
+    def _tell_rejected(self, held: Held, by: str, reason: str, target: Path) -> None:
+        if self._events is not None:
+            quarantined_as = str(target.relative_to(self.failed))
+            self._events.rejected(held.upload, held.id, by, reason, quarantined_as, _about(held, "reject"))
 
     def _move_to_failed(self, held: Held, by: str, reason: str) -> Path:
         """The held set to ``paths.failed``, the report beside its main file (the PNG today)."""
@@ -349,6 +369,11 @@ class ReviewQueue:
             yield
         finally:
             os.close(fd)
+
+
+def _about(held: Held, decision: str) -> str:
+    """What a decision's event is about: the item as held then (a replayed decision: the same)."""
+    return f"{held.id}\0{held.record.get('time')}\0{decision}"
 
 
 def archived_original(held: Held, archive_root: Path) -> bytes:
