@@ -40,7 +40,7 @@ def draw(rgba: np.ndarray, profile: Profile) -> list[Drawn]:
     """Every rendition of ``profile`` from the canvas ``rgba`` (RGBA uint8), in the profile's order."""
     layer = shadow_layer(rgba[..., 3], profile.shadow)
     shadowed = cast(rgba, layer)
-    body = bounding_box(rgba[..., 3] >= BODY_ALPHA)
+    body = bounding_box(rgba[..., 3], BODY_ALPHA)
     drawn = []
     for rendition in profile.outputs:
         with_shadow = rendition.flat or (rendition.transparent and profile.shadow.transparent)

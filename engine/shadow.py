@@ -29,7 +29,7 @@ def shadow_layer(alpha: np.ndarray, shadow: Shadow) -> np.ndarray | None:
     alpha ``alpha`` (HxW uint8); None when the shadow is off or there is no product body."""
     if not shadow.on:
         return None
-    body = bounding_box(alpha >= BODY_ALPHA)
+    body = bounding_box(alpha, BODY_ALPHA)
     if body is None:
         return None
     top, bottom, left, right = body
@@ -70,7 +70,7 @@ def _drop(alpha: np.ndarray, shadow: Shadow, longest: int, sigma: float, table: 
     """The silhouette moved ``offset`` along ``angle`` and blurred by ``sigma``.
 
     The blur runs on a copy reduced by an integer factor (a shadow this soft has no detail a
-    reduction loses), then is brought back with bilinear interpolation: ~10 ms at 2000 px."""
+    reduction loses), then is brought back with bilinear interpolation where it is not empty."""
     height, width = alpha.shape
     distance = shadow.offset / 100 * longest
     dx = round(distance * math.cos(math.radians(shadow.angle)))
@@ -85,9 +85,26 @@ def _drop(alpha: np.ndarray, shadow: Shadow, longest: int, sigma: float, table: 
         small = small.reduce(factor)
     small = small.filter(ImageFilter.GaussianBlur(sigma / factor))
     small = small.point(table.tolist())  # the opacity, on the reduced copy
-    if factor > 1:
-        small = small.resize((width, height), Image.BILINEAR)
-    return np.asarray(small)
+    if factor == 1:
+        return np.asarray(small)
+    return _enlarged(small, width, height)
+
+
+def _enlarged(small: Image.Image, width: int, height: int) -> np.ndarray:
+    """``small`` resized bilinearly to ``width`` x ``height`` (HxW uint8), computed only where it
+    can be non-zero: the output's pixels two source pixels round the shadow (a bilinear tap
+    reaches one), with the same source coordinates as a whole resize (Pillow's ``box``)."""
+    layer = np.zeros((height, width), np.uint8)
+    box = bounding_box(np.asarray(small))
+    if box is None:
+        return layer
+    sx, sy = small.width / width, small.height / height  # source px per output px
+    top, bottom, left, right = box
+    y0, y1 = max(0, math.floor((top - 2) / sy)), min(height, math.ceil((bottom + 2) / sy))
+    x0, x1 = max(0, math.floor((left - 2) / sx)), min(width, math.ceil((right + 2) / sx))
+    part = small.resize((x1 - x0, y1 - y0), Image.BILINEAR, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy))
+    layer[y0:y1, x0:x1] = np.asarray(part)
+    return layer
 
 
 def cast(rgba: np.ndarray, layer: np.ndarray | None) -> np.ndarray:
@@ -95,26 +112,27 @@ def cast(rgba: np.ndarray, layer: np.ndarray | None) -> np.ndarray:
 
     ``over`` by cases, in the shadow's box only: where the product is opaque nothing changes;
     where it is absent the pixel is the shadow itself (black, its opacity); only the product's
-    soft edge needs the arithmetic (a few ms at 2000 px instead of ~45 for every pixel in floats)."""
+    soft edge needs the arithmetic (a few ms at 2000 px instead of ~45 for every pixel in floats),
+    written into the one copy of the canvas."""
     if layer is None:
         return rgba
     box = bounding_box(layer)
     if box is None:
         return rgba
     top, bottom, left, right = box
-    part = rgba[top:bottom, left:right].copy()  # contiguous: one uint32 per pixel, flat indices
-    shade = layer[top:bottom, left:right]
-    a = part[..., 3]
-    edge = np.flatnonzero((a > 0) & (a < 255) & (shade > 0))
-    flat = part.reshape(-1, 4)
-    fa = flat[edge, 3].astype(np.float32) / 255.0
-    combined = fa + shade.reshape(-1)[edge].astype(np.float32) / 255.0 * (1.0 - fa)
-    edge_rgb = np.rint(flat[edge, :3] * (fa / combined)[:, None]).astype(np.uint8)
-    packed = part.view(np.uint32)[..., 0]  # one RGBA pixel per element
-    bare = (a == 0) & (shade > 0)
-    np.copyto(packed, shade.astype(np.uint32) << ALPHA_SHIFT, where=bare)  # black at the shadow's opacity
-    flat[edge, :3] = edge_rgb
-    flat[edge, 3] = np.rint(combined * 255.0).astype(np.uint8)
     out = rgba.copy()
-    out[top:bottom, left:right] = part
+    part = out[top:bottom, left:right]  # a view: written in place
+    shade = layer[top:bottom, left:right]
+    a = part[..., 3].copy()  # contiguous: the tests below run ~5x faster than on every 4th byte
+    shaded = shade > 0
+    soft = ((a - np.uint8(1)) < np.uint8(254)) & shaded  # 0 < a < 255 (uint8 wraps)
+    ys, xs = np.divmod(np.flatnonzero(soft), soft.shape[1])  # ~4x np.nonzero on a 2-D mask
+    fa = a[ys, xs].astype(np.float32) / 255.0
+    combined = fa + shade[ys, xs].astype(np.float32) / 255.0 * (1.0 - fa)
+    edge_rgb = np.rint(part[ys, xs, :3] * (fa / combined)[:, None]).astype(np.uint8)
+    bare = (a == 0) & shaded
+    packed = part.view(np.uint32)[..., 0]  # one RGBA pixel per element (rows strided, pixels not)
+    packed[bare] = shade[bare].astype(np.uint32) << ALPHA_SHIFT  # black at the shadow's opacity
+    part[ys, xs, :3] = edge_rgb
+    part[ys, xs, 3] = np.rint(combined * 255.0).astype(np.uint8)
     return out
