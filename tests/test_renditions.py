@@ -198,6 +198,22 @@ def test_a_drop_shadow_falls_along_its_angle() -> None:
         assert math.hypot(cy - 449.5, cx - 449.5) == pytest.approx(30, abs=1.5)  # 10 % of 300 px
 
 
+def test_a_drop_shadow_is_enlarged_only_where_it_lies_and_as_a_whole_resize_would() -> None:
+    """The blurred drop shadow is brought back to full size only round its non-zero part: within
+    one level of resizing the whole reduced copy, and nothing outside that part."""
+    from PIL import ImageFilter
+
+    from unet_matting.engine.shadow import _enlarged
+
+    for height, width, box in ((1000, 1000, (300, 600, 300, 600)), (1337, 901, (100, 400, 600, 880))):
+        rgba = canvas(height, width, box)
+        small = Image.fromarray(rgba[..., 3]).reduce(9).filter(ImageFilter.GaussianBlur(2))
+        whole = np.asarray(small.resize((width, height), Image.BILINEAR)).astype(int)
+        part = _enlarged(small, width, height).astype(int)
+        assert np.abs(part - whole).max() <= 1
+        assert part[whole == 0].max() == 0 and (part > 0).sum() > 0.9 * (whole > 0).sum()
+
+
 def test_shadow_off_changes_no_byte() -> None:
     rgba = canvas(800, 600, (100, 700, 100, 500))
     plain = Profile("p", flat_background=WHITE, write_mask=True)
