@@ -47,8 +47,11 @@ def test_swap_during_a_burst(daemon, models_dir: Path) -> None:
     assert [j["outcome"] for j in jobs] == ["done"] * len(names), [(j["file"], j["outcome"]) for j in jobs]
     models = [j["model"].split("@")[0] for j in jobs]
     assert set(models) == {"first.pth", "second.pth"}
+    # a job keeps the model it started with: after the first output of the new model, only the
+    # jobs that other workers had in hand at the switch may still finish with the old one
+    (ready,) = d.events("daemon_ready")
     switch = models.index("second.pth")
-    assert models == ["first.pth"] * switch + ["second.pth"] * (len(models) - switch), models
+    assert models[switch:].count("first.pth") <= ready["workers"] - 1, models
     (switched,) = d.events("model_switched")
     assert switched["model"].startswith("second.pth@") and switched["previous"].startswith("first.pth@")
     for name in names:

@@ -99,13 +99,14 @@ class Sender(StoppableThread):
                 if self.stopped.is_set():
                     break
                 due = delivery.record.get("next_at", 0) - self._clock()
-                if due > 0:
+                if due <= 0:
+                    due = self._try(delivery)  # a failed try is due again after its backoff
+                if due is not None:
                     soonest = min(soonest, due)
-                    continue
-                self._try(delivery)
             return soonest
 
-    def _try(self, delivery: Delivery) -> None:
+    def _try(self, delivery: Delivery) -> float | None:
+        """One delivery; seconds until it is due again, None when it is done (delivered or dead)."""
         body = delivery.body
         headers = {
             "Content-Type": "application/json",
@@ -122,7 +123,7 @@ class Sender(StoppableThread):
             self.last_error = None
             self._count("delivered")
             log.info("event_delivered", **fields, status=answer.status, attempts=tries)
-            return
+            return None
         self.last_error = answer.error
         self._count("failed")
         now = self._clock()
@@ -138,10 +139,11 @@ class Sender(StoppableThread):
                 dead_after_h=self.cfg.dead_after_h,
                 moved_to=str(target),
             )
-            return
+            return None
         delay = min(self.cfg.retry_max_s, self.cfg.retry_first_s * 2 ** (tries - 1)) * (0.5 + self._jitter())
         self.outbox.failed(delivery, answer.error, now + delay)
         log.info("event_delivery_failed", **fields, attempts=tries, error=answer.error, retry_in_s=round(delay, 1))
+        return delay
 
     def _count(self, what: str) -> None:
         if self._counted is not None:
