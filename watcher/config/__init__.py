@@ -122,8 +122,13 @@ class Config:
 
     def profile_for(self, relative: Path) -> Profile:
         """The profile for an upload: its top-level subfolder's mapping, else the default."""
-        folder = relative.parts[0] if len(relative.parts) > 1 else ""
-        return self.get_profile(self.profiles_by_folder.get(folder))
+        return self.get_profile(self.profiles_by_folder.get(folder_of(relative)))
+
+
+def folder_of(relative: Path) -> str:
+    """The top-level folder of incoming an upload is in ("" for one at the top): what
+    ``profiles_by_folder`` and an events endpoint's ``folders`` name."""
+    return relative.parts[0] if len(relative.parts) > 1 else ""
 
 
 def _parse_paths(s: Section) -> PathsConfig:

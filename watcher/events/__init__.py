@@ -16,17 +16,14 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from unet_matting.watcher.config import folder_of
 from unet_matting.watcher.events.outbox import Outbox
+from unet_matting.watcher.processing.output import MANIFEST_SUFFIX
 
 if TYPE_CHECKING:
     from unet_matting.engine.confidence import Confidence
     from unet_matting.watcher.config import Config
     from unet_matting.watcher.config.events import EventsConfig
-
-
-def folder_of(relative: Path) -> str:
-    """The top-level folder of incoming an upload is in ("" for one at the top)."""
-    return relative.parts[0] if len(relative.parts) > 1 else ""
 
 
 class Events:
@@ -106,7 +103,7 @@ class Events:
         files = {}
         for name, entry in made["files"].items():
             files[(folder / name).as_posix()] = {**entry, **self._url(folder / name)}
-        manifest_path = folder / (relative.stem + ".json")
+        manifest_path = folder / (relative.stem + MANIFEST_SUFFIX)
         data = {
             "upload": {**_upload(relative), "sha256": made["source"]["sha256"], "bytes": made["source"]["bytes"]},
             "profile": made["profile"],
