@@ -271,7 +271,7 @@ def packshot(seed: int, side: int = 800) -> tuple[bytes, np.ndarray, str]:
     kind = str(rng.choice(KINDS))
     fg, fa = product(kind, int(height * rng.uniform(0.45, 0.8)), rng)
     ph, pw = fa.shape
-    if pw > 0.85 * width:  # too wide for the frame: draw it smaller
+    while pw > 0.85 * width:  # too wide for the frame: draw it smaller (a redraw varies its shape)
         fg, fa = product(kind, int(ph * 0.85 * width / pw), rng)
         ph, pw = fa.shape
     left = int(rng.uniform(0.3, 0.7) * (width - pw))

@@ -15,12 +15,15 @@ letters, floating. These pure functions on arrays work at a small working scale
    or darker with the same hue: a shadow) and are joined to the frame's border without
    crossing an edge are backdrop; the rest is product. Colour distance is CIELAB's; edges are
    steps of lightness, so a white box is closed off by its own shading even where its
-   colour matches the backdrop.
+   colour matches the backdrop. A white product with no such step all round (a T-shirt's
+   sleeves) is told apart by its own faint tint (``tinted``): its chromaticity, smoothed, is
+   evenly off the backdrop's by more than the backdrop's own smoothed noise.
 3. ``missed_body``: the network keeps its matte (fine structure, soft edges) everywhere; the region
    only adds the body the network left out, in the objects the network did find (a stray
    shape the network ignored stays out), and only where it is thicker than the edge band (hair
    and thin strands stay the network's). Enclosed backdrop the network also calls background
-   (a handle's hole) stays a hole. Shadows are never added: they are backdrop here.
+   (a handle's hole) stays a hole, unless it is tinted and the network's matte rose over it
+   above its level on the backdrop. Shadows are never added: they are backdrop here.
    ``_raise_to`` draws that body in at full scale.
 4. ``keyed`` (profiles with ``see_through``): difference keying against the known surface.
 
@@ -62,6 +65,11 @@ EDGE_FACTOR = 2.0  # a step this many times sharper than the backdrop's own grai
 WEAK_EDGE_FACTOR = 0.8  # a fainter step continuing an edge is part of it
 FINE_SIGMA, COARSE_SIGMA = 0.8, 2.5  # working px: the two scales of ``sharpness``
 STEP_RATIO = 1.5  # fine/coarse gradient ratio from which a change is a step (a blur of ~1.5 px)
+TINT_SIGMA = 1.5  # working px: the smoothing under which a product's faint, even tint stands out of the noise
+TINT_FACTOR = 2.5  # a smoothed chroma offset this many times the backdrop's own (90th percentile) is a tint
+JPEG_CHROMA_BLOCK = 16  # full-scale px: a JPEG chroma block (8 samples at 4:2:0), whose offset is not a tint
+FAINT = 1e-3  # network alpha: the least a faint response must reach over a patch to count
+TINT_FLOOR = 0.2  # delta E: the smallest tint counted (well under one 8-bit level of a light colour)
 
 
 @dataclass(frozen=True)
@@ -201,11 +209,46 @@ def resemblance(lab: np.ndarray, surface: np.ndarray, noise: float) -> tuple[np.
     noise2 = np.float32(noise**2)
     close = np.einsum("...k,...k->...", diff, diff) <= noise2
     darker = -diff[..., 0]
-    scale = (lab[..., 0] + 16) / (surface[..., 0] + 16)
-    da = lab[..., 1] - scale * surface[..., 1]
-    db = lab[..., 2] - scale * surface[..., 2]
+    da, db = chroma_offset(lab, surface)
     shadow = (darker > noise / 2) & (darker <= SHADOW_DEPTH) & (da * da + db * db <= noise2)
     return close, shadow
+
+
+def chroma_offset(lab: np.ndarray, surface: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(da, db): how far the chromaticity of ``lab`` is from the backdrop's at the same lightness
+    ratio (a shadow on the backdrop has none), in a*, b* units."""
+    scale = (lab[..., 0] + 16) / (surface[..., 0] + 16)
+    return lab[..., 1] - scale * surface[..., 1], lab[..., 2] - scale * surface[..., 2]
+
+
+def tinted(lab: np.ndarray, calm: np.ndarray, factor: int) -> np.ndarray:
+    """Pixels whose colour is evenly off the backdrop's chromaticity (HxW bool): a white product's
+    own faint tint, measurable once smoothed (``TINT_SIGMA``).
+
+    A backdrop's chromaticity, (a*, b*) / (L* + 16), is the same in its light and in its shadows
+    and vignetting (they scale its light), so it is fitted on its ``calm`` part as a plane of the
+    frame's coordinates; a pixel's offset is its (a*, b*) less that chromaticity at its own
+    lightness, and counts as a tint when it is ``TINT_FACTOR`` times what the calm part's offsets
+    reach (their 90th percentile: noise; JPEG's chroma blocks are rarer, and alone)."""
+    height, width = lab.shape[:2]
+    if calm.sum() < 10:
+        return np.zeros((height, width), bool)
+    y, x = _axes(height, width)
+    rows, cols = np.nonzero(calm)
+    design = np.stack([np.ones(len(rows)), x[cols], y[rows]], axis=1)
+    light = lab[..., 0] + np.float32(16)
+    chroma = lab[rows, cols, 1:] / light[rows, cols, None]
+    fit = np.linalg.lstsq(design, chroma, rcond=None)[0].astype(np.float32)  # 3x2
+    offset = np.empty((2, height, width), np.float32)
+    for ch in range(2):
+        c0, cx, cy = fit[:, ch]
+        plane = (c0 + cy * y)[:, None] + (cx * x)[None, :]
+        offset[ch] = ndimage.gaussian_filter(lab[..., 1 + ch] - light * plane, TINT_SIGMA)
+    magnitude = np.hypot(offset[0], offset[1])
+    own = float(np.quantile(magnitude[calm], 0.9))
+    tint = magnitude > max(TINT_FLOOR, TINT_FACTOR * own)
+    block = -(-JPEG_CHROMA_BLOCK // (2 * factor))
+    return _grow(_shrink(tint, block), block)  # an opening: lone blocks go, a product stays
 
 
 def _gaussian_kernel(sigma: float) -> np.ndarray:
@@ -258,10 +301,9 @@ def _hysteresis(strength: np.ndarray, high: float, low: float) -> np.ndarray:
     return _members(labels, count, labels[strength > high]) if count else weak
 
 
-def backdrop_grain(sharp: np.ndarray, close: np.ndarray, alpha: np.ndarray) -> float:
-    """The sharpness the backdrop itself reaches (noise, JPEG blocks): 99th percentile on the
-    free border."""
-    calm = close & ring(*alpha.shape) & (alpha < BACKGROUND)
+def backdrop_grain(sharp: np.ndarray, calm: np.ndarray) -> float:
+    """The sharpness the backdrop itself reaches (noise, JPEG blocks): 99th percentile on its
+    ``calm`` part (the free border that looks like it)."""
     return max(GRAIN_FLOOR, float(np.quantile(sharp[calm], 0.99))) if calm.any() else GRAIN_FLOOR
 
 
@@ -294,6 +336,8 @@ def missed_body(
     shadow: np.ndarray,
     sharp: np.ndarray,
     grain: float,
+    tint: np.ndarray,
+    calm: np.ndarray,
 ) -> np.ndarray:
     """Working-scale body to make opaque (HxW bool): the parts of the product region (not
     backdrop) the network left out, in the objects it found, thicker than its edge band; and,
@@ -307,7 +351,10 @@ def missed_body(
     when it is textured (hair, foliage, machinery: its mean sharpness is an edge's), or when
     its colour is within a just-noticeable difference of the backdrop beside it, or of the
     backdrop's surface where nothing borders it (backdrop seen through a handle or between a
-    sleeve and the body, which the flood could not reach).
+    sleeve and the body, which the flood could not reach), unless it is ``tint``ed and the
+    network's median alpha over it is above ``FAINT`` and above what it reaches on the backdrop's
+    ``calm`` border: a white product the network half saw (a backdrop's own drift of colour has
+    no such response).
     """
     found = alpha > BODY
     objects, object_count = ndimage.label(~area)
@@ -333,7 +380,11 @@ def missed_body(
     around = _means(lab[beside], owner[beside], count)  # nan where nothing borders the backdrop
     under = _means(surface[missed], patches[missed], count)
     around = np.where(np.isnan(around), under, around)
-    seen_through = np.linalg.norm(colour - around, axis=1) <= JND
+    # a patch of the backdrop's colour is product only when its tint and the network both say so:
+    # a white product's faint tint, where the network's matte rose above its level on the backdrop
+    seen = ndimage.median(alpha, patches, index) > max(FAINT, float(np.quantile(alpha[calm], 0.9)))
+    product_tint = (ndimage.mean(tint, patches, index) >= 0.5) & seen
+    seen_through = (np.linalg.norm(colour - around, axis=1) <= JND) & ~product_tint
     drop = shadowed | textured | seen_through
     if drop.any():
         missed &= ~_members(patches, count, index[drop])
@@ -377,10 +428,15 @@ def complete_matte(rgb: np.ndarray, alpha: np.ndarray, mode: str = "auto", see_t
     background = small_alpha < BACKGROUND
     if (close | shadow)[background].mean() < EXPLAINED_INSIDE:  # a plain wall round a busy scene
         return alpha
+    calm = close & ring(*small_alpha.shape) & background  # the free border that looks like the backdrop
     sharp = sharpness(lab)
-    grain = backdrop_grain(sharp, close, small_alpha)
+    grain = backdrop_grain(sharp, calm)
+    tint = tinted(lab, calm, factor)
+    tint &= ~_grow(small_alpha > BODY, -(-JPEG_CHROMA_BLOCK // factor))  # JPEG's spill beside what the network saw
+    close &= ~tint
+    shadow &= ~tint
     area = backdrop_area(small_alpha, close, shadow, sharp, grain)
-    body = missed_body(small_alpha, area, lab, surface, shadow, sharp, grain)
+    body = missed_body(small_alpha, area, lab, surface, shadow, sharp, grain, tint, calm)
     completed = _raise_to(alpha, body, factor, rgb, backdrop) if body.any() else alpha
     return keyed(rgb, completed, backdrop) if see_through else completed
 

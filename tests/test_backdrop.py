@@ -98,6 +98,66 @@ def test_a_white_box_on_white_comes_out_whole_opaque_and_soft_edged(print_sessio
     assert soft.sum() > 0.5 * (2 * (ys.max() - ys.min()) + 2 * (xs.max() - xs.min()))  # a soft outline
 
 
+def tinted_shirt(
+    jpeg_quality: int | None = None, tint: tuple[float, float, float] = (1.0, 0.998, 0.985)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rgb, product mask, print mask): a white T-shirt as light as the white backdrop, with no
+    shading at its outline, told apart only by its fabric's faint warm tint (~1.5 delta E, under
+    the per-pixel noise of 1 level), and a red print on its chest; optionally JPEG-compressed
+    (4:2:0, whose chroma blocks are offsets the tint test must not take for a product)."""
+    import io
+
+    from PIL import Image
+
+    height, width = 750, 600  # a working copy of half size, as an 800 px upload's
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) / 2.5  # the shape drawn on a 300x240 grid
+    image = np.full((height, width, 3), 246.0, np.float32) * (1 + 0.05 * (yy / 300 - 0.5))[..., None]
+    body = (yy >= 90) & (yy < 250) & (xx >= 80) & (xx < 160)
+    sleeves = (yy >= 90) & (yy < 130) & (xx >= 50) & (xx < 190) & (np.abs(xx - 120) > 35 + (yy - 90) * 0.2)
+    shirt = body | sleeves
+    image[shirt] *= np.array(tint, np.float32)  # warm by default: blue drops 1.5 %
+    logo = (np.abs(yy - 140) < 12) & (np.abs(xx - 120) < 20)
+    image[logo] = (200, 40, 30)
+    image += rng.normal(0, 1.0, image.shape)
+    rgb = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    if jpeg_quality is not None:
+        buffer = io.BytesIO()
+        Image.fromarray(rgb).save(buffer, "JPEG", quality=jpeg_quality)
+        rgb = np.asarray(Image.open(buffer).convert("RGB"))
+    return rgb, shirt, logo
+
+
+@pytest.mark.parametrize("jpeg_quality", [None, 90], ids=["raw", "jpeg-90"])
+def test_a_white_product_with_no_outline_is_found_by_its_tint(print_session: Session, jpeg_quality: int | None) -> None:
+    """No lightness step closes the shirt off, so the flood from the frame would run through it;
+    its even tint, measured against the backdrop's own smoothed chroma noise, stops it."""
+    rgb, shirt, logo = tinted_shirt(jpeg_quality)
+    lab = backdrop.to_lab(rgb)
+    assert abs(lab[shirt & ~logo][:, 0].mean() - lab[~shirt][:, 0].mean()) < 1.0  # as light as the backdrop
+    network = print_session.predict_alpha(rgb)
+    assert score(network, shirt.astype(np.uint8) * 255).iou < 0.2  # the floating print
+    alpha = backdrop.complete_matte(rgb, network)
+    assert score(alpha, shirt.astype(np.uint8) * 255).iou > 0.9
+    assert (alpha[~shirt] > 0.5).mean() < 0.005  # the backdrop (JPEG blocks and all) stays out
+    inner = shirt & ~backdrop._grow(~shirt, 8)
+    assert (alpha[inner] == 1.0).mean() > 0.98
+
+
+def test_an_untinted_white_backdrop_has_no_tint(print_session: Session) -> None:
+    """The same scene with the shirt's fabric as neutral as the backdrop: JPEG's chroma blocks,
+    the sweep and the noise are not a tint, so nothing is, and with no outline either the matte
+    stays what the network saw (a shape nobody can see is not made up)."""
+    rgb, shirt, logo = tinted_shirt(90, tint=(1.0, 1.0, 1.0))
+    network = print_session.predict_alpha(rgb)
+    small_rgb, small_alpha, factor = backdrop.working_copy(rgb, network)
+    lab = backdrop.to_lab(small_rgb)
+    calm = backdrop.ring(*small_alpha.shape) & (small_alpha < backdrop.BACKGROUND)
+    near_print = backdrop._grow(small_alpha > 0.05, 6)  # the print's own colour, smoothed
+    assert not (backdrop.tinted(lab, calm, factor) & ~near_print).any()
+    assert score(backdrop.complete_matte(rgb, network), shirt.astype(np.uint8) * 255).iou < 0.2
+
+
 def test_a_shadow_on_the_backdrop_is_not_kept(print_session: Session) -> None:
     rgb, box, _ = studio_packshot(shadow=0.35)
     alpha = backdrop.complete_matte(rgb, print_session.predict_alpha(rgb))
