@@ -382,9 +382,12 @@ def missed_body(
     around = np.where(np.isnan(around), under, around)
     # a patch of the backdrop's colour is product only when its tint and the network both say so:
     # a white product's faint tint, where the network's matte rose above its level on the backdrop
-    seen = ndimage.median(alpha, patches, index) > max(FAINT, float(np.quantile(alpha[calm], 0.9)))
-    product_tint = (ndimage.mean(tint, patches, index) >= 0.5) & seen
-    seen_through = (np.linalg.norm(colour - around, axis=1) <= JND) & ~product_tint
+    seen_through = np.linalg.norm(colour - around, axis=1) <= JND
+    asked = seen_through & (ndimage.mean(tint, patches, index) >= 0.5)
+    if asked.any():  # medians only over the patches in question (a sort of their pixels alone)
+        within = _members(patches, count, index[asked])
+        level = max(FAINT, float(np.quantile(alpha[calm], 0.9))) if calm.any() else FAINT
+        seen_through[asked] = ndimage.median(alpha[within], patches[within], index[asked]) <= level
     drop = shadowed | textured | seen_through
     if drop.any():
         missed &= ~_members(patches, count, index[drop])
