@@ -221,15 +221,22 @@ def chroma_offset(lab: np.ndarray, surface: np.ndarray) -> tuple[np.ndarray, np.
     return lab[..., 1] - scale * surface[..., 1], lab[..., 2] - scale * surface[..., 2]
 
 
-def tinted(lab: np.ndarray, calm: np.ndarray, factor: int) -> np.ndarray:
+def _chroma_block(factor: int) -> int:
+    """A JPEG chroma block's side at the working scale of ``factor`` (working px, rounded up)."""
+    return -(-JPEG_CHROMA_BLOCK // factor)
+
+
+def tinted(lab: np.ndarray, calm: np.ndarray, alpha: np.ndarray, factor: int) -> np.ndarray:
     """Pixels whose colour is evenly off the backdrop's chromaticity (HxW bool): a white product's
-    own faint tint, measurable once smoothed (``TINT_SIGMA``).
+    own faint tint, measurable once smoothed (``TINT_SIGMA``), away from what the network saw.
 
     A backdrop's chromaticity, (a*, b*) / (L* + 16), is the same in its light and in its shadows
     and vignetting (they scale its light), so it is fitted on its ``calm`` part as a plane of the
     frame's coordinates; a pixel's offset is its (a*, b*) less that chromaticity at its own
     lightness, and counts as a tint when it is ``TINT_FACTOR`` times what the calm part's offsets
-    reach (their 90th percentile: noise; JPEG's chroma blocks are rarer, and alone)."""
+    reach (their 90th percentile: noise; JPEG's chroma blocks are rarer, and alone). Within a
+    JPEG chroma block of what the network calls body (``alpha``) nothing counts: JPEG spills a
+    found product's chroma over its edge, into the floor shadow beside it."""
     height, width = lab.shape[:2]
     if calm.sum() < 10:
         return np.zeros((height, width), bool)
@@ -247,8 +254,9 @@ def tinted(lab: np.ndarray, calm: np.ndarray, factor: int) -> np.ndarray:
     magnitude = np.hypot(offset[0], offset[1])
     own = float(np.quantile(magnitude[calm], 0.9))
     tint = magnitude > max(TINT_FLOOR, TINT_FACTOR * own)
-    block = -(-JPEG_CHROMA_BLOCK // (2 * factor))
-    return _grow(_shrink(tint, block), block)  # an opening: lone blocks go, a product stays
+    block = -(-_chroma_block(factor) // 2)
+    tint = _grow(_shrink(tint, block), block)  # an opening: lone blocks go, a product stays
+    return tint & ~_grow(alpha > BODY, _chroma_block(factor))
 
 
 def _gaussian_kernel(sigma: float) -> np.ndarray:
@@ -434,8 +442,7 @@ def complete_matte(rgb: np.ndarray, alpha: np.ndarray, mode: str = "auto", see_t
     calm = close & ring(*small_alpha.shape) & background  # the free border that looks like the backdrop
     sharp = sharpness(lab)
     grain = backdrop_grain(sharp, calm)
-    tint = tinted(lab, calm, factor)
-    tint &= ~_grow(small_alpha > BODY, -(-JPEG_CHROMA_BLOCK // factor))  # JPEG's spill beside what the network saw
+    tint = tinted(lab, calm, small_alpha, factor)
     close &= ~tint
     shadow &= ~tint
     area = backdrop_area(small_alpha, close, shadow, sharp, grain)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import save_print_model
 from tests.images import glass_packshot, studio_packshot
@@ -105,10 +108,6 @@ def tinted_shirt(
     shading at its outline, told apart only by its fabric's faint warm tint (~1.5 delta E, under
     the per-pixel noise of 1 level), and a red print on its chest; optionally JPEG-compressed
     (4:2:0, whose chroma blocks are offsets the tint test must not take for a product)."""
-    import io
-
-    from PIL import Image
-
     height, width = 750, 600  # a working copy of half size, as an 800 px upload's
     rng = np.random.default_rng(7)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) / 2.5  # the shape drawn on a 300x240 grid
@@ -154,7 +153,7 @@ def test_an_untinted_white_backdrop_has_no_tint(print_session: Session) -> None:
     lab = backdrop.to_lab(small_rgb)
     calm = backdrop.ring(*small_alpha.shape) & (small_alpha < backdrop.BACKGROUND)
     near_print = backdrop._grow(small_alpha > 0.05, 6)  # the print's own colour, smoothed
-    assert not (backdrop.tinted(lab, calm, factor) & ~near_print).any()
+    assert not (backdrop.tinted(lab, calm, small_alpha, factor) & ~near_print).any()
     assert score(backdrop.complete_matte(rgb, network), shirt.astype(np.uint8) * 255).iou < 0.2
 
 
