@@ -45,18 +45,21 @@ def _box_axis(x: np.ndarray, r: int, axis: int) -> np.ndarray:
     return np.moveaxis(out, 0, axis)
 
 
-def box_mean(x: np.ndarray, r: int) -> np.ndarray:
-    """Mean over a (2r+1)^2 window, windows clipped at the borders (HxW or HxWxC, float32)."""
-    return _box_axis(_box_axis(x, r, 0), r, 1).astype(np.float32)
+def box_mean(x: np.ndarray, r: int, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """Mean over a (2r+1)^2 window, windows clipped at the borders (HxW or HxWxC, float32; with
+    ``axes`` (1, 2), each image of a stack TxHxW[xC] on its own)."""
+    return _box_axis(_box_axis(x, r, axes[0]), r, axes[1]).astype(np.float32)
 
 
-def _means(fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+def _means(
+    fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, r: int, axes: tuple[int, int] = (0, 1)
+) -> tuple[np.ndarray, np.ndarray]:
     """Local means of the foreground (weights alpha^WEIGHT_POWER) and of the background
-    (weights (1 - alpha)^WEIGHT_POWER)."""
+    (weights (1 - alpha)^WEIGHT_POWER); ``axes`` as ``box_mean``'s."""
     wf = alpha**WEIGHT_POWER
     wb = (1 - alpha) ** WEIGHT_POWER
-    f_blur = box_mean(fg * wf[..., None], r) / (box_mean(wf, r)[..., None] + EPS)
-    b_blur = box_mean(bg * wb[..., None], r) / (box_mean(wb, r)[..., None] + EPS)
+    f_blur = box_mean(fg * wf[..., None], r, axes) / (box_mean(wf, r, axes)[..., None] + EPS)
+    b_blur = box_mean(bg * wb[..., None], r, axes) / (box_mean(wb, r, axes)[..., None] + EPS)
     return f_blur, b_blur
 
 
@@ -73,19 +76,23 @@ def _shrink(x: np.ndarray, k: int) -> np.ndarray:
     return blocks.sum(axis=1, dtype=np.float32).sum(axis=2, dtype=np.float32) / np.float32(k * k)
 
 
-def _grow(x: np.ndarray, k: int, shape: tuple[int, ...]) -> np.ndarray:
-    big = np.repeat(np.repeat(x, k, axis=0), k, axis=1)
-    pad = [(0, shape[0] - big.shape[0]), (0, shape[1] - big.shape[1])] + [(0, 0)] * (x.ndim - 2)
-    return np.pad(big, pad, mode="edge")
-
-
-def _coarse_means(image: np.ndarray, alpha: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """The coarse pass on a block-averaged copy: its windows are wide, so detail is not needed."""
+def _coarse_means(image: np.ndarray, alpha: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The coarse pass on a block-averaged copy: its windows are wide, so detail is not needed.
+    (foreground, background, k): means of k x k blocks (k = 1: of pixels), read with ``_at``."""
     k = max(1, r // 12)
     if k == 1 or min(alpha.shape) < 4 * k:
-        return _means(image, image, alpha, r)
-    f, b = _means(_shrink(image, k), _shrink(image, k), _shrink(alpha, k), max(1, r // k))
-    return _grow(f, k, image.shape), _grow(b, k, image.shape)
+        return (*_means(image, image, alpha, r), 1)
+    return (*_means(_shrink(image, k), _shrink(image, k), _shrink(alpha, k), max(1, r // k)), k)
+
+
+def _at(coarse: np.ndarray, k: int, tile: tuple[slice, slice]) -> np.ndarray:
+    """A tile of the pixel grid read from means of k x k blocks: each pixel takes its block's
+    value, the last block's past the end (as upsampling all and cropping would, but only the
+    tiles that hold the band are ever made)."""
+    if k == 1:
+        return coarse[tile]
+    rows, cols = (np.minimum(np.arange(t.start, t.stop) // k, n - 1) for t, n in zip(tile, coarse.shape, strict=False))
+    return coarse[rows[:, None], cols[None, :]]
 
 
 def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -100,18 +107,25 @@ def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     x0, x1 = max(0, xs.min() - coarse), min(rgb.shape[1], xs.max() + coarse + 1)
     image = rgb[y0:y1, x0:x1].astype(np.float32) / 255.0
     a = alpha[y0:y1, x0:x1].astype(np.float32)
-    f_blur, b_blur = _coarse_means(image, a, coarse)
+    f_blur, b_blur, k = _coarse_means(image, a, coarse)
     out = rgb.copy()
     view = out[y0:y1, x0:x1]
     crop_band = band[y0:y1, x0:x1]
-    for tile in _band_tiles(crop_band, fine):
-        inner, outer = tile
-        f = _correct(image[outer], a[outer], f_blur[outer], b_blur[outer])
-        fine_f, fine_b = _means(f, b_blur[outer], a[outer], fine)
-        f = _correct(image[outer], a[outer], fine_f, fine_b)
-        local = tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer, strict=True))
-        mask = crop_band[inner]
-        view[inner][mask] = np.rint(f[local][mask] * 255).astype(np.uint8)
+    # the fine pass per tile that holds band pixels; tiles of one shape (all but the frame's last
+    # row and column) run as one stack, each on its own: the same numbers, far fewer numpy calls
+    same_shape: dict[tuple[int, ...], list[tuple[tuple[slice, slice], tuple[slice, slice]]]] = {}
+    for inner, outer in _band_tiles(crop_band, fine):
+        same_shape.setdefault(a[outer].shape, []).append((inner, outer))
+    for tiles in same_shape.values():
+        tile_image, tile_alpha = (np.stack([x[outer] for _, outer in tiles]) for x in (image, a))
+        b_tiles = np.stack([_at(b_blur, k, outer) for _, outer in tiles])
+        f = _correct(tile_image, tile_alpha, np.stack([_at(f_blur, k, outer) for _, outer in tiles]), b_tiles)
+        fine_f, fine_b = _means(f, b_tiles, tile_alpha, fine, axes=(1, 2))
+        f = _correct(tile_image, tile_alpha, fine_f, fine_b)
+        for t, (inner, outer) in enumerate(tiles):
+            local = tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer, strict=True))
+            mask = crop_band[inner]
+            view[inner][mask] = np.rint(f[t][local][mask] * 255).astype(np.uint8)
     return out
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from unet_matting.engine.morphology import grow, shrink
+
 BODY = 0.5  # alpha above which a pixel belongs to the product's body
 _EIGHT = np.ones((3, 3), bool)
 
@@ -31,15 +33,18 @@ def drop_ghosts(alpha: np.ndarray, floor: float = 0.1, faint_mean: float = 0.3) 
     labels, count = ndimage.label(alpha > floor, structure=_EIGHT)
     if count <= 1:
         return alpha
-    index = np.arange(1, count + 1)
-    peaks = ndimage.maximum(alpha, labels, index=index)
-    means = ndimage.mean(alpha, labels, index=index)
-    mass = ndimage.sum(alpha, labels, index=index)
-    faint = (peaks <= BODY) | (means < faint_mean)
+    # per-island figures by bincounts over the islands' pixels (ndimage.maximum sorts them all)
+    inside = labels > 0
+    which, values = labels[inside], alpha[inside]
+    mass = np.bincount(which, values, minlength=count + 1)[1:]
+    means = mass / np.bincount(which, minlength=count + 1)[1:]
+    reaches = np.zeros(count + 1, bool)  # some pixel of the island is body
+    reaches[which[values > BODY]] = True
+    faint = ~reaches[1:] | (means < faint_mean)
     faint[np.argmax(mass)] = False
     if faint.any():
-        ghosts = np.isin(labels, index[faint])
-        ghosts = ndimage.binary_dilation(ghosts, structure=_EIGHT) & (labels == 0) | ghosts  # and their haze rim
+        ghosts = np.concatenate(([False], faint))[labels]
+        ghosts = grow(ghosts, 1) & ~inside | ghosts  # and their haze rim
         alpha = np.where(ghosts, np.float32(0), alpha)
     return alpha
 
@@ -62,14 +67,14 @@ def solid_body(alpha: np.ndarray, band_px: int, hole_alpha: float = 0.15) -> np.
         for strip in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
             enclosed[strip] = False
         enclosed[0] = False
-        if enclosed.any():
-            index = np.flatnonzero(enclosed)
-            means = ndimage.mean(alpha, labels, index=index)
-            unsure = np.zeros(count + 1, bool)
-            unsure[index[means >= hole_alpha]] = True
-            body |= unsure[labels]
-    # erosion by the 8-neighbourhood band_px times is a (2 band_px + 1) square's minimum, separable
-    core = ndimage.minimum_filter(body, size=2 * band_px + 1, mode="constant", cval=True) if band_px else body
+        if enclosed.any():  # mean alpha per enclosed region, over its pixels alone
+            held = enclosed[labels]
+            which = labels[held]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = np.bincount(which, alpha[held], minlength=count + 1) / np.bincount(which, minlength=count + 1)
+            body |= (enclosed & (means >= hole_alpha))[labels]
+    # erosion by the 8-neighbourhood band_px times is a (2 band_px + 1) square's minimum
+    core = shrink(body, band_px) if band_px else body
     return np.where(core, np.float32(1), alpha)
 
 

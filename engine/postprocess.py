@@ -110,9 +110,9 @@ def cutout(
     Raises ``NoProduct`` when no pixel of the refined matte reaches the body's opacity: a blank
     or transparent canvas is not a cut-out a shop can publish.
     """
-    alpha = np.array(predicted, dtype=np.float32, copy=True)
+    alpha = np.asarray(predicted, dtype=np.float32)  # not written to: prescale and refine_alpha make new arrays
     if input_alpha is not None:
-        alpha *= input_alpha.astype(np.float32) / 255.0
+        alpha = alpha * (input_alpha.astype(np.float32) / 255.0)
     rgb, alpha = prescale(rgb, alpha, profile)
     alpha = refine_alpha(alpha, profile)
     if not has_product(alpha):

@@ -202,11 +202,14 @@ class Session:
         """The matte a cut-out is made from: the network's, completed by the photo's studio
         backdrop when it has one and ``backdrop`` is ``auto`` (engine/backdrop.py); with
         ``see_through`` (the profile's), keyed against that backdrop too."""
-        return self.complete(rgb, self.predict_alpha(rgb), see_through)
+        return self.complete(rgb, self.predict_alpha(rgb), see_through, overwrite=True)
 
-    def complete(self, rgb: np.ndarray, alpha: np.ndarray, see_through: bool = False) -> np.ndarray:
-        """``alpha`` (this session's network matte of ``rgb``) completed per ``backdrop``."""
-        return complete_matte(rgb, alpha, self.backdrop, see_through)
+    def complete(
+        self, rgb: np.ndarray, alpha: np.ndarray, see_through: bool = False, overwrite: bool = False
+    ) -> np.ndarray:
+        """``alpha`` (this session's network matte of ``rgb``) completed per ``backdrop``; in
+        place with ``overwrite`` (the caller has no further use for the network's matte)."""
+        return complete_matte(rgb, alpha, self.backdrop, see_through, overwrite)
 
     def predict_alpha(
         self, rgb: np.ndarray, size: int | None = None, shape: tuple[int, int] | None = None

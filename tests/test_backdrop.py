@@ -12,6 +12,7 @@ from tests.conftest import save_print_model
 from tests.images import glass_packshot, studio_packshot
 from unet_matting.engine import backdrop
 from unet_matting.engine.metrics import score
+from unet_matting.engine.morphology import grow
 from unet_matting.engine.postprocess import cutout
 from unet_matting.engine.profile import Profile
 from unet_matting.engine.session import EngineSettings, Session
@@ -139,7 +140,7 @@ def test_a_white_product_with_no_outline_is_found_by_its_tint(print_session: Ses
     alpha = backdrop.complete_matte(rgb, network)
     assert score(alpha, shirt.astype(np.uint8) * 255).iou > 0.9
     assert (alpha[~shirt] > 0.5).mean() < 0.005  # the backdrop (JPEG blocks and all) stays out
-    inner = shirt & ~backdrop._grow(~shirt, 8)
+    inner = shirt & ~grow(~shirt, 8)
     assert (alpha[inner] == 1.0).mean() > 0.98
 
 
@@ -152,7 +153,7 @@ def test_an_untinted_white_backdrop_has_no_tint(print_session: Session) -> None:
     small_rgb, small_alpha, factor = backdrop.working_copy(rgb, network)
     lab = backdrop.to_lab(small_rgb)
     calm = backdrop.ring(*small_alpha.shape) & (small_alpha < backdrop.BACKGROUND)
-    near_print = backdrop._grow(small_alpha > 0.05, 6)  # the print's own colour, smoothed
+    near_print = grow(small_alpha > 0.05, 6)  # the print's own colour, smoothed
     assert not (backdrop.tinted(lab, calm, small_alpha, factor) & ~near_print).any()
     assert score(backdrop.complete_matte(rgb, network), shirt.astype(np.uint8) * 255).iou < 0.2
 
@@ -214,6 +215,22 @@ def test_a_clear_bottle_on_white_stays_see_through_with_its_label_opaque(print_s
     assert glass[masks["body"]].mean() < 0.2  # ecom_translucent: the backdrop shows through
     assert glass[masks["label"]].min() > 0.9 and glass[masks["cap"]].min() > 0.9
     assert glass[~masks["bottle"]].max() < 0.5
+
+
+@pytest.mark.parametrize("see_through", [False, True], ids=["solid", "see-through"])
+def test_overwrite_completes_the_matte_in_place_and_otherwise_leaves_it_alone(
+    print_session: Session, see_through: bool
+) -> None:
+    """The daemon owns the network's matte and lets it be completed in place (no 48 MB copy of a
+    12 MP matte); every other caller gets a new matte and keeps its own as it was."""
+    rgb, box, _ = studio_packshot(body=(250, 250, 250))
+    network = print_session.predict_alpha(rgb)
+    kept = network.copy()
+    completed = backdrop.complete_matte(rgb, network, see_through=see_through)
+    assert completed is not network and np.array_equal(network, kept)
+    assert not np.array_equal(completed, kept)  # the backdrop did change the matte
+    in_place = backdrop.complete_matte(rgb, network, see_through=see_through, overwrite=True)
+    assert in_place is network and np.array_equal(in_place, completed)
 
 
 def test_see_through_does_nothing_without_a_backdrop(print_session: Session) -> None:

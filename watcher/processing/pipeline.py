@@ -100,7 +100,7 @@ def render(
     prepared = session.prepare(image.rgb)  # the photo resized once for both passes
     alpha = session.predict_prepared(prepared, *image.rgb.shape[:2])
     lap("inference")
-    alpha = session.complete(image.rgb, alpha, profile.see_through)
+    alpha = session.complete(image.rgb, alpha, profile.see_through, overwrite=True)  # the raw matte is not reused
     lap("backdrop")
     small = working(alpha)
     size = session.check_size
