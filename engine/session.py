@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -59,15 +60,18 @@ def open_model(path: Path, threads: int = 0) -> tuple[nn.Module | OnnxRuntimeNet
 
 
 class _Request:
-    """One caller's network input, waiting to run in some caller's batch."""
+    """One caller's network input, waiting to run in some caller's batch; ``queued`` and
+    ``started`` (perf_counter seconds) are when it joined the queue and when its batch began."""
 
-    __slots__ = ("x", "probs", "error", "done")
+    __slots__ = ("x", "probs", "error", "done", "queued", "started")
 
     def __init__(self, x: torch.Tensor) -> None:
         self.x = x
         self.probs: torch.Tensor | None = None
         self.error: BaseException | None = None
         self.done = False
+        self.queued = time.perf_counter()
+        self.started = self.queued
 
 
 class Session:
@@ -230,9 +234,13 @@ class Session:
         with torch.inference_mode():
             return self._preprocess(rgb, self.input_size)
 
-    def predict_prepared(self, x: torch.Tensor, height: int, width: int, size: int | None = None) -> np.ndarray:
+    def predict_prepared(
+        self, x: torch.Tensor, height: int, width: int, size: int | None = None, waits: list[float] | None = None
+    ) -> np.ndarray:
         """The matte (``height`` x ``width``) of a ``prepare``d input, the network run at ``size``
-        (default: the input's own; a smaller one is resized from it)."""
+        (default: the input's own; a smaller one is resized from it). ``waits``: gets the seconds
+        the input waited for the network (other callers' batches) appended, so a caller can tell
+        that wait from the pass itself."""
         size = size or self.input_size
         if size < 32 or size % 32:
             raise ValueError(f"size must be a positive multiple of 32, got {size}")
@@ -247,6 +255,8 @@ class Session:
                 with self._network:
                     if not request.done:
                         self._run_queued()
+            if waits is not None:
+                waits.append(request.started - request.queued)
             if request.error is not None:
                 raise request.error
             return self._upscale(request.probs, height, width)
@@ -264,6 +274,9 @@ class Session:
             for r in self._queue:
                 (batch if r.x.shape == shape and len(batch) < self.max_batch else rest).append(r)
             self._queue = rest
+        started = time.perf_counter()
+        for request in batch:
+            request.started = started
         try:
             try:
                 self._forward(batch)

@@ -88,23 +88,30 @@ def render(
     upload's path as the manifest names it. Raises ``ImageError`` for bad input."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
+    waits: list[float] = []  # seconds this stage's network passes waited behind other callers' batches
 
     def lap(stage: str) -> None:
+        """The stage's time since the last lap; what its network passes waited for other callers'
+        batches is not the stage's but ``queue``'s, so the stages still add up to the whole."""
         nonlocal clock
         now = time.perf_counter()
-        timings[stage] = round((now - clock) * 1000, 1)
+        wait = sum(waits)
+        timings[stage] = round((now - clock - wait) * 1000, 1)
+        if waits:
+            timings["queue"] = round(timings.get("queue", 0.0) + wait * 1000, 1)
+            waits.clear()
         clock = now
 
     image = decode(data, max_pixels)
     lap("decode")
     prepared = session.prepare(image.rgb)  # the photo resized once for both passes
-    alpha = session.predict_prepared(prepared, *image.rgb.shape[:2])
+    alpha = session.predict_prepared(prepared, *image.rgb.shape[:2], waits=waits)
     lap("inference")
     alpha = session.complete(image.rgb, alpha, profile.see_through, overwrite=True)  # the raw matte is not reused
     lap("backdrop")
     small = working(alpha)
     size = session.check_size
-    check = None if size is None else session.predict_prepared(prepared, *small.shape, size=size)
+    check = None if size is None else session.predict_prepared(prepared, *small.shape, size=size, waits=waits)
     lap("check")  # the confidence score's second opinion: a forward pass at the check size
     judged = score(signals(small, check))
     lap("confidence")
