@@ -75,8 +75,12 @@ def working(alpha: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
 
 
 def _resized(alpha: np.ndarray, size: tuple[int, int], method: int) -> np.ndarray:
-    """``alpha`` at ``size`` (width, height) through 8 bits, as the PNG stores it."""
-    image = Image.fromarray(np.asarray(np.clip(alpha, 0, 1) * 255 + 0.5, np.uint8)).resize(size, method)
+    """``alpha`` at ``size`` (width, height) through 8 bits, as the PNG stores it: the bits of
+    clip(alpha, 0, 1) * 255 + 0.5 truncated, with one temporary instead of three (12 MP: 48 MB each)."""
+    levels = np.multiply(alpha, np.float32(255), dtype=np.float32)
+    levels += np.float32(0.5)
+    np.clip(levels, np.float32(0.5), np.float32(255.5), out=levels)
+    image = Image.fromarray(levels.astype(np.uint8)).resize(size, method)
     return np.asarray(image, np.float32) / 255.0
 
 

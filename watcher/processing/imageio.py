@@ -129,10 +129,11 @@ def _to_arrays(im: Image.Image) -> Decoded:
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("RGB", "RGBA") and im.info.get("icc_profile"):
         im = _to_srgb(im)
+    # convert() to the mode an image already has is a copy, and so is np.array: one copy, not three
     if im.mode in ("LA", "La", "PA", "RGBa", "RGBA") or "transparency" in im.info:
-        rgba = np.asarray(im.convert("RGBA"))
+        rgba = np.asarray(im if im.mode == "RGBA" else im.convert("RGBA"))
         return Decoded(np.ascontiguousarray(rgba[..., :3]), rgba[..., 3].copy(), fmt, source_mode)
-    return Decoded(np.asarray(im.convert("RGB")).copy(), None, fmt, source_mode)
+    return Decoded(np.array(im if im.mode == "RGB" else im.convert("RGB")), None, fmt, source_mode)
 
 
 def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
