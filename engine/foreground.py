@@ -28,11 +28,13 @@ REFERENCE_SIDE = 1500.0  # radii (90, 6) of the paper suit images of about this 
 
 def _box_axis(x: np.ndarray, r: int, axis: int) -> np.ndarray:
     """Mean over a window of 2r+1 along one axis, clipped at the borders (cumulative sums, in
-    float32). Window i sums c[min(i + r, n - 1)] - c[i - r - 1] (nothing before the first):
-    one subtraction of two shifted slices for the windows inside, a row at a time for the
-    2r + 1 at the ends; 2-3x faster than indexing the sums, and the same bits."""
+    float64: in float32 their rounding grows with the distance from the array's start, and
+    where the weights are almost zero the faint pixels' colours then depended on where a tile
+    began, by up to 39 levels). Window i sums c[min(i + r, n - 1)] - c[i - r - 1] (nothing
+    before the first): one subtraction of two shifted slices for the windows inside, a row at a
+    time for the 2r + 1 at the ends; 2-3x faster than indexing the sums, and the same bits."""
     n = x.shape[axis]
-    c = np.moveaxis(np.cumsum(x, axis=axis, dtype=np.float32), axis, 0)
+    c = np.moveaxis(np.cumsum(x, axis=axis, dtype=np.float64), axis, 0)
     out = np.empty_like(c)
     first, last = r + 1, max(r + 1, n - r)  # windows [first, last) lie wholly inside
     if last > first:
@@ -40,7 +42,7 @@ def _box_axis(x: np.ndarray, r: int, axis: int) -> np.ndarray:
     for i in (*range(min(first, n)), *range(last, n)):
         out[i] = c[min(i + r, n - 1)] - (c[i - r - 1] if i - r - 1 >= 0 else 0)
     index = np.arange(n)
-    inside = (np.minimum(index + r + 1, n) - np.maximum(index - r, 0)).astype(np.float32)
+    inside = (np.minimum(index + r + 1, n) - np.maximum(index - r, 0)).astype(np.float64)
     out /= inside.reshape((n,) + (1,) * (c.ndim - 1))
     return np.moveaxis(out, 0, axis)
 
@@ -129,8 +131,10 @@ def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return out
 
 
-def _band_tiles(band: np.ndarray, margin: int, size: int = 128):
-    """(inner, outer) slices of the tiles that hold band pixels; outer adds the filter margin."""
+def _band_tiles(band: np.ndarray, margin: int, size: int = 64):
+    """(inner, outer) slices of the tiles that hold band pixels; outer adds the filter margin.
+    The result does not depend on ``size``; 64 px (from 128) leaves out more of the crop that
+    holds no band: the fine pass ~25 % faster on a 2000 px cut-out."""
     h, w = band.shape
     for ty in range(0, h, size):
         for tx in range(0, w, size):

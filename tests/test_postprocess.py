@@ -121,13 +121,13 @@ def test_flatten_on_a_colour_gives_the_float_formula_for_every_alpha_and_value()
 
 
 def test_box_mean_keeps_the_bits_of_the_indexed_cumulative_sums() -> None:
-    """The sliced box mean of engine/foreground.py gives the same bits as the cumulative sums
-    indexed with np.take that it replaced (so decontaminated colours did not move)."""
+    """The sliced box mean of engine/foreground.py gives the same bits as the (float64)
+    cumulative sums indexed with np.take that it replaced."""
     from unet_matting.engine.foreground import box_mean
 
     def indexed(x: np.ndarray, r: int, axis: int) -> np.ndarray:
         n = x.shape[axis]
-        c = np.cumsum(x, axis=axis, dtype=np.float32)
+        c = np.cumsum(x, axis=axis, dtype=np.float64)
         c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
         hi, lo = np.minimum(np.arange(n) + r + 1, n), np.maximum(np.arange(n) - r, 0)
         shape = [1] * x.ndim
@@ -141,3 +141,28 @@ def test_box_mean_keeps_the_bits_of_the_indexed_cumulative_sums() -> None:
         for r in (1, 6, 90):
             expected = indexed(indexed(x, r, 0), r, 1).astype(np.float32)
             np.testing.assert_array_equal(box_mean(x, r), expected)
+
+
+def test_decontaminated_colours_do_not_depend_on_the_tile_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fine pass runs per tile of the soft band; its running sums are float64, so a faint
+    pixel's colour is the same whichever tile it falls in (in float32 it moved by up to 39
+    levels between 64 and 128 px tiles, where the weights are almost zero)."""
+    import functools
+
+    from unet_matting.engine import foreground
+
+    rng = np.random.default_rng(3)
+    size = 700
+    yy, xx = np.mgrid[0:size, 0:size]
+    alpha = np.clip((230 - np.hypot(yy - 350, xx - 350)) / 12, 0, 1).astype(np.float32)  # a disc, soft edge
+    alpha[(np.abs(xx - 350) < 2) & (yy < 130)] = 0.04  # a faint strand
+    rgb = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    tiles = foreground._band_tiles
+    results = []
+    for tile in (40, 64, 128, 300):
+        monkeypatch.setattr(foreground, "_band_tiles", functools.partial(tiles, size=tile))
+        results.append(foreground.estimate_foreground(rgb, alpha))
+    soft = (alpha > 0) & (alpha < 1)
+    assert not np.array_equal(results[0][soft], rgb[soft])  # the band's colours were estimated
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
