@@ -41,6 +41,7 @@ from scipy import ndimage
 
 from unet_matting.engine.morphology import grow, shrink, square
 from unet_matting.engine.opacity import BODY
+from unet_matting.engine.regions import means, members
 
 _EIGHT = np.ones((3, 3), bool)
 
@@ -292,7 +293,7 @@ def _hysteresis(strength: np.ndarray, high: float, low: float) -> np.ndarray:
     continues a clear one, as in Canny's edge tracking; faint specks alone do not count."""
     weak = strength > low
     labels, count = ndimage.label(weak, structure=_EIGHT)
-    return _members(labels, count, labels[strength > high]) if count else weak
+    return members(labels, count, labels[strength > high]) if count else weak
 
 
 def backdrop_grain(sharp: np.ndarray, calm: np.ndarray) -> float:
@@ -355,7 +356,7 @@ def missed_body(
     if object_count == 0:
         return np.zeros_like(area)
     hits = np.unique(objects[found & ~area])
-    missed = _members(objects, object_count, hits) & ~found
+    missed = members(objects, object_count, hits) & ~found
     missed = grow(shrink(missed, EDGE_BAND), EDGE_BAND) & missed  # an opening: thin parts go
     patches, count = ndimage.label(missed)
     if count == 0:
@@ -367,50 +368,31 @@ def missed_body(
     stepped = np.bincount(patches[border], strong[border], minlength=count + 1)[1:]
     outlined = stepped >= OUTLINED * sides  # true too for a patch the product encloses: no shadow
     labels = patches[missed]
-    shadowed = (_means(shadow[missed], labels, count) > SHADOW_PATCH) & ~outlined
-    textured = _means(sharp[missed], labels, count) > EDGE_FACTOR * grain
+    shadowed = (means(shadow[missed], labels, count) > SHADOW_PATCH) & ~outlined
+    textured = means(sharp[missed], labels, count) > EDGE_FACTOR * grain
     beside = grow(missed, 3) & area
     owner = square(patches, 3, np.maximum)  # the patch each beside-pixel borders
-    colour = _means(lab[missed], labels, count)
-    around = _means(lab[beside], owner[beside], count)  # nan where nothing borders the backdrop
-    under = _means(surface[missed], labels, count)
+    colour = means(lab[missed], labels, count)
+    around = means(lab[beside], owner[beside], count)  # nan where nothing borders the backdrop
+    under = means(surface[missed], labels, count)
     around = np.where(np.isnan(around), under, around)
     # a patch of the backdrop's colour is product only when its tint and the network both say so:
     # a white product's faint tint, where the network's matte rose above its level on the backdrop
     seen_through = np.linalg.norm(colour - around, axis=1) <= JND
-    asked = seen_through & (_means(tint[missed], labels, count) >= 0.5)
+    asked = seen_through & (means(tint[missed], labels, count) >= 0.5)
     if asked.any():  # medians only over the patches in question (a sort of their pixels alone)
-        within = _members(patches, count, index[asked])
+        within = members(patches, count, index[asked])
         level = max(FAINT, float(np.quantile(alpha[calm], 0.9))) if calm.any() else FAINT
         seen_through[asked] = ndimage.median(alpha[within], patches[within], index[asked]) <= level
     drop = shadowed | textured | seen_through
     if drop.any():
-        missed &= ~_members(patches, count, index[drop])
+        missed &= ~members(patches, count, index[drop])
     if not missed.any():
         return missed
-    completed = _members(objects, object_count, objects[missed])
+    completed = members(objects, object_count, objects[missed])
     deep = shrink(~area, EDGE_BAND) & completed & found
     # the region reaches over the edge's blur into the backdrop: pull it back to the step
     return (missed | deep) & ~grow(area, EDGE_SHIFT)
-
-
-def _members(labels: np.ndarray, count: int, chosen: np.ndarray) -> np.ndarray:
-    """``labels`` in ``chosen`` (label 0, the background, never): a lookup, ~10x ``np.isin``."""
-    table = np.zeros(count + 1, bool)
-    table[chosen] = True
-    table[0] = False
-    return table[labels]
-
-
-def _means(values: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
-    """Mean ``values`` (N, or Nx3) per label 1..count (nan for a label with none): bincounts over
-    the labelled pixels alone, not ``ndimage.mean``'s pass over the whole frame."""
-    n = np.bincount(labels, minlength=count + 1)[1:].astype(np.float64)
-    columns = [values] if values.ndim == 1 else [values[:, c] for c in range(values.shape[1])]
-    sums = np.stack([np.bincount(labels, column, minlength=count + 1)[1:] for column in columns], axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / n[:, None]
-    return means[:, 0] if values.ndim == 1 else means
 
 
 def complete_matte(

@@ -84,7 +84,8 @@ def _coarse_means(image: np.ndarray, alpha: np.ndarray, r: int) -> tuple[np.ndar
     k = max(1, r // 12)
     if k == 1 or min(alpha.shape) < 4 * k:
         return (*_means(image, image, alpha, r), 1)
-    return (*_means(_shrink(image, k), _shrink(image, k), _shrink(alpha, k), max(1, r // k)), k)
+    small = _shrink(image, k)
+    return (*_means(small, small, _shrink(alpha, k), max(1, r // k)), k)
 
 
 def _at(coarse: np.ndarray, k: int, tile: tuple[slice, slice]) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from unet_matting.engine.morphology import grow, shrink
+from unet_matting.engine.regions import means, members
 
 BODY = 0.5  # alpha above which a pixel belongs to the product's body
 _EIGHT = np.ones((3, 3), bool)
@@ -37,13 +38,13 @@ def drop_ghosts(alpha: np.ndarray, floor: float = 0.1, faint_mean: float = 0.3) 
     inside = labels > 0
     which, values = labels[inside], alpha[inside]
     mass = np.bincount(which, values, minlength=count + 1)[1:]
-    means = mass / np.bincount(which, minlength=count + 1)[1:]
+    mean_alpha = mass / np.bincount(which, minlength=count + 1)[1:]
     reaches = np.zeros(count + 1, bool)  # some pixel of the island is body
     reaches[which[values > BODY]] = True
-    faint = ~reaches[1:] | (means < faint_mean)
+    faint = ~reaches[1:] | (mean_alpha < faint_mean)
     faint[np.argmax(mass)] = False
     if faint.any():
-        ghosts = np.concatenate(([False], faint))[labels]
+        ghosts = members(labels, count, np.flatnonzero(faint) + 1)
         ghosts = grow(ghosts, 1) & ~inside | ghosts  # and their haze rim
         alpha = np.where(ghosts, np.float32(0), alpha)
     return alpha
@@ -69,10 +70,8 @@ def solid_body(alpha: np.ndarray, band_px: int, hole_alpha: float = 0.15) -> np.
         enclosed[0] = False
         if enclosed.any():  # mean alpha per enclosed region, over its pixels alone
             held = enclosed[labels]
-            which = labels[held]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means = np.bincount(which, alpha[held], minlength=count + 1) / np.bincount(which, minlength=count + 1)
-            body |= (enclosed & (means >= hole_alpha))[labels]
+            unsure = enclosed[1:] & (means(alpha[held], labels[held], count) >= hole_alpha)
+            body |= members(labels, count, np.flatnonzero(unsure) + 1)
     # erosion by the 8-neighbourhood band_px times is a (2 band_px + 1) square's minimum
     core = shrink(body, band_px) if band_px else body
     return np.where(core, np.float32(1), alpha)
