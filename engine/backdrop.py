@@ -72,6 +72,7 @@ TINT_FACTOR = 2.5  # a smoothed chroma offset this many times the backdrop's own
 JPEG_CHROMA_BLOCK = 16  # full-scale px: a JPEG chroma block (8 samples at 4:2:0), whose offset is not a tint
 FAINT = 1e-3  # network alpha: the least a faint response must reach over a patch to count
 TINT_FLOOR = 0.2  # delta E: the smallest tint counted (well under one 8-bit level of a light colour)
+OUTLINE_SIGMA = 0.7  # working px: the smoothing that turns a completed body's staircase into a curve
 
 
 @dataclass(frozen=True)
@@ -419,11 +420,12 @@ def complete_matte(
     sharp = sharpness(lab)
     grain = backdrop_grain(sharp, calm)
     tint = tinted(lab, calm, small_alpha, factor)
+    plain = close.copy()  # backdrop-coloured, tint or not: where the product's own outline cannot be seen
     close &= ~tint
     shadow &= ~tint
     area = backdrop_area(small_alpha, close, shadow, sharp, grain)
     body = missed_body(small_alpha, area, lab, surface, shadow, sharp, grain, tint, calm)
-    completed = _raise_to(alpha, body, factor, rgb, backdrop, overwrite) if body.any() else alpha
+    completed = _raise_to(alpha, body, factor, rgb, backdrop, plain, overwrite) if body.any() else alpha
     return keyed(rgb, completed, backdrop, overwrite or completed is not alpha) if see_through else completed
 
 
@@ -491,16 +493,26 @@ def _blocks(mask: np.ndarray, factor: int, height: int, width: int) -> tuple[np.
 
 
 def _raise_to(
-    alpha: np.ndarray, body: np.ndarray, factor: int, rgb: np.ndarray, backdrop: Backdrop, overwrite: bool
+    alpha: np.ndarray,
+    body: np.ndarray,
+    factor: int,
+    rgb: np.ndarray,
+    backdrop: Backdrop,
+    plain: np.ndarray,
+    overwrite: bool,
 ) -> np.ndarray:
     """``alpha`` with the working-scale ``body`` drawn in at full scale, touching only the body's
     bounding box (in ``alpha`` itself with ``overwrite``, else in a copy).
 
-    The body is upsampled bilinearly; along its outline (its outer working pixel and the ramp
-    beyond) the full-scale pixels within the backdrop's noise of its surface are dropped, so the
-    outline lands on the photo's own pixels rather than on the working grid, and a 3x3 mean
-    leaves it one pixel soft. Away from the outline the upsampled body is 0 or 1, so only the
-    outline's pixels are interpolated: the inside is whole blocks, set at once.
+    The outline is the body's, smoothed (``OUTLINE_SIGMA``) and upsampled bilinearly, then cut
+    at half: a curve through the working pixels, not their staircase, about two full-scale pixels
+    soft. Where the product beside the outline is visible against the backdrop (not ``plain``
+    there), the full-scale pixels within the backdrop's noise of its surface are dropped, so the
+    outline lands on the photo's own pixels rather than on the working grid; where the product
+    looks like the backdrop (a white shirt on white) a single pixel cannot tell, and testing it
+    would only fray the outline. A 3x3 mean leaves it one pixel soft. Away from the outline the
+    body is 0 or 1, so only the outline's pixels are interpolated: the inside is whole blocks,
+    set at once.
     """
     rows, cols = np.nonzero(body)
     y0, y1 = max(0, rows.min() - 2), min(body.shape[0], rows.max() + 3)
@@ -515,13 +527,16 @@ def _raise_to(
     big = padded[1:-1, 1:-1]
     np.copyto(big, np.float32(1), where=np.repeat(np.repeat(inner, factor, 0), factor, 1)[:height, :width])
     ys, xs = _blocks(outline, factor, height, width)
-    ramp = _bilinear(part.astype(np.float32), ys, xs, factor)
+    smooth = ndimage.gaussian_filter(part.astype(np.float32), OUTLINE_SIGMA)
+    steep = np.float32(max(2, factor))  # the cut's slope: 0 to 1 over about two full-scale px
+    ramp = np.clip((_bilinear(smooth, ys, xs, factor) - np.float32(0.5)) * steep + np.float32(0.5), 0, 1)
     keep = ramp > 0
     ys, xs, ramp = ys[keep], xs[keep], ramp[keep]
     if len(ys):
-        surface = backdrop.lab_at(ys + fy0, xs + fx0, *alpha.shape)
-        close, _ = resemblance(to_lab(rgb[ys + fy0, xs + fx0]), surface, backdrop.noise)
-        ramp[close] = 0.0
+        visible = ~grow(plain[y0:y1, x0:x1] & part, 1)[ys // factor, xs // factor]
+        vy, vx = ys[visible] + fy0, xs[visible] + fx0
+        close, _ = resemblance(to_lab(rgb[vy, vx]), backdrop.lab_at(vy, vx, *alpha.shape), backdrop.noise)
+        ramp[np.flatnonzero(visible)[close]] = 0.0
         big[ys, xs] = ramp
         padded[0], padded[-1] = padded[1], padded[-2]
         padded[:, 0], padded[:, -1] = padded[:, 1], padded[:, -2]

@@ -144,6 +144,18 @@ def test_a_white_product_with_no_outline_is_found_by_its_tint(print_session: Ses
     assert (alpha[inner] == 1.0).mean() > 0.98
 
 
+@pytest.mark.parametrize(("jpeg_quality", "least"), [(None, 0.5), (90, 0.85)], ids=["raw", "jpeg-90"])
+def test_a_completed_white_product_has_a_smooth_outline_where_the_photo_shows_none(
+    print_session: Session, jpeg_quality: int | None, least: float
+) -> None:
+    """Where the shirt is as light as the backdrop, no single full-scale pixel tells them apart:
+    testing each one frayed the outline and pulled it in to the working grid's staircase. The
+    completed outline follows the shirt's own (its sleeves slant): most of it within 2 px."""
+    rgb, shirt, _ = tinted_shirt(jpeg_quality)
+    alpha = backdrop.complete_matte(rgb, print_session.predict_alpha(rgb))
+    assert score(alpha, shirt.astype(np.uint8) * 255).boundary_f > least
+
+
 def test_an_untinted_white_backdrop_has_no_tint(print_session: Session) -> None:
     """The same scene with the shirt's fabric as neutral as the backdrop: JPEG's chroma blocks,
     the sweep and the noise are not a tint, so nothing is, and with no outline either the matte
