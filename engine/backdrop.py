@@ -168,11 +168,37 @@ def ring(height: int, width: int) -> np.ndarray:
     return out
 
 
+def _smoother_design(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``_design`` with the terms that a sweep times a strong vignette adds (x^2 y, x y^2, x^2 y^2).
+
+    Only to judge whether the border is smooth at all: the border alone pins these terms down
+    poorly inside the frame, so the backdrop's own surface stays quadratic (its noise allowance
+    then includes what it misses of the vignette)."""
+    return np.concatenate([_design(y, x), np.stack([x * x * y, x * y * y, x * x * y * y], axis=1)], axis=1)
+
+
+def _robust_fit(design: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """(coefficients, noise, kept): a least-squares fit of ``values`` refitted without what the fit
+    before did not explain, and the delta E its kept points stray within."""
+    keep = np.ones(len(values), bool)
+    noise = NOISE_FLOOR
+    terms = design.shape[1]
+    for _ in range(3):
+        d = design[keep]  # normal equations: ~5x faster than an SVD least-squares fit here
+        coefficients = np.linalg.solve(d.T @ d + 1e-9 * np.eye(terms), d.T @ values[keep])
+        distance = np.linalg.norm(values - design @ coefficients, axis=1)
+        noise = max(NOISE_FLOOR, 2.5 * 1.4826 * float(np.median(distance[keep])))
+        keep = distance <= noise
+    return coefficients, noise, keep
+
+
 def fit_backdrop(lab: np.ndarray, alpha: np.ndarray) -> Backdrop | None:
     """A smooth surface that explains the frame's border all round, or None (step 1).
 
     Only the border the network's product leaves free counts; the fit is repeated without
-    what it does not explain (a floor shadow, a stray object at the edge).
+    what it does not explain (a floor shadow, a stray object at the edge). A border noisier
+    than ``NOISE_CEILING`` under the surface is texture unless a more flexible smooth surface
+    explains it (a sweep under a strong vignette).
     """
     height, width = alpha.shape
     border = ring(height, width)
@@ -181,17 +207,11 @@ def fit_backdrop(lab: np.ndarray, alpha: np.ndarray) -> Backdrop | None:
         return None
     rows, cols = np.nonzero(free)
     y, x = _axes(height, width)
-    design = _design(y[rows], x[cols])
     values = lab[rows, cols].astype(np.float64)
-    keep = np.ones(len(values), bool)
-    noise = NOISE_FLOOR
-    for _ in range(3):
-        d = design[keep]  # normal equations: 6x6, ~5x faster than an SVD least-squares fit here
-        coefficients = np.linalg.solve(d.T @ d + 1e-9 * np.eye(6), d.T @ values[keep])
-        distance = np.linalg.norm(values - design @ coefficients, axis=1)
-        noise = max(NOISE_FLOOR, 2.5 * 1.4826 * float(np.median(distance[keep])))
-        keep = distance <= noise
-    if noise > NOISE_CEILING or keep.mean() < EXPLAINED_BORDER:
+    coefficients, noise, keep = _robust_fit(_design(y[rows], x[cols]), values)
+    if noise > NOISE_CEILING and _robust_fit(_smoother_design(y[rows], x[cols]), values)[1] > NOISE_CEILING:
+        return None  # not even a more flexible smooth surface explains the border: texture
+    if keep.mean() < EXPLAINED_BORDER:
         return None
     explained = np.zeros_like(free)
     explained[rows[keep], cols[keep]] = True

@@ -92,18 +92,21 @@ def studio_packshot(
     vignette: float = 0.0,
     shadow: float = 0.0,
     seed: int = 0,
+    falloff: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rgb uint8, product mask bool, print mask bool): a box on a seamless studio backdrop.
 
     The box is ``body`` coloured with a shaded right face, a darker rim (its form turning from
     the light) and a printed logo in its middle (the print mask); the backdrop has a vertical
     ``sweep`` (share of its lightness lost from bottom to top), ``vignette`` (share lost at the
-    corners) and a soft floor ``shadow`` (share of light taken under the box), plus noise.
+    corners), a soft floor ``shadow`` (share of light taken under the box) and a ``falloff``
+    (share lost at the bottom corners, light from above the middle: x^2 (y + 1/2)^2, beyond a
+    quadratic surface), plus noise.
     """
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     y, x = yy / height - 0.5, xx / width - 0.5
-    light = (1 + sweep * y) * (1 - vignette * (x * x + y * y) / 0.5)
+    light = (1 + sweep * y) * (1 - vignette * (x * x + y * y) / 0.5) * (1 - falloff * (x * (y + 0.5)) ** 2 / 0.25)
     image = np.asarray(backdrop, np.float32)[None, None] * light[..., None]
     top, bottom, left, right = int(0.25 * height), int(0.8 * height), int(0.3 * width), int(0.7 * width)
     if shadow:
