@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -35,6 +36,7 @@ def main() -> None:
     ap.add_argument("--profiles", nargs="+", default=["shop_set", "marketplace_white", "ecom_product"])
     args = ap.parse_args()
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)  # the post-processing's filters too: one thread in all
     cfg = load_config(REPO / "etc/unet-matting.yaml")
     session = load_session(cfg.engine)
     with tempfile.TemporaryDirectory() as tmp:

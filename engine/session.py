@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -126,13 +127,14 @@ class Session:
 
     @classmethod
     def load(cls, settings: EngineSettings) -> Session:
-        """Load weights, pick the device, set torch threads, and run one warm-up inference.
+        """Load weights, pick the device, set torch's and OpenCV's threads, and run one warm-up inference.
 
         On CUDA the warm-up is the model's memory check: a network that cannot run one image
         within ``gpu_memory_fraction`` is a ``ModelError`` here, not a failed job later.
         """
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
+            cv2.setNumThreads(settings.threads)  # the post-processing's filters (engine/foreground.py) alike
         if settings.model is None:
             raise ModelError("no model file chosen (engine.model: auto resolves to one before loading)")
         net, info, preprocessing = open_model(settings.model, settings.threads)

@@ -120,12 +120,13 @@ def test_flatten_on_a_colour_gives_the_float_formula_for_every_alpha_and_value()
         assert np.array_equal(flatten(rgba, colour), expected)
 
 
-def test_box_mean_keeps_the_bits_of_the_indexed_cumulative_sums() -> None:
-    """The sliced box mean of engine/foreground.py gives the same bits as the (float64)
-    cumulative sums indexed with np.take that it replaced."""
+def test_box_mean_is_the_clipped_window_mean_to_float32_rounding() -> None:
+    """engine/foreground.py's box mean (OpenCV's box filter over zeros, divided by the window's
+    share inside) is the mean of each window clipped at the borders, as float64 sums give it,
+    to float32's rounding; windows wider than the image included."""
     from unet_matting.engine.foreground import box_mean
 
-    def indexed(x: np.ndarray, r: int, axis: int) -> np.ndarray:
+    def clipped(x: np.ndarray, r: int, axis: int) -> np.ndarray:
         n = x.shape[axis]
         c = np.cumsum(x, axis=axis, dtype=np.float64)
         c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
@@ -139,14 +140,17 @@ def test_box_mean_keeps_the_bits_of_the_indexed_cumulative_sums() -> None:
         shape = (*(int(v) for v in rng.integers(1, 120, 2)), *((3,) if seed % 2 else ()))
         x = rng.random(shape, dtype=np.float32)
         for r in (1, 6, 90):
-            expected = indexed(indexed(x, r, 0), r, 1).astype(np.float32)
-            np.testing.assert_array_equal(box_mean(x, r), expected)
+            expected = clipped(clipped(x, r, 0), r, 1)
+            np.testing.assert_allclose(box_mean(x, r), expected, rtol=2.5e-7, atol=0)
+        stack = np.stack([x, x[::-1].copy()])
+        np.testing.assert_array_equal(box_mean(stack, 6, axes=(1, 2))[1], box_mean(x[::-1].copy(), 6))
 
 
 def test_decontaminated_colours_do_not_depend_on_the_tile_grid(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fine pass runs per tile of the soft band; its running sums are float64, so a faint
-    pixel's colour is the same whichever tile it falls in (in float32 it moved by up to 39
-    levels between 64 and 128 px tiles, where the weights are almost zero)."""
+    """The fine pass runs per tile of the soft band; its box sums are exact to float32's
+    rounding, so a faint pixel's colour is the same whichever tile it falls in (float32
+    cumulative sums moved it by up to 39 levels between 64 and 128 px tiles, where the weights
+    are almost zero)."""
     import functools
 
     from unet_matting.engine import foreground
