@@ -26,7 +26,8 @@ from unet_matting.watcher.models.active import load_session
 from unet_matting.watcher.processing import sheet
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SEEDS = [12, 122, 163, 79, 5, 62, 1]  # white shirts, a box, a shirt still missed (62), one the network gets
+DEFAULT_SEEDS = [12, 122, 163, 79, 5, 62, 100073, 1]  # white shirts, a box, a shirt still missed (62),
+# a shirt under light falling off to the corners (seed 1's #73, found since 8ab359f), one the network gets
 
 
 def main() -> None:
