@@ -39,11 +39,10 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from unet_matting.engine.filters import gaussian, label
 from unet_matting.engine.morphology import grow, shrink, square
 from unet_matting.engine.opacity import BODY
 from unet_matting.engine.regions import means, members
-
-_EIGHT = np.ones((3, 3), bool)
 
 WORK_SIDE = 400  # long side of the working copy (px)
 BORDER = 0.03  # width of the border ring, as a share of the short side
@@ -273,7 +272,7 @@ def tinted(lab: np.ndarray, calm: np.ndarray, alpha: np.ndarray, factor: int) ->
     for ch in range(2):
         c0, cx, cy = fit[:, ch]
         plane = (c0 + cy * y)[:, None] + (cx * x)[None, :]
-        offset[ch] = ndimage.gaussian_filter(lab[..., 1 + ch] - light * plane, TINT_SIGMA)
+        offset[ch] = gaussian(lab[..., 1 + ch] - light * plane, TINT_SIGMA)
     magnitude = np.hypot(offset[0], offset[1])
     own = float(np.quantile(magnitude[calm], 0.9))
     tint = magnitude > max(TINT_FLOOR, TINT_FACTOR * own)
@@ -285,11 +284,11 @@ def tinted(lab: np.ndarray, calm: np.ndarray, alpha: np.ndarray, factor: int) ->
 def _gradient(light: np.ndarray, sigma: float) -> np.ndarray:
     """Sobel gradient magnitude of ``light`` smoothed by a Gaussian of ``sigma`` (L* per px).
 
-    Smoothed first (scipy's Gaussian: two passes), then Sobel's difference and [1, 2, 1] passes
+    Smoothed first (a Gaussian: engine/filters.py), then Sobel's difference and [1, 2, 1] passes
     on shifted slices of one edge-padded copy, summed in float64 as scipy's correlate1d sums its
     taps (the same bits, at 0.6x its cost): fewer multiplications than folding each Sobel tap
     into the Gaussian, which cost twice as much at the coarse scale."""
-    padded = np.pad(ndimage.gaussian_filter(light, sigma), 1, mode="edge")  # scipy's reflect, one tap deep
+    padded = np.pad(gaussian(light, sigma), 1, mode="edge")  # the filter's reflect, one tap deep
     down = padded[2:] - padded[:-2]  # h x (w + 2)
     across = padded[:, 2:] - padded[:, :-2]  # (h + 2) x w
     dy = (down[:, :-2].astype(np.float64) + 2.0 * down[:, 1:-1] + down[:, 2:]).astype(np.float32)
@@ -313,7 +312,7 @@ def _hysteresis(strength: np.ndarray, high: float, low: float) -> np.ndarray:
     """Pixels over ``low`` joined (8-connected) to a pixel over ``high``: a faint outline
     continues a clear one, as in Canny's edge tracking; faint specks alone do not count."""
     weak = strength > low
-    labels, count = ndimage.label(weak, structure=_EIGHT)
+    labels, count = label(weak, eight=True)
     return members(labels, count, labels[strength > high]) if count else weak
 
 
@@ -336,7 +335,7 @@ def backdrop_area(
     """
     edges = grow(_hysteresis(sharp, EDGE_FACTOR * grain, WEAK_EDGE_FACTOR * grain), GAP)  # closes small gaps
     open_backdrop = (close | shadow) & ~edges & ((alpha < UNSURE) | shadow)
-    labels, _ = ndimage.label(open_backdrop)
+    labels, _ = label(open_backdrop)
     sides = np.zeros(labels.max() + 1, int)
     for strip in _strips(labels):
         sides[np.unique(strip)] += 1
@@ -373,13 +372,13 @@ def missed_body(
     no such response).
     """
     found = alpha > BODY
-    objects, object_count = ndimage.label(~area)
+    objects, object_count = label(~area)
     if object_count == 0:
         return np.zeros_like(area)
     hits = np.unique(objects[found & ~area])
     missed = members(objects, object_count, hits) & ~found
     missed = grow(shrink(missed, EDGE_BAND), EDGE_BAND) & missed  # an opening: thin parts go
-    patches, count = ndimage.label(missed)
+    patches, count = label(missed)
     if count == 0:
         return missed
     index = np.arange(1, count + 1)
@@ -463,7 +462,7 @@ def keyed(rgb: np.ndarray, alpha: np.ndarray, backdrop: Backdrop, overwrite: boo
     y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     yy, xx = np.broadcast_arrays(np.arange(y0, y1)[:, None], np.arange(x0, x1)[None, :])
     diff = to_lab(rgb[y0:y1, x0:x1]) - backdrop.lab_at(yy, xx, *alpha.shape)
-    distance = ndimage.gaussian_filter(np.sqrt((diff * diff).sum(axis=2)), 1.0)
+    distance = gaussian(np.sqrt((diff * diff).sum(axis=2)), 1.0)
     share = np.clip((distance - backdrop.noise) / (KEY_OPAQUE - backdrop.noise), 0, 1).astype(np.float32)
     out = alpha if overwrite else alpha.copy()
     np.minimum(out[y0:y1, x0:x1], share, out=out[y0:y1, x0:x1])
@@ -547,7 +546,7 @@ def _raise_to(
     big = padded[1:-1, 1:-1]
     np.copyto(big, np.float32(1), where=np.repeat(np.repeat(inner, factor, 0), factor, 1)[:height, :width])
     ys, xs = _blocks(outline, factor, height, width)
-    smooth = ndimage.gaussian_filter(part.astype(np.float32), OUTLINE_SIGMA)
+    smooth = gaussian(part, OUTLINE_SIGMA)
     steep = np.float32(max(2, factor))  # the cut's slope: 0 to 1 over about two full-scale px
     ramp = np.clip((_bilinear(smooth, ys, xs, factor) - np.float32(0.5)) * steep + np.float32(0.5), 0, 1)
     keep = ramp > 0
