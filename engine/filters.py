@@ -1,6 +1,6 @@
-"""Smoothing and connected regions for the working-scale steps (engine/backdrop.py), by OpenCV:
-SIMD code that lets go of the GIL, with scipy.ndimage's conventions kept so the numbers stay its
-own to float32's rounding (tests/test_filters.py).
+"""Smoothing and connected regions (engine/backdrop.py, engine/opacity.py), by OpenCV: SIMD code
+that lets go of the GIL, with scipy.ndimage's conventions kept so the numbers stay its own to
+float32's rounding (tests/test_filters.py).
 
 - ``gaussian``: scipy's ``gaussian_filter`` (kernel cut at 4 sigma, edges mirrored with the edge
   pixel repeated: scipy's ``reflect``, OpenCV's ``BORDER_REFLECT``).

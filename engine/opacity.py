@@ -10,13 +10,12 @@ product (glass) turns them off in its profile.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
+from unet_matting.engine.filters import label
 from unet_matting.engine.morphology import grow, shrink
 from unet_matting.engine.regions import means, members
 
 BODY = 0.5  # alpha above which a pixel belongs to the product's body
-_EIGHT = np.ones((3, 3), bool)
 
 
 def levels(alpha: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -31,7 +30,7 @@ def drop_ghosts(alpha: np.ndarray, floor: float = 0.1, faint_mean: float = 0.3) 
     The island with the most alpha is the product and always stays; a second real part (the
     other shoe of a pair) is solid and stays too.
     """
-    labels, count = ndimage.label(alpha > floor, structure=_EIGHT)
+    labels, count = label(alpha > floor, eight=True)
     if count <= 1:
         return alpha
     # per-island figures by bincounts over the islands' pixels (ndimage.maximum sorts them all)
@@ -62,7 +61,7 @@ def solid_body(alpha: np.ndarray, band_px: int, hole_alpha: float = 0.15) -> np.
         return alpha
     # the enclosed regions: parts of the background (4-connected, as binary_fill_holes floods it)
     # that do not reach the frame; labelling once is ~3x faster than fill_holes and labelling again
-    labels, count = ndimage.label(~body)
+    labels, count = label(~body)
     if count:
         enclosed = np.ones(count + 1, bool)
         for strip in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
