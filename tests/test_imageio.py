@@ -32,6 +32,43 @@ def test_truncated_jpeg_is_incomplete(cut: float) -> None:
         decode(data[: int(len(data) * cut)], LIMIT)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{"subsampling": 2}, {"subsampling": 1}, {"subsampling": 0}, {"progressive": True}],
+    ids=["4:2:0", "4:2:2", "4:4:4", "progressive"],
+)
+def test_a_plain_jpeg_is_decoded_by_opencv_to_pillows_pixels(options: dict) -> None:
+    """A plain JPEG (RGB, upright, no ICC profile) takes OpenCV's decoder: the same pixels as
+    Pillow's, at an odd size too."""
+    from unet_matting.watcher.processing import imageio
+
+    rng = np.random.default_rng(4)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (61, 83, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=90, **options)
+    data = buffer.getvalue()
+    with Image.open(io.BytesIO(data)) as im:
+        assert imageio._plain_jpeg_pixels(im, data) is not None  # the OpenCV path
+        expected = np.asarray(im.convert("RGB"))
+    image = decode(data, LIMIT)
+    assert image.format == "JPEG" and image.source_mode == "RGB" and image.alpha is None
+    np.testing.assert_array_equal(image.rgb, expected)
+
+
+def test_only_a_plain_complete_jpeg_takes_opencvs_decoder() -> None:
+    """Pillow keeps what OpenCV's decoder would get wrong or could not prove complete: bytes after
+    the end-of-image marker (or an upload cut short), an EXIF turn, an ICC profile, greyscale."""
+    from unet_matting.watcher.processing import imageio
+
+    data = jpeg_bytes()
+    buffer = io.BytesIO()
+    Image.fromarray(product_rgb()).save(buffer, "JPEG", icc_profile=imageio.srgb_icc())
+    grey = io.BytesIO()
+    Image.fromarray(product_rgb()).convert("L").save(grey, "JPEG")
+    for other in (data + b"trailer", data[:-1], exif_rotated_jpeg(40, 20, 6), buffer.getvalue(), grey.getvalue()):
+        with Image.open(io.BytesIO(other)) as im:
+            assert imageio._plain_jpeg_pixels(im, other) is None
+
+
 def test_empty_and_non_image_are_refused_at_once() -> None:
     """An empty file or one no image can start with is refused (no waiting for decode_grace_s)."""
     for data, reason in [

@@ -14,6 +14,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 
+import cv2
 import deflate
 import numpy as np
 import pillow_heif
@@ -43,6 +44,8 @@ Image.MAX_IMAGE_PIXELS = None  # our own limit, checked before load, replaces Pi
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 _SRGB = ImageCms.createProfile("sRGB")
 ACCEPTED = "accepted: JPEG, PNG, WebP, TIFF, HEIC/HEIF, AVIF"
+ORIENTATION = 0x0112  # the EXIF tag
+RGB_READ = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV 4.11+: decoded as RGB, not BGR
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,37 @@ def decode(data: bytes, max_pixels: int) -> Decoded:
             raise ImageIncomplete("the header is incomplete") from None
         with im:
             _check_header(im, max_pixels)
+            plain = _plain_jpeg_pixels(im, data)
+            if plain is not None:
+                return Decoded(plain, None, "JPEG", "RGB")
             try:
                 im.load()
             except (OSError, SyntaxError, ValueError, RuntimeError, Image.DecompressionBombError) as e:
                 raise ImageIncomplete(f"cannot decode {im.format}: {str(e).strip()}") from e
             return _to_arrays(im)
+
+
+def _plain_jpeg_pixels(im: Image.Image, data: bytes) -> np.ndarray | None:
+    """The RGB pixels of a plain JPEG (RGB, upright, no ICC profile, its end-of-image marker at
+    the end) by OpenCV's decoder, or None for Pillow's path.
+
+    Both are libjpeg-turbo with the same accurate DCT and upsampling: the same pixels (tested),
+    but OpenCV writes them straight into an array, where Pillow's image is copied out (12 MP: ~75
+    -> ~50 ms). OpenCV decodes a truncated JPEG without an error, so only a file that ends with
+    its end-of-image marker takes this path (a marker byte pair never occurs in the coded data,
+    and an embedded thumbnail's marker comes before the photo's own frame header); anything
+    else, an upload still being written included, goes to Pillow, which fails it."""
+    if im.format != "JPEG" or im.mode != "RGB" or im.info.get("icc_profile") or not data.endswith(b"\xff\xd9"):
+        return None
+    if im.getexif().get(ORIENTATION, 1) != 1:
+        return None
+    buffer = np.frombuffer(data, np.uint8)
+    if RGB_READ is not None:
+        rgb = cv2.imdecode(buffer, RGB_READ | cv2.IMREAD_IGNORE_ORIENTATION)
+    else:  # OpenCV before 4.11 decodes to BGR only
+        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        rgb = None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return rgb if rgb is not None and rgb.shape == (im.height, im.width, 3) else None
 
 
 def could_be_image(data: bytes) -> bool:
