@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
+
+from unet_matting.engine.filters import label
 
 WORK_SIDE = 320  # long side of the working copies (px)
 CHECK_SIZE = 320  # the second opinion's network input side
@@ -87,7 +88,7 @@ def _resized(alpha: np.ndarray, size: tuple[int, int], method: int) -> np.ndarra
 def signals(alpha: np.ndarray, check: np.ndarray | None = None) -> dict[str, float]:
     """The signals of a working-scale matte, and of its second opinion ``check`` (same shape)."""
     body = alpha > SOLID
-    labels, count = ndimage.label(body)
+    labels, count = label(body)
     sizes = np.sort(np.bincount(labels.ravel())[1:])[::-1] if count else np.zeros(1)
     found = {
         "area": float(body.mean()),

@@ -5,8 +5,8 @@ leaves a fringe of the backdrop (green, grey) around the product. We estimate ``
 two-level blur-fusion estimator of Forte & Pitié ("Approximate fast foreground colour
 estimation", ICIP 2021): local foreground and background means from box filters, corrected by
 the compositing residual, first at a coarse radius then at a fine one seeded with the coarse
-result. Box filters are running sums (OpenCV's), so the cost does not depend on the radius; work
-is confined to the bounding box of the fractional band.
+result. Box filters are running sums (``filters.box_mean``), so the cost does not depend on the
+radius; work is confined to the bounding box of the fractional band.
 
 One change from the paper: the local means weight each pixel by alpha cubed (the background's by
 (1 - alpha) cubed), not by alpha. A faint pixel's colour is mostly backdrop, and with linear
@@ -19,40 +19,13 @@ the soft pixels) falls from 4.59 to 2.12 levels, and the tint towards the backdr
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
+
+from unet_matting.engine.filters import box_mean
 
 EPS = 1e-5
 WEIGHT_POWER = 3  # of alpha in the local means: faint pixels, mostly backdrop, weigh little
 REFERENCE_SIDE = 1500.0  # radii (90, 6) of the paper suit images of about this size
-
-
-def _inside(n: int, r: int) -> np.ndarray:
-    """How many of a window of 2r+1 centred on each of n positions lie inside them (float32)."""
-    index = np.arange(n)
-    return (np.minimum(index + r + 1, n) - np.maximum(index - r, 0)).astype(np.float32)
-
-
-def box_mean(x: np.ndarray, r: int, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
-    """Mean over a (2r+1)^2 window, windows clipped at the borders (HxW or HxWxC, float32; with
-    ``axes`` (1, 2), each image of a stack TxHxW[xC] on its own).
-
-    OpenCV's box filter sums the window (zeros outside: what the clipped window holds), and the
-    sum is divided by how much of the window lies inside. Its sums are as exact as float32 holds
-    (within 1.1e-7 of float64 sums, tests/test_postprocess.py), so a faint pixel's mean does not
-    depend on where its tile began (float32 cumulative sums moved such colours by up to 39
-    levels), and it is SIMD code that lets go of the GIL: ~8x numpy's float64 cumulative sums on
-    a 2 MP crop, one thread."""
-    if axes == (1, 2):
-        return np.stack([box_mean(image, r) for image in x])
-    height, width = x.shape[:2]
-    side = 2 * r + 1
-    sums = cv2.boxFilter(
-        np.ascontiguousarray(x, np.float32), cv2.CV_32F, (side, side), normalize=False, borderType=cv2.BORDER_CONSTANT
-    )
-    inside = _inside(height, r)[:, None] * _inside(width, r)[None, :]
-    sums /= inside[..., None] if sums.ndim == 3 else inside
-    return sums
 
 
 def _means(

@@ -1,4 +1,4 @@
-"""Regions of a labelled image (``ndimage.label``'s 1..count, 0 the rest): which pixels belong to
+"""Regions of a labelled image (``filters.label``'s 1..count, 0 the rest): which pixels belong to
 chosen regions, and the mean of a value per region, by lookups and bincounts over the regions'
 own pixels rather than ``np.isin`` or ``ndimage``'s passes over the whole frame."""
 

@@ -134,7 +134,7 @@ class Session:
         """
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
-            cv2.setNumThreads(settings.threads)  # the post-processing's filters (engine/foreground.py) alike
+            cv2.setNumThreads(settings.threads)  # OpenCV's filters and JPEG decoding alike
         if settings.model is None:
             raise ModelError("no model file chosen (engine.model: auto resolves to one before loading)")
         net, info, preprocessing = open_model(settings.model, settings.threads)

@@ -121,10 +121,10 @@ def test_flatten_on_a_colour_gives_the_float_formula_for_every_alpha_and_value()
 
 
 def test_box_mean_is_the_clipped_window_mean_to_float32_rounding() -> None:
-    """engine/foreground.py's box mean (OpenCV's box filter over zeros, divided by the window's
+    """engine/filters.py's box mean (OpenCV's box filter over zeros, divided by the window's
     share inside) is the mean of each window clipped at the borders, as float64 sums give it,
     to float32's rounding; windows wider than the image included."""
-    from unet_matting.engine.foreground import box_mean
+    from unet_matting.engine.filters import box_mean
 
     def clipped(x: np.ndarray, r: int, axis: int) -> np.ndarray:
         n = x.shape[axis]
