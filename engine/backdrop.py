@@ -357,7 +357,8 @@ def missed_body(
     """Working-scale body to make opaque (HxW bool): the parts of the product region (not
     backdrop) the network left out, in the objects it found, thicker than its edge band; and,
     in those objects, all that lies deeper than the edge band (the network's own soft alpha
-    inside a body, round a print, becomes opaque too: the interior is opaque).
+    inside a body, round a print, becomes opaque too: the interior is opaque), and the thin parts
+    the opening took where they continue the body (``_continued``: a slot between print lines).
 
     Each missed patch must look like the body of a plain product, not like what else a region
     enclosed by the product can be: it stays out when it is mostly a shadow on the backdrop
@@ -376,8 +377,9 @@ def missed_body(
     if object_count == 0:
         return np.zeros_like(area)
     hits = np.unique(objects[found & ~area])
-    missed = members(objects, object_count, hits) & ~found
-    missed = grow(shrink(missed, EDGE_BAND), EDGE_BAND) & missed  # an opening: thin parts go
+    unseen = members(objects, object_count, hits) & ~found
+    missed = grow(shrink(unseen, EDGE_BAND), EDGE_BAND) & unseen  # an opening: thin parts go
+    thin = unseen & ~missed
     patches, count = label(missed)
     if count == 0:
         return missed
@@ -410,9 +412,36 @@ def missed_body(
     if not missed.any():
         return missed
     completed = members(objects, object_count, objects[missed])
-    deep = shrink(~area, EDGE_BAND) & completed & found
+    deep = shrink(~area, EDGE_BAND) & completed & (found | _continued(thin, area, missed, lab, surface))
     # the region reaches over the edge's blur into the backdrop: pull it back to the step
     return (missed | deep) & ~grow(area, EDGE_SHIFT)
+
+
+def _continued(
+    thin: np.ndarray, area: np.ndarray, body: np.ndarray, lab: np.ndarray, surface: np.ndarray
+) -> np.ndarray:
+    """The parts of ``thin`` (what the opening took) that continue the missed ``body`` (HxW
+    bool): a slot between two print lines on a white shirt, the shirt's own fabric. Each part
+    touches no ``area`` pixel (a sliver along the outline does), runs into the body, and its
+    colour is nearer the body's beside it than the backdrop's surface under it (the sky between
+    a wing and its strut is the sky's colour, not the fuselage's)."""
+    parts, count = label(thin, eight=True)
+    if count == 0:
+        return thin
+    beside = grow(thin, 1) & body
+    owner = square(parts, 1, np.maximum)  # the part each beside-pixel borders
+    chosen = np.zeros(count + 1, bool)
+    chosen[1:] = np.bincount(owner[beside], minlength=count + 1)[1:] > 0
+    chosen[parts[grow(area, 1) & thin]] = False
+    if chosen.any():
+        labels = parts[thin]
+        colour = means(lab[thin], labels, count)
+        fabric = means(lab[beside], owner[beside], count)
+        under = means(surface[thin], labels, count)
+        nearer = np.linalg.norm(colour - fabric, axis=1) < np.linalg.norm(colour - under, axis=1)
+        chosen[1:] &= nearer
+    chosen[0] = False
+    return chosen[parts]
 
 
 def complete_matte(

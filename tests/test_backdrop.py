@@ -201,6 +201,48 @@ def test_a_hole_through_the_product_stays_a_hole(print_session: Session) -> None
     assert completed[hole].max() < 0.5
 
 
+def two_print_lines(slot_colour: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rgb, product mask, slot mask): a white box with two lines of dark print a few pixels
+    apart, the slot between them the box's own white (``"box"``) or the backdrop's pixels, seen
+    through a slit (``"backdrop"``)."""
+    rgb, box, logo = studio_packshot(width=480, height=400)
+    rgb[logo] = rgb[box & ~logo][0]  # no round logo: two lines of print instead
+    ys, xs = np.nonzero(box)
+    middle, left, right = (ys.min() + ys.max()) // 2, xs.min() + 40, xs.max() - 40
+    slot = np.zeros_like(box)
+    slot[middle - 2 : middle + 3, left:right] = True
+    rgb[middle - 14 : middle - 2, left:right] = (30, 40, 140)
+    rgb[middle + 3 : middle + 15, left:right] = (30, 40, 140)
+    if slot_colour == "backdrop":
+        rgb[slot] = rgb[5:10, 5:10].reshape(-1, 3)[np.arange(slot.sum()) % 25]
+        box = box & ~slot
+    return rgb, box, slot
+
+
+def test_a_thin_slot_between_two_print_lines_is_body(print_session: Session) -> None:
+    """The network sees the two lines, and the box between them is as white as the backdrop.
+    The slot continues the box's body, so it is body; it was left see-through (too thin for a
+    patch of its own, and not what the network saw)."""
+    rgb, box, slot = two_print_lines("box")
+    network = print_session.predict_alpha(rgb)
+    assert network[slot].mean() < 0.3  # the network leaves the slot out
+    alpha = backdrop.complete_matte(rgb, network)
+    assert (alpha[slot] == 1.0).mean() > 0.95
+    assert score(alpha, box.astype(np.uint8) * 255).iou > 0.95
+
+
+def test_a_slit_between_two_print_lines_showing_the_backdrop_stays_see_through(print_session: Session) -> None:
+    """The same slot with the backdrop's colour in it (the sky between a wing and its strut):
+    nearer the backdrop than the box's white beside it, it is not the box's body."""
+    rgb, box, slot = two_print_lines("backdrop")
+    alpha = backdrop.complete_matte(rgb, print_session.predict_alpha(rgb))
+    inner = slot.copy()
+    inner[:, : np.nonzero(slot)[1].min() + 4] = False
+    inner[:, np.nonzero(slot)[1].max() - 3 :] = False
+    assert (alpha[inner] > 0.5).mean() < 0.1
+    assert score(alpha, box.astype(np.uint8) * 255).iou > 0.95
+
+
 def test_the_profiles_get_the_completed_matte(print_session: Session) -> None:
     """ecom_product on the completed matte: the whole box, trimmed, not the floating logo."""
     rgb, box, logo = studio_packshot()
