@@ -17,7 +17,9 @@ letters, floating. These pure functions on arrays work at a small working scale
    steps of lightness, so a white box is closed off by its own shading even where its
    colour matches the backdrop. A white product with no such step all round (a T-shirt's
    sleeves) is told apart by its own faint tint (``tinted``): its chromaticity, smoothed, is
-   evenly off the backdrop's by more than the backdrop's own smoothed noise.
+   evenly off the backdrop's by more than the backdrop's own smoothed noise. ``lit_backdrop``
+   then takes in the backdrop beside the product that the border's surface does not explain
+   (lit brighter round the product) but the backdrop round it does.
 3. ``missed_body``: the network keeps its matte (fine structure, soft edges) everywhere; the region
    only adds the body the network left out, in the objects the network did find (a stray
    shape the network ignored stays out), and only where it is thicker than the edge band (hair
@@ -39,7 +41,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from unet_matting.engine.filters import gaussian, label
+from unet_matting.engine.filters import area_resize, bilinear_resize, gaussian, label
 from unet_matting.engine.morphology import grow, shrink, square
 from unet_matting.engine.opacity import BODY
 from unet_matting.engine.regions import means, members
@@ -71,6 +73,8 @@ TINT_FACTOR = 2.5  # a smoothed chroma offset this many times the backdrop's own
 JPEG_CHROMA_BLOCK = 16  # full-scale px: a JPEG chroma block (8 samples at 4:2:0), whose offset is not a tint
 FAINT = 1e-3  # network alpha: the least a faint response must reach over a patch to count
 TINT_FLOOR = 0.2  # delta E: the smallest tint counted (well under one 8-bit level of a light colour)
+LOCAL_SIGMA = 12.0  # working px: the reach of the backdrop's local colour beside the product
+LOCAL_SHARE = 0.1  # the least share of backdrop round a pixel to judge it by the local colour
 OUTLINE_SIGMA = 0.7  # working px: the smoothing that turns a completed body's staircase into a curve
 
 
@@ -322,18 +326,20 @@ def backdrop_grain(sharp: np.ndarray, calm: np.ndarray) -> float:
     return max(GRAIN_FLOOR, float(np.quantile(sharp[calm], 0.99))) if calm.any() else GRAIN_FLOOR
 
 
-def backdrop_area(
-    alpha: np.ndarray, close: np.ndarray, shadow: np.ndarray, sharp: np.ndarray, grain: float
-) -> np.ndarray:
+def edge_mask(sharp: np.ndarray, grain: float) -> np.ndarray:
+    """The edges no backdrop crosses (HxW bool): lightness steps sharper than the backdrop's own
+    ``grain``, faint ones continuing clear ones, grown to close a gap of one pixel."""
+    return grow(_hysteresis(sharp, EDGE_FACTOR * grain, WEAK_EDGE_FACTOR * grain), GAP)
+
+
+def backdrop_area(alpha: np.ndarray, close: np.ndarray, shadow: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Backdrop-looking pixels joined, without crossing an edge, to at least two sides of the
     frame (HxW bool): a product cut by one side of the frame does not count as backdrop there.
 
-    Edges are lightness steps sharper than the backdrop's own grain (a gap of one pixel
-    closed), and whatever the network calls at all likely product (``UNSURE``) that is not a
-    shadow: a white bottle whose cap has no edge against the backdrop is still closed off where
-    the network saw it faintly.
+    Besides the ``edges``, whatever the network calls at all likely product (``UNSURE``) that is
+    not a shadow closes it off: a white bottle whose cap has no edge against the backdrop is
+    still closed off where the network saw it faintly.
     """
-    edges = grow(_hysteresis(sharp, EDGE_FACTOR * grain, WEAK_EDGE_FACTOR * grain), GAP)  # closes small gaps
     open_backdrop = (close | shadow) & ~edges & ((alpha < UNSURE) | shadow)
     labels, _ = label(open_backdrop)
     sides = np.zeros(labels.max() + 1, int)
@@ -341,6 +347,32 @@ def backdrop_area(
         sides[np.unique(strip)] += 1
     sides[0] = 0
     return (sides >= 2)[labels]
+
+
+def lit_backdrop(
+    area: np.ndarray, lab: np.ndarray, alpha: np.ndarray, edges: np.ndarray, tint: np.ndarray, noise: float
+) -> np.ndarray:
+    """``area`` grown into the pixels beside it that look like the backdrop round them, within its
+    ``noise`` of the area's local colour (HxW bool); not across an edge, not tinted, not what the
+    network saw. The smooth surface comes from the border, and the light round a product can be
+    brighter than there (a spotlight on the sweep): beside the product the backdrop then strays
+    from the surface by more than its noise and, joined to the product, was completed as body.
+
+    The local colour is the area's mean under a Gaussian of ``LOCAL_SIGMA``, where the area makes
+    up ``LOCAL_SHARE`` of it at least; computed at a quarter of the working scale (it is smooth)."""
+    height, width = area.shape
+    coarse = (max(1, width // 4), max(1, height // 4))
+    share = gaussian(area_resize(area.astype(np.float32), coarse), LOCAL_SIGMA / 4)
+    sums = gaussian(area_resize(np.where(area[..., None], lab, np.float32(0)), coarse), LOCAL_SIGMA / 4)
+    reach = bilinear_resize(share, (width, height)) > LOCAL_SHARE
+    reach &= ~area & ~edges & ~tint & (alpha < UNSURE)
+    if not reach.any():
+        return area
+    local = sums / np.maximum(share, np.float32(1e-6))[..., None]
+    diff = lab - bilinear_resize(local, (width, height))
+    like = reach & (np.einsum("...k,...k->...", diff, diff) <= np.float32(noise**2))
+    labels, count = label(area | like)
+    return members(labels, count, np.unique(labels[area]))
 
 
 def missed_body(
@@ -471,7 +503,8 @@ def complete_matte(
     plain = close.copy()  # backdrop-coloured, tint or not: where the product's own outline cannot be seen
     close &= ~tint
     shadow &= ~tint
-    area = backdrop_area(small_alpha, close, shadow, sharp, grain)
+    edges = edge_mask(sharp, grain)
+    area = lit_backdrop(backdrop_area(small_alpha, close, shadow, edges), lab, small_alpha, edges, tint, backdrop.noise)
     body = missed_body(small_alpha, area, lab, surface, shadow, sharp, grain, tint, calm)
     completed = _raise_to(alpha, body, factor, rgb, backdrop, plain, overwrite) if body.any() else alpha
     return keyed(rgb, completed, backdrop, overwrite or completed is not alpha) if see_through else completed

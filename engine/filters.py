@@ -6,6 +6,8 @@ tests/test_postprocess.py).
 - ``box_mean``: the mean over square windows clipped at the frame's edges.
 - ``gaussian``: scipy's ``gaussian_filter`` (kernel cut at 4 sigma, edges mirrored with the edge
   pixel repeated: scipy's ``reflect``, OpenCV's ``BORDER_REFLECT``).
+- ``area_resize`` and ``bilinear_resize``: a float image brought to another size by the mean
+  over each output pixel's footprint, or bilinearly (pixel centres aligned).
 - ``label``: scipy's ``label`` (4- or 8-connected regions 1..count, 0 the rest); regions are the
   same pixels, though not numbered in the same order, which no caller relies on.
 """
@@ -47,12 +49,25 @@ def box_mean(x: np.ndarray, r: int, axes: tuple[int, int] = (0, 1)) -> np.ndarra
 
 
 def gaussian(values: np.ndarray, sigma: float) -> np.ndarray:
-    """``values`` (HxW) smoothed by a Gaussian of ``sigma`` px; float32, a new array."""
+    """``values`` (HxW, or HxWxC channel by channel) smoothed by a Gaussian of ``sigma`` px;
+    float32, a new array."""
     radius = int(TRUNCATE * sigma + 0.5)
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     taps = (taps / taps.sum()).astype(np.float32)
     source = np.ascontiguousarray(values, np.float32)
     return cv2.sepFilter2D(source, cv2.CV_32F, taps, taps, borderType=cv2.BORDER_REFLECT)
+
+
+def area_resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``values`` (HxW or HxWxC float32) at ``size`` (width, height), each pixel the mean of the
+    source pixels under it: for shrinking."""
+    return cv2.resize(np.ascontiguousarray(values, np.float32), size, interpolation=cv2.INTER_AREA)
+
+
+def bilinear_resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``values`` (HxW or HxWxC float32) at ``size`` (width, height), bilinear with pixel centres
+    aligned: for enlarging something smooth."""
+    return cv2.resize(np.ascontiguousarray(values, np.float32), size, interpolation=cv2.INTER_LINEAR)
 
 
 def label(mask: np.ndarray, eight: bool = False) -> tuple[np.ndarray, int]:

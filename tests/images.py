@@ -93,6 +93,7 @@ def studio_packshot(
     shadow: float = 0.0,
     seed: int = 0,
     falloff: float = 0.0,
+    spot: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rgb uint8, product mask bool, print mask bool): a box on a seamless studio backdrop.
 
@@ -101,12 +102,14 @@ def studio_packshot(
     ``sweep`` (share of its lightness lost from bottom to top), ``vignette`` (share lost at the
     corners), a soft floor ``shadow`` (share of light taken under the box) and a ``falloff``
     (share lost at the bottom corners, light from above the middle: x^2 (y + 1/2)^2, beyond a
-    quadratic surface), plus noise.
+    quadratic surface), a ``spot`` (share of light added round the product and next to none at the
+    frame's edges, which the border cannot show), plus noise.
     """
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     y, x = yy / height - 0.5, xx / width - 0.5
     light = (1 + sweep * y) * (1 - vignette * (x * x + y * y) / 0.5) * (1 - falloff * (x * (y + 0.5)) ** 2 / 0.25)
+    light *= 1 + spot * np.exp(-(x * x + y * y) / 0.06)
     image = np.asarray(backdrop, np.float32)[None, None] * light[..., None]
     top, bottom, left, right = int(0.25 * height), int(0.8 * height), int(0.3 * width), int(0.7 * width)
     if shadow:

@@ -86,10 +86,12 @@ def test_off_returns_the_network_matte_itself(print_session: Session) -> None:
         {"sweep": 0.1},
         {"vignette": 0.15},
         {"falloff": 0.2},
+        {"spot": 0.08},
+        {"spot": 0.1, "backdrop": (200, 200, 205)},
         {"width": 1600, "height": 1200},
         {"backdrop": (200, 200, 205)},
     ],
-    ids=["white", "sweep", "vignette", "floor-falloff", "large", "grey"],
+    ids=["white", "sweep", "vignette", "floor-falloff", "spotlight", "grey-spotlight", "large", "grey"],
 )
 def test_a_white_box_on_white_comes_out_whole_opaque_and_soft_edged(print_session: Session, scene: dict) -> None:
     rgb, box, logo = studio_packshot(body=(250, 250, 250) if "backdrop" not in scene else (235, 235, 235), **scene)
