@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -73,8 +74,9 @@ def flatten(rgba: np.ndarray, background: tuple[int, int, int] | np.ndarray) -> 
     """The cut-out composited over a solid colour (marketplaces that forbid transparency) or over
     an RGB image of the same size (contact sheets).
 
-    Over a colour, each channel is looked up in a table of the same formula for every (alpha,
-    value) pair: the same pixels as the float arithmetic, ~2.5x faster at 2000 px."""
+    Over a colour, the colour and the cut-out's own pixels are copied where alpha is 0 or 255
+    (what the formula gives there) and each soft pixel's channels are looked up in a table of the
+    formula for every (alpha, value) pair: the same pixels as the float arithmetic."""
     if np.ndim(background) == 1:
         return _flatten_on_colour(rgba, tuple(int(c) for c in background))
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
@@ -83,11 +85,17 @@ def flatten(rgba: np.ndarray, background: tuple[int, int, int] | np.ndarray) -> 
 
 
 def _flatten_on_colour(rgba: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    alpha = np.arange(256, dtype=np.float32)[:, None] / 255.0
-    value = np.arange(256, dtype=np.float32)[None, :]
-    index = (rgba[..., 3].astype(np.uint16) << 8).astype(np.intp)
+    rgba = np.ascontiguousarray(rgba)
+    alpha = rgba[..., 3]
     out = np.empty((*rgba.shape[:2], 3), np.uint8)
-    for k, c in enumerate(colour):
-        table = np.rint(value * alpha + np.float32(c) * (1 - alpha)).astype(np.uint8).ravel()
-        out[..., k] = table[index | rgba[..., k]]
+    out[...] = colour
+    cv2.copyTo(cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB), cv2.compare(alpha, 255, cv2.CMP_EQ), out)
+    ys, xs = np.nonzero(cv2.inRange(alpha, 1, 254))
+    if len(ys):
+        share = np.arange(256, dtype=np.float32)[:, None] / 255.0
+        value = np.arange(256, dtype=np.float32)[None, :]
+        index = alpha[ys, xs].astype(np.intp) << 8
+        for k, c in enumerate(colour):
+            table = np.rint(value * share + np.float32(c) * (1 - share)).astype(np.uint8).ravel()
+            out[ys, xs, k] = table[index | rgba[ys, xs, k]]
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -90,12 +91,12 @@ def has_product(alpha: np.ndarray) -> bool:
 def compose_rgba(rgb: np.ndarray, alpha: np.ndarray, clear_transparent: bool = True) -> np.ndarray:
     """RGBA uint8 from RGB uint8 and alpha in [0, 1]; fully transparent pixels carry RGB 0."""
     a8 = np.rint(alpha * 255.0).astype(np.uint8)
-    rgba = np.empty((*rgb.shape[:2], 4), np.uint8)
+    if clear_transparent:  # the colour where alpha is not 0 (OpenCV's masked copy: ~5x numpy's product)
+        visible = np.zeros_like(rgb)
+        cv2.copyTo(np.ascontiguousarray(rgb), a8, visible)
+        rgb = visible
+    rgba = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2RGBA)
     rgba[..., 3] = a8
-    if clear_transparent:  # colour times "visible": one pass, ~2x faster than a masked assignment
-        np.multiply(rgb, (a8 != 0)[..., None], out=rgba[..., :3])
-    else:
-        rgba[..., :3] = rgb
     return rgba
 
 
