@@ -39,12 +39,11 @@ def _separable(alpha: np.ndarray, radius: int, combine) -> np.ndarray:
 
 
 def erode(alpha: np.ndarray, kernel: int) -> np.ndarray:
-    """Grey-level erosion (min filter) with a ``kernel`` x ``kernel`` square."""
+    """Grey-level erosion (min filter) with a ``kernel`` x ``kernel`` square (odd), the frame's edge
+    repeated (OpenCV's erosion ignores what lies outside: the same minimum)."""
     if kernel <= 1:
         return alpha
-    return _separable(
-        alpha, kernel // 2, lambda acc, view, _: view.copy() if acc is None else np.minimum(acc, view, out=acc)
-    )
+    return cv2.erode(np.ascontiguousarray(alpha, np.float32), np.ones((kernel, kernel), np.uint8))
 
 
 def gaussian_taps(sigma: float) -> np.ndarray:
