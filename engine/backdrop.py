@@ -444,19 +444,20 @@ def missed_body(
     if not missed.any():
         return missed
     completed = members(objects, object_count, objects[missed])
-    deep = shrink(~area, EDGE_BAND) & completed & (found | _continued(thin, area, missed, lab, surface))
+    deep = shrink(~area, EDGE_BAND) & completed & (found | _continued(thin, area, missed, found, lab, surface))
     # the region reaches over the edge's blur into the backdrop: pull it back to the step
     return (missed | deep) & ~grow(area, EDGE_SHIFT)
 
 
 def _continued(
-    thin: np.ndarray, area: np.ndarray, body: np.ndarray, lab: np.ndarray, surface: np.ndarray
+    thin: np.ndarray, area: np.ndarray, body: np.ndarray, found: np.ndarray, lab: np.ndarray, surface: np.ndarray
 ) -> np.ndarray:
     """The parts of ``thin`` (what the opening took) that continue the missed ``body`` (HxW
     bool): a slot between two print lines on a white shirt, the shirt's own fabric. Each part
     touches no ``area`` pixel (a sliver along the outline does), runs into the body, and its
     colour is nearer the body's beside it than the backdrop's surface under it (the sky between
-    a wing and its strut is the sky's colour, not the fuselage's)."""
+    a wing and its strut is the sky's colour, not the fuselage's). Colours are taken away from
+    what the network ``found`` where a part has such pixels: the print's blurred rim is ink."""
     parts, count = label(thin, eight=True)
     if count == 0:
         return thin
@@ -466,14 +467,24 @@ def _continued(
     chosen[1:] = np.bincount(owner[beside], minlength=count + 1)[1:] > 0
     chosen[parts[grow(area, 1) & thin]] = False
     if chosen.any():
-        labels = parts[thin]
-        colour = means(lab[thin], labels, count)
-        fabric = means(lab[beside], owner[beside], count)
-        under = means(surface[thin], labels, count)
-        nearer = np.linalg.norm(colour - fabric, axis=1) < np.linalg.norm(colour - under, axis=1)
-        chosen[1:] &= nearer
+        ink = grow(found, 1)
+        colour = _mean_away(lab, thin, parts, count, ink)
+        under = _mean_away(surface, thin, parts, count, ink)
+        fabric = _mean_away(lab, beside, owner, count, ink)
+        chosen[1:] &= np.linalg.norm(colour - fabric, axis=1) < np.linalg.norm(colour - under, axis=1)
     chosen[0] = False
     return chosen[parts]
+
+
+def _mean_away(values: np.ndarray, mask: np.ndarray, labels: np.ndarray, count: int, avoid: np.ndarray) -> np.ndarray:
+    """Mean ``values`` (HxWx3) over each label's pixels in ``mask`` outside ``avoid``, or over
+    all its pixels in ``mask`` where none lies outside (count x 3; nan for a label with none)."""
+    away = mask & ~avoid
+    out = means(values[away], labels[away], count)
+    missing = np.isnan(out[:, 0])
+    if missing.any():
+        out[missing] = means(values[mask], labels[mask], count)[missing]
+    return out
 
 
 def complete_matte(

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from tests.conftest import save_print_model
 from tests.images import glass_packshot, studio_packshot
@@ -203,10 +203,11 @@ def test_a_hole_through_the_product_stays_a_hole(print_session: Session) -> None
     assert completed[hole].max() < 0.5
 
 
-def two_print_lines(slot_colour: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def two_print_lines(slot_colour: str, ink_rim: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rgb, product mask, slot mask): a white box with two lines of dark print a few pixels
     apart, the slot between them the box's own white (``"box"``) or the backdrop's pixels, seen
-    through a slit (``"backdrop"``)."""
+    through a slit (``"backdrop"``); with ``ink_rim`` the print's edges are soft (a lens, JPEG),
+    so the pixels beside it are partly ink."""
     rgb, box, logo = studio_packshot(width=480, height=400)
     rgb[logo] = rgb[box & ~logo][0]  # no round logo: two lines of print instead
     ys, xs = np.nonzero(box)
@@ -218,14 +219,17 @@ def two_print_lines(slot_colour: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
     if slot_colour == "backdrop":
         rgb[slot] = rgb[5:10, 5:10].reshape(-1, 3)[np.arange(slot.sum()) % 25]
         box = box & ~slot
+    if ink_rim:
+        rgb = np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(1.2)))
     return rgb, box, slot
 
 
-def test_a_thin_slot_between_two_print_lines_is_body(print_session: Session) -> None:
+@pytest.mark.parametrize("ink_rim", [False, True], ids=["sharp-print", "soft-print"])
+def test_a_thin_slot_between_two_print_lines_is_body(print_session: Session, ink_rim: bool) -> None:
     """The network sees the two lines, and the box between them is as white as the backdrop.
     The slot continues the box's body, so it is body; it was left see-through (too thin for a
-    patch of its own, and not what the network saw)."""
-    rgb, box, slot = two_print_lines("box")
+    patch of its own, and not what the network saw); with soft print edges too."""
+    rgb, box, slot = two_print_lines("box", ink_rim)
     network = print_session.predict_alpha(rgb)
     assert network[slot].mean() < 0.3  # the network leaves the slot out
     alpha = backdrop.complete_matte(rgb, network)
