@@ -22,7 +22,7 @@ from unet_matting.engine.confidence import CHECK_SIZE
 from unet_matting.engine.errors import GpuMemoryError, ModelError
 from unet_matting.engine.networks import ModelInfo, load_network
 from unet_matting.engine.onnx_runtime import OnnxRuntimeNetwork
-from unet_matting.engine.precision import Check, agreement, autocast, resolve, test_image, weights_dtype
+from unet_matting.engine.precision import Check, agreement, autocast, cast_weights, resolve, test_image, weights_dtype
 from unet_matting.engine.settings import EngineSettings
 
 
@@ -175,13 +175,13 @@ class Session:
         """Run in ``wanted`` if its matte of the test image agrees with fp32's (``precision_check``)."""
         image = test_image(self.input_size)
         reference = self.predict_alpha(image)
-        fp32_net = copy.deepcopy(self.net) if wanted == "fp16" else None  # fp16 changes the weights
+        fp32_net = copy.deepcopy(self.net)  # the format casts the weights
         self.precision, self.dtype = wanted, weights_dtype(wanted)
-        self.net = self.net.to(dtype=self.dtype)
+        self.net = cast_weights(self.net, wanted)
         check = agreement(wanted, reference, self.predict_alpha(image))
         if not check.passed:
             self.precision, self.dtype = "fp32", torch.float32
-            self.net = fp32_net if fp32_net is not None else self.net
+            self.net = fp32_net
         self.precision_check = check
 
     @property

@@ -63,12 +63,29 @@ def test_a_bf16_session_runs_under_autocast_after_its_check(tmp_path: Path) -> N
     assert difference.max() <= precision.MAX_DIFFERENCE
 
 
+def test_bf16_casts_the_convolutions_once_and_gives_autocasts_bits(tmp_path: Path) -> None:
+    """The convolutions' weights are bfloat16 from the load on, and the network's output is bit
+    for bit what autocast gives on the fp32 weights (it casts the same weights at every pass)."""
+    model = save_tiny_model(tmp_path / "tiny.pth")
+    session = Session.load(EngineSettings(model, "cpu", 1, 64, precision="bf16"))
+    assert session.precision == "bf16"
+    convs = [m for m in session.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.dtype == torch.bfloat16 for m in convs)
+    fp32 = Session.load(EngineSettings(model, "cpu", 1, 64, precision="fp32"))
+    assert all(m.weight.dtype == torch.float32 for m in fp32.net.modules() if isinstance(m, torch.nn.Conv2d))
+    x = fp32.prepare(precision.test_image(64))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        cast_once, cast_each_pass = session.net(x)[0], fp32.net(x)[0]
+    assert cast_once.dtype == cast_each_pass.dtype and torch.equal(cast_once, cast_each_pass)
+
+
 def test_a_format_that_disagrees_with_fp32_falls_back(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(precision, "MAX_DIFFERENCE", 0.0)  # no bf16 matte is that exact
     monkeypatch.setattr("unet_matting.engine.session.agreement", precision.agreement)
     model = save_tiny_model(tmp_path / "tiny.pth")
     session = Session.load(EngineSettings(model, "cpu", 1, 64, precision="bf16"))
     assert session.precision == "fp32" and session.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in session.net.parameters())  # the fp32 weights back
     assert session.precision_check is not None and not session.precision_check.passed
     image = precision.test_image(64)
     fp32 = Session.load(EngineSettings(model, "cpu", 1, 64, precision="fp32"))
