@@ -233,11 +233,16 @@ def resemblance(lab: np.ndarray, surface: np.ndarray, noise: float) -> tuple[np.
     """
     diff = lab - surface
     noise2 = np.float32(noise**2)
-    close = np.einsum("...k,...k->...", diff, diff) <= noise2
+    close = _within(diff, noise)
     darker = -diff[..., 0]
     da, db = chroma_offset(lab, surface)
     shadow = (darker > noise / 2) & (darker <= SHADOW_DEPTH) & (da * da + db * db <= noise2)
     return close, shadow
+
+
+def _within(diff: np.ndarray, noise: float) -> np.ndarray:
+    """Where a colour difference (...x3, CIELAB) is within ``noise`` delta E (bool)."""
+    return np.einsum("...k,...k->...", diff, diff) <= np.float32(noise**2)
 
 
 def chroma_offset(lab: np.ndarray, surface: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -369,8 +374,7 @@ def lit_backdrop(
     if not reach.any():
         return area
     local = sums / np.maximum(share, np.float32(1e-6))[..., None]
-    diff = lab - bilinear_resize(local, (width, height))
-    like = reach & (np.einsum("...k,...k->...", diff, diff) <= np.float32(noise**2))
+    like = reach & _within(lab - bilinear_resize(local, (width, height)), noise)
     labels, count = label(area | like)
     return members(labels, count, np.unique(labels[area]))
 
