@@ -42,10 +42,12 @@ def free_port() -> int:
 
 
 def read_log(path: Path) -> list[dict]:
-    """The ``[UNET-MATTING]`` JSON lines of a log file (a daemon's or a queue worker's)."""
+    """The ``[UNET-MATTING]`` JSON lines of a log file (a daemon's or a queue worker's), as a log
+    shipper reads them: a last line without its newline is still being written, and waits."""
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")[:-1]  # what follows the last newline is not a whole line yet
     return [json.loads(line.removeprefix(PREFIX)) for line in lines if line.startswith(PREFIX)]
 
 
