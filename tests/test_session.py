@@ -43,6 +43,28 @@ def test_rejects_wrong_input(session: Session) -> None:
         session.predict_alpha(np.zeros((10, 10), np.uint8))
 
 
+def test_the_cpu_resizes_a_photo_band_by_band_with_the_same_bits_as_all_at_once() -> None:
+    """The network's input on the CPU is made a band of rows at a time (narrowed first, as
+    torch's separable resize does), and is the same tensor, bit for bit, as resizing the whole
+    photo at once: heights that the band does not divide, photos smaller than the input
+    (enlarged), one side already at the size, and a read-only, strided photo."""
+    import torch
+
+    from unet_matting.engine.session import _resize, _resize_in_bands
+
+    rng = np.random.default_rng(3)
+    for height, width in ((413, 301), (301, 413), (90, 700), (64, 64), (1, 1), (257, 96)):
+        rgb = (rng.random((height, width, 3)) * 255).astype(np.uint8)
+        for size in (64, 96, 320):
+            expected = _resize(torch.from_numpy(rgb), size)
+            for rows in (7, 32):
+                assert torch.equal(_resize_in_bands(rgb, size, rows), expected), (height, width, size, rows)
+    strided = (rng.random((300, 400, 3)) * 255).astype(np.uint8)[::2, ::-1]
+    strided.flags.writeable = False
+    expected = _resize(torch.from_numpy(np.array(strided, order="C")), 96)
+    assert torch.equal(_resize_in_bands(strided, 96), expected)
+
+
 def test_model_info_names_file_and_hash(session: Session, tiny_model: Path) -> None:
     """Log lines can name the model by file and short hash."""
     assert session.info.label.startswith(f"{tiny_model.name}@") and len(session.info.label.split("@")[1]) == 12
