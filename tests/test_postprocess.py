@@ -91,6 +91,37 @@ def test_separable_filters_match_a_direct_reference() -> None:
     np.testing.assert_allclose(feather(alpha, 0.8), direct, atol=1e-6)
 
 
+def test_feathering_by_bands_gives_the_bits_of_two_whole_frame_passes() -> None:
+    """``feather`` works a band of rows at a time; its float32 result is bit for bit the one of
+    filtering the whole matte down its columns and then along its rows (edges repeated), for
+    heights the band does not divide, a single row or column, and a strided view."""
+    from unet_matting.engine.postprocess import FEATHER_BAND, gaussian_taps
+
+    def two_passes(alpha: np.ndarray, sigma: float) -> np.ndarray:
+        taps = gaussian_taps(sigma)
+        r = len(taps) // 2
+        out = np.asarray(alpha, np.float32)
+        for axis in (0, 1):
+            pad = [(0, 0), (0, 0)]
+            pad[axis] = (r, r)
+            padded = np.pad(out, pad, mode="edge")
+            n = out.shape[axis]
+            shifted = [padded[t : t + n] if axis == 0 else padded[:, t : t + n] for t in range(2 * r + 1)]
+            acc = shifted[0] * taps[0]
+            for t in range(1, 2 * r + 1):
+                acc = acc + shifted[t] * taps[t]
+            out = acc
+        return out
+
+    rng = np.random.default_rng(5)
+    for shape in ((2 * FEATHER_BAND + 7, 53), (1, 40), (40, 1), (FEATHER_BAND, 3)):
+        alpha = rng.random(shape, dtype=np.float32)
+        for sigma in (0.5, 1.0, 2.5):
+            assert np.array_equal(feather(alpha, sigma), two_passes(alpha, sigma)), (shape, sigma)
+    strided = rng.random((300, 200), dtype=np.float32)[::2, ::3]
+    assert np.array_equal(feather(strided, 0.8), two_passes(strided, 0.8))
+
+
 def test_a_matte_with_nothing_half_opaque_is_no_product() -> None:
     """cutout refuses a matte whose every pixel is at most half opaque (a blank photo): NoProduct."""
     from tests.conftest import REPO
