@@ -30,15 +30,24 @@ REFERENCE_SIDE = 1500.0  # radii (90, 6) of the paper suit images of about this 
 
 
 def _means(
-    fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, r: int, axes: tuple[int, int] = (0, 1)
+    fg: np.ndarray,
+    bg: np.ndarray,
+    alpha: np.ndarray,
+    r: int,
+    axes: tuple[int, int] = (0, 1),
+    at: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Local means of the foreground (weights alpha^WEIGHT_POWER) and of the background
-    (weights (1 - alpha)^WEIGHT_POWER); ``axes`` as ``box_mean``'s."""
+    (weights (1 - alpha)^WEIGHT_POWER); ``axes`` as ``box_mean``'s; with a mask ``at`` only
+    at its pixels (N x 3, in the mask's order): the windows still see every pixel."""
     wf = alpha**WEIGHT_POWER
     wb = (1 - alpha) ** WEIGHT_POWER
-    f_blur = box_mean(fg * wf[..., None], r, axes) / (box_mean(wf, r, axes)[..., None] + EPS)
-    b_blur = box_mean(bg * wb[..., None], r, axes) / (box_mean(wb, r, axes)[..., None] + EPS)
-    return f_blur, b_blur
+    sums = (box_mean(fg * wf[..., None], r, axes), box_mean(wf, r, axes))
+    sums += (box_mean(bg * wb[..., None], r, axes), box_mean(wb, r, axes))
+    if at is not None:
+        sums = tuple(s[at] for s in sums)
+    f_sum, f_weight, b_sum, b_weight = sums
+    return f_sum / (f_weight[..., None] + EPS), b_sum / (b_weight[..., None] + EPS)
 
 
 def _correct(image: np.ndarray, alpha: np.ndarray, f_blur: np.ndarray, b_blur: np.ndarray) -> np.ndarray:
@@ -92,7 +101,8 @@ def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     view = out[y0:y1, x0:x1]
     crop_band = band[y0:y1, x0:x1]
     # the fine pass per tile that holds band pixels; tiles of one shape (all but the frame's last
-    # row and column) run as one stack, each on its own: the same numbers, far fewer numpy calls
+    # row and column) run as one stack, each on its own: the same numbers, far fewer numpy calls.
+    # Its means and correction are needed only at the band's pixels: computed there alone.
     same_shape: dict[tuple[int, ...], list[tuple[tuple[slice, slice], tuple[slice, slice]]]] = {}
     for inner, outer in _band_tiles(crop_band, fine):
         same_shape.setdefault(a[outer].shape, []).append((inner, outer))
@@ -100,13 +110,20 @@ def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         tile_image, tile_alpha = (np.stack([x[outer] for _, outer in tiles]) for x in (image, a))
         b_tiles = np.stack([_at(b_blur, k, outer) for _, outer in tiles])
         f = _correct(tile_image, tile_alpha, np.stack([_at(f_blur, k, outer) for _, outer in tiles]), b_tiles)
-        fine_f, fine_b = _means(f, b_tiles, tile_alpha, fine, axes=(1, 2))
-        f = _correct(tile_image, tile_alpha, fine_f, fine_b)
+        wanted = np.zeros(tile_alpha.shape, bool)  # each tile's band pixels, inside its inner part
         for t, (inner, outer) in enumerate(tiles):
-            local = tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer, strict=True))
-            mask = crop_band[inner]
-            view[inner][mask] = np.rint(f[t][local][mask] * 255).astype(np.uint8)
+            wanted[t][_local(inner, outer)] = crop_band[inner]
+        fine_f, fine_b = _means(f, b_tiles, tile_alpha, fine, axes=(1, 2), at=wanted)
+        colours = np.rint(_correct(tile_image[wanted], tile_alpha[wanted], fine_f, fine_b) * 255).astype(np.uint8)
+        ends = np.cumsum(wanted.reshape(len(tiles), -1).sum(axis=1))
+        for (inner, _), start, end in zip(tiles, [0, *ends[:-1]], ends, strict=True):  # the mask's order
+            view[inner][crop_band[inner]] = colours[start:end]
     return out
+
+
+def _local(inner: tuple[slice, slice], outer: tuple[slice, slice]) -> tuple[slice, slice]:
+    """``inner``'s place inside ``outer`` (both slices of the crop)."""
+    return tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer, strict=True))
 
 
 def _band_tiles(band: np.ndarray, margin: int, size: int = 64):
