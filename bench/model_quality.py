@@ -12,7 +12,9 @@ training sources are installed (training/fetch_data.sh), two synthetic holdouts 
 seeds no training run uses (HOLDOUT_SEED): the plain composites (`synthetic-holdout`) and the scenes
 (`synthetic-scenes`: products on tables among distractors; drawn without the optional Blender
 renders, so the set is the same on every machine), and `packshots`: 300 studio packshots with
-exact alpha, mostly white products on white (bench/packshots.py, issue 21). Scores are of the
+exact alpha, mostly white products on white (bench/packshots.py, issue 21), and
+`packshots-overlit`: 80 more with the sweep lit above the product, clipped to white (seed 8,
+the usual pure-white packshot; the backdrop step must not turn its floor shadow into product). Scores are of the
 matte before any profile (profile `default`), mean MAE / IoU@0.5 / boundary F@2px per set, two
 rows per model and size: the network's matte (`backdrop off`) and the matte the daemon uses
 (`backdrop auto`: completed by a studio backdrop where the photo has one, engine/backdrop.py).
@@ -54,6 +56,7 @@ REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO.parent / "shared" / "data" / "eval"
 GOLDEN = REPO / "tests" / "data" / "golden"
 MAX_PIXELS = 100_000_000
+OVERLIT_SEED = 8  # bench/packshots.py seed of the over-lit set (seeds 0 and 1: the plain sets)
 
 
 def golden() -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -108,6 +111,7 @@ def main() -> None:
     for root in roots:
         sets[root.name] = list(photo_set(root))
     sets["packshots"] = list(packshots())
+    sets["packshots-overlit"] = list(packshots(80, OVERLIT_SEED, overlit=True))
     if OXYGEN.is_dir():
         sets["synthetic-holdout"] = list(holdout(0.0))
     if OXYGEN.is_dir() and TEXTURES[0].is_dir():

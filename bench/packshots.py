@@ -263,8 +263,10 @@ def _shadow(alpha: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int,
     return out
 
 
-def packshot(seed: int, side: int = 800) -> tuple[bytes, np.ndarray, str]:
-    """(JPEG bytes, mask uint8, kind) of packshot number ``seed``."""
+def packshot(seed: int, side: int = 800, overlit: bool = False) -> tuple[bytes, np.ndarray, str]:
+    """(JPEG bytes, mask uint8, kind) of packshot number ``seed``; ``overlit``: the sweep lit
+    6-30 % above the product, as for the usual pure-white packshot, so it clips to 255 while the
+    product and most of the floor shadow stay within range (the same product and frame)."""
     rng = np.random.default_rng([21, seed])
     w_ratio = float(rng.choice([1.0, 0.8, 0.75, 1.333]))
     width, height = (side, int(side / w_ratio)) if w_ratio >= 1 else (int(side * w_ratio), side)
@@ -283,8 +285,10 @@ def packshot(seed: int, side: int = 800) -> tuple[bytes, np.ndarray, str]:
     alpha[top : top + vis, left : left + pw] = fa[:vis]
     colour[top : top + vis, left : left + pw] = fg[:vis]
     back = backdrop(height, width, rng)
+    if overlit:
+        back *= rng.uniform(1.06, 1.3)
     back *= 1 - _shadow(alpha, (top, left, ph, pw), (height, width), rng)[..., None]
-    image = alpha[..., None] * colour + (1 - alpha[..., None]) * back
+    image = alpha[..., None] * colour + (1 - alpha[..., None]) * np.clip(back, 0, 255)
     image += rng.normal(0, rng.uniform(0.5, 2.0), image.shape)
     buffer = io.BytesIO()
     Image.fromarray(np.clip(np.rint(image), 0, 255).astype(np.uint8)).save(
@@ -293,9 +297,11 @@ def packshot(seed: int, side: int = 800) -> tuple[bytes, np.ndarray, str]:
     return buffer.getvalue(), np.rint(alpha * 255).astype(np.uint8), kind
 
 
-def packshots(count: int = 300, seed: int = 0, side: int = 800) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def packshots(
+    count: int = 300, seed: int = 0, side: int = 800, overlit: bool = False
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for i in range(count):
-        jpeg, mask, _ = packshot(seed * 100_000 + i, side)
+        jpeg, mask, _ = packshot(seed * 100_000 + i, side, overlit)
         yield np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")), mask
 
 
@@ -305,11 +311,12 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--side", type=int, default=800)
+    ap.add_argument("--overlit", action="store_true", help="the sweep lit above the product, clipped to white")
     args = ap.parse_args()
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     (args.out / "masks").mkdir(parents=True, exist_ok=True)
     for i in range(args.count):
-        jpeg, mask, kind = packshot(args.seed * 100_000 + i, args.side)
+        jpeg, mask, kind = packshot(args.seed * 100_000 + i, args.side, args.overlit)
         name = f"{i:04d}-{kind}"
         (args.out / "images" / f"{name}.jpg").write_bytes(jpeg)
         Image.fromarray(mask).save(args.out / "masks" / f"{name}.png")

@@ -15,9 +15,11 @@ letters, floating. These pure functions on arrays work at a small working scale
    or darker with the same hue: a shadow) and are joined to the frame's border without
    crossing an edge are backdrop; the rest is product. Colour distance is CIELAB's; edges are
    steps of lightness, so a white box is closed off by its own shading even where its
-   colour matches the backdrop. A white product with no such step all round (a T-shirt's
-   sleeves) is told apart by its own faint tint (``tinted``): its chromaticity, smoothed, is
-   evenly off the backdrop's by more than the backdrop's own smoothed noise. ``lit_backdrop``
+   colour matches the backdrop. A sweep blown out to white (``clipped_cast``) has lost its own
+   slight cast, which its shadows still show: there a shadow may carry a white's cast. A
+   white product with no such step all round (a T-shirt's sleeves) is told apart by its own
+   faint tint (``tinted``): its chromaticity, smoothed, is evenly off the backdrop's by more
+   than the backdrop's own smoothed noise. ``lit_backdrop``
    then takes in the backdrop beside the product that the border's surface does not explain
    (lit brighter round the product) but the backdrop round it does.
 3. ``missed_body``: the network keeps its matte (fine structure, soft edges) everywhere; the region
@@ -76,6 +78,9 @@ TINT_FLOOR = 0.2  # delta E: the smallest tint counted (well under one 8-bit lev
 LOCAL_SIGMA = 12.0  # working px: the reach of the backdrop's local colour beside the product
 LOCAL_SHARE = 0.1  # the least share of backdrop round a pixel to judge it by the local colour
 OUTLINE_SIGMA = 0.7  # working px: the smoothing that turns a completed body's staircase into a curve
+CLIPPED_LEVEL = 254  # 8-bit level from which a channel is at the camera's (or the retoucher's) white
+CLIPPED_SHARE = 0.5  # share of the free border at that white from which the backdrop is clipped
+CLIPPED_CAST = 0.05  # chroma per (L* + 16) a clipped white backdrop's hidden cast may have (~8 % between channels)
 
 
 @dataclass(frozen=True)
@@ -223,21 +228,39 @@ def fit_backdrop(lab: np.ndarray, alpha: np.ndarray) -> Backdrop | None:
     return Backdrop(coefficients, noise)
 
 
-def resemblance(lab: np.ndarray, surface: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray]:
+def resemblance(lab: np.ndarray, surface: np.ndarray, noise: float, cast: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(close, shadow) bool for colours ``lab`` (...x3) and the backdrop's ``surface`` at them:
     within the backdrop's ``noise`` of its surface; or darker with the backdrop's own
     chromaticity, a shadow on it.
 
     A shadow scales the backdrop's light, X, Y and Z alike; CIELAB's cube root turns that into
     a common factor of a*, b* and L* + 16, so (a*, b*) / (L* + 16) stays the backdrop's.
+    A backdrop blown out to white (``clipped_cast``) shows no chromaticity of its own, but its
+    shadows do: there a shadow's chromaticity may be any ``cast`` (per L* + 16) away from it,
+    and a shadow may be as light as the white (the channels leave 255 one by one: at a
+    shadow's rim a cast shows before any lightness is lost).
     """
     diff = lab - surface
-    noise2 = np.float32(noise**2)
     close = _within(diff, noise)
     darker = -diff[..., 0]
     da, db = chroma_offset(lab, surface)
-    shadow = (darker > noise / 2) & (darker <= SHADOW_DEPTH) & (da * da + db * db <= noise2)
+    allowed = np.maximum(np.float32(noise), np.float32(cast) * (lab[..., 0] + np.float32(16)))
+    lightest = noise / 2 if not cast else 0.0
+    shadow = (darker > lightest) & (darker <= SHADOW_DEPTH) & (da * da + db * db <= allowed * allowed)
     return close, shadow
+
+
+def clipped_cast(rgb: np.ndarray, free: np.ndarray) -> float:
+    """The chromaticity a backdrop may hide (per L* + 16): ``CLIPPED_CAST`` when most of the
+    ``free`` border (HxW bool) is at the white of 8 bits in every channel, else 0.
+
+    A sweep lit above the product (the usual pure-white packshot) is clipped to 255 there, so
+    its own slight cast is gone, while its floor shadow, within range, still shows it: compared
+    with the clipped white, that shadow would look tinted, and be completed as product."""
+    if not free.any():
+        return 0.0
+    white = rgb[free].min(axis=1) >= CLIPPED_LEVEL
+    return CLIPPED_CAST if float(white.mean()) >= CLIPPED_SHARE else 0.0
 
 
 def _within(diff: np.ndarray, noise: float) -> np.ndarray:
@@ -257,7 +280,7 @@ def _chroma_block(factor: int) -> int:
     return -(-JPEG_CHROMA_BLOCK // factor)
 
 
-def tinted(lab: np.ndarray, calm: np.ndarray, alpha: np.ndarray, factor: int) -> np.ndarray:
+def tinted(lab: np.ndarray, calm: np.ndarray, alpha: np.ndarray, factor: int, cast: float = 0.0) -> np.ndarray:
     """Pixels whose colour is evenly off the backdrop's chromaticity (HxW bool): a white product's
     own faint tint, measurable once smoothed (``TINT_SIGMA``), away from what the network saw.
 
@@ -265,7 +288,8 @@ def tinted(lab: np.ndarray, calm: np.ndarray, alpha: np.ndarray, factor: int) ->
     and vignetting (they scale its light), so it is fitted on its ``calm`` part as a plane of the
     frame's coordinates; a pixel's offset is its (a*, b*) less that chromaticity at its own
     lightness, and counts as a tint when it is ``TINT_FACTOR`` times what the calm part's offsets
-    reach (their 90th percentile: noise; JPEG's chroma blocks are rarer, and alone). Within a
+    reach (their 90th percentile: noise; JPEG's chroma blocks are rarer, and alone), and more
+    than a clipped backdrop's hidden ``cast`` at its lightness (``clipped_cast``). Within a
     JPEG chroma block of what the network calls body (``alpha``) nothing counts: JPEG spills a
     found product's chroma over its edge, into the floor shadow beside it."""
     height, width = lab.shape[:2]
@@ -284,7 +308,7 @@ def tinted(lab: np.ndarray, calm: np.ndarray, alpha: np.ndarray, factor: int) ->
         offset[ch] = gaussian(lab[..., 1 + ch] - light * plane, TINT_SIGMA)
     magnitude = np.hypot(offset[0], offset[1])
     own = float(np.quantile(magnitude[calm], 0.9))
-    tint = magnitude > max(TINT_FLOOR, TINT_FACTOR * own)
+    tint = magnitude > np.maximum(np.float32(max(TINT_FLOOR, TINT_FACTOR * own)), np.float32(cast) * light)
     block = -(-_chroma_block(factor) // 2)
     tint = grow(shrink(tint, block), block)  # an opening: lone blocks go, a product stays
     return tint & ~grow(alpha > BODY, _chroma_block(factor))
@@ -507,14 +531,16 @@ def complete_matte(
     if backdrop is None:
         return alpha
     surface = backdrop.lab(*lab.shape[:2])
-    close, shadow = resemblance(lab, surface, backdrop.noise)
     background = small_alpha < BACKGROUND
+    border = ring(*small_alpha.shape)
+    cast = clipped_cast(small_rgb, border & background)
+    close, shadow = resemblance(lab, surface, backdrop.noise, cast)
     if (close | shadow)[background].mean() < EXPLAINED_INSIDE:  # a plain wall round a busy scene
         return alpha
-    calm = close & ring(*small_alpha.shape) & background  # the free border that looks like the backdrop
+    calm = close & border & background  # the free border that looks like the backdrop
     sharp = sharpness(lab)
     grain = backdrop_grain(sharp, calm)
-    tint = tinted(lab, calm, small_alpha, factor)
+    tint = tinted(lab, calm, small_alpha, factor, cast)
     plain = close.copy()  # backdrop-coloured, tint or not: where the product's own outline cannot be seen
     close &= ~tint
     shadow &= ~tint

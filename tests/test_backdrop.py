@@ -191,6 +191,25 @@ def test_a_shadow_on_the_backdrop_is_not_kept(print_session: Session) -> None:
     assert score(alpha, box.astype(np.uint8) * 255).iou > 0.9
 
 
+@pytest.mark.parametrize("cast", [(262, 268, 278), (275, 268, 258)], ids=["cool", "warm"])
+def test_a_shadow_on_a_sweep_blown_out_to_white_is_not_kept(print_session: Session, cast) -> None:
+    """The usual pure-white packshot: the sweep lit above the product, clipped to 255, so its
+    own slight cast shows only in its floor shadow. That shadow is still the backdrop's: the
+    white box is completed whole and nothing of the shadow is kept."""
+    rgb, box, _ = studio_packshot(backdrop=cast, shadow=0.35)
+    free = np.ones(box.shape, bool)
+    free[box] = False
+    assert (rgb[free].min(axis=1) == 255).mean() > 0.8  # blown out to white
+    alpha = backdrop.complete_matte(rgb, print_session.predict_alpha(rgb))
+    ys, xs = np.nonzero(box)
+    under = np.zeros_like(box)
+    under[ys.max() + 6 : ys.max() + 14, xs.min() : xs.max()] = True  # the floor shadow, past the contact line
+    chroma = backdrop.to_lab(rgb)[under][:, 1:]
+    assert np.hypot(*chroma.mean(axis=0)) > 2.5  # the shadow shows the cast, beyond the noise allowance
+    assert (alpha[under] > 0.5).mean() < 0.02 and alpha[under].mean() < 0.05
+    assert score(alpha, box.astype(np.uint8) * 255).iou > 0.9
+
+
 def test_a_hole_through_the_product_stays_a_hole(print_session: Session) -> None:
     """A frame-shaped product the network found whole: the backdrop seen through it is not body."""
     rgb, box, _ = studio_packshot()
