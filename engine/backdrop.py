@@ -15,13 +15,13 @@ letters, floating. These pure functions on arrays work at a small working scale
    or darker with the same hue: a shadow) and are joined to the frame's border without
    crossing an edge are backdrop; the rest is product. Colour distance is CIELAB's; edges are
    steps of lightness, so a white box is closed off by its own shading even where its
-   colour matches the backdrop. A sweep blown out to white (``clipped_cast``) has lost its own
-   slight cast, which its shadows still show: there a shadow may carry a white's cast. A
-   white product with no such step all round (a T-shirt's sleeves) is told apart by its own
-   faint tint (``tinted``): its chromaticity, smoothed, is evenly off the backdrop's by more
-   than the backdrop's own smoothed noise. ``lit_backdrop``
-   then takes in the backdrop beside the product that the border's surface does not explain
-   (lit brighter round the product) but the backdrop round it does.
+   colour matches the backdrop. A sweep blown out to 255 in some or all channels has lost its
+   own cast or hue, which its shadows still show: there a shadow is judged by the channels
+   the clipping left (``clipped_shadow``). A white product with no such step all round (a
+   T-shirt's sleeves) is told apart by its own faint tint (``tinted``): its chromaticity,
+   smoothed, is evenly off the backdrop's by more than the backdrop's own smoothed noise.
+   ``lit_backdrop`` then takes in the backdrop beside the product that the border's surface
+   does not explain (lit brighter round the product) but the backdrop round it does.
 3. ``missed_body``: the network keeps its matte (fine structure, soft edges) everywhere; the region
    only adds the body the network left out, in the objects the network did find (a stray
    shape the network ignored stays out), and only where it is thicker than the edge band (hair
@@ -56,6 +56,7 @@ EXPLAINED_INSIDE = 0.6  # share of the network's background inside the frame it 
 NOISE_FLOOR = 2.0  # CIELAB delta E: the smallest noise allowance (JPEG, sensor)
 NOISE_CEILING = 6.0  # a border noisier than this is texture, not a studio backdrop
 SHADOW_DEPTH = 45.0  # lightness a shadow may take away (L* units)
+SHADOW_FLOOR = ((116 - SHADOW_DEPTH) / 116) ** 3  # linear light: what a shadow that deep leaves of white
 BACKGROUND = 0.1  # network alpha under which the network calls a pixel background
 SHADOW_PATCH = 0.5  # a missed patch more shadow than this is a shadow, unless it is outlined
 OUTLINED = 0.5  # share of a patch's side towards the backdrop that must be a step to outline it
@@ -80,7 +81,8 @@ LOCAL_SHARE = 0.1  # the least share of backdrop round a pixel to judge it by th
 OUTLINE_SIGMA = 0.7  # working px: the smoothing that turns a completed body's staircase into a curve
 CLIPPED_LEVEL = 254  # 8-bit level from which a channel is at the camera's (or the retoucher's) white
 CLIPPED_SHARE = 0.5  # share of the free border at that white from which the backdrop is clipped
-CLIPPED_CAST = 0.05  # chroma per (L* + 16) a clipped white backdrop's hidden cast may have (~8 % between channels)
+WHITE_CAST = 1.25  # linear light: how far a white sweep's channels may differ when all are clipped (~8 % in 8 bits)
+HEADROOM = 4.0  # linear light: how far past 255 a clipped channel may truly be (a sweep two stops over)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,9 @@ _LINEAR = _LINEAR.astype(np.float32)
 _XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]], np.float32) / np.array(
     [[0.9505], [1.0], [1.089]], np.float32
 )  # rows divided by the D65 white
+
+
+_RGB_FROM_XYZ = np.linalg.inv(_XYZ.astype(np.float64)).astype(np.float32)
 
 
 def to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -228,39 +233,66 @@ def fit_backdrop(lab: np.ndarray, alpha: np.ndarray) -> Backdrop | None:
     return Backdrop(coefficients, noise)
 
 
-def resemblance(lab: np.ndarray, surface: np.ndarray, noise: float, cast: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def resemblance(lab: np.ndarray, surface: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray]:
     """(close, shadow) bool for colours ``lab`` (...x3) and the backdrop's ``surface`` at them:
     within the backdrop's ``noise`` of its surface; or darker with the backdrop's own
     chromaticity, a shadow on it.
 
     A shadow scales the backdrop's light, X, Y and Z alike; CIELAB's cube root turns that into
     a common factor of a*, b* and L* + 16, so (a*, b*) / (L* + 16) stays the backdrop's.
-    A backdrop blown out to white (``clipped_cast``) shows no chromaticity of its own, but its
-    shadows do: there a shadow's chromaticity may be any ``cast`` (per L* + 16) away from it,
-    and a shadow may be as light as the white (the channels leave 255 one by one: at a
-    shadow's rim a cast shows before any lightness is lost).
     """
     diff = lab - surface
+    noise2 = np.float32(noise**2)
     close = _within(diff, noise)
     darker = -diff[..., 0]
     da, db = chroma_offset(lab, surface)
-    allowed = np.maximum(np.float32(noise), np.float32(cast) * (lab[..., 0] + np.float32(16)))
-    lightest = noise / 2 if not cast else 0.0
-    shadow = (darker > lightest) & (darker <= SHADOW_DEPTH) & (da * da + db * db <= allowed * allowed)
+    shadow = (darker > noise / 2) & (darker <= SHADOW_DEPTH) & (da * da + db * db <= noise2)
     return close, shadow
 
 
-def clipped_cast(rgb: np.ndarray, free: np.ndarray) -> float:
-    """The chromaticity a backdrop may hide (per L* + 16): ``CLIPPED_CAST`` when most of the
-    ``free`` border (HxW bool) is at the white of 8 bits in every channel, else 0.
-
-    A sweep lit above the product (the usual pure-white packshot) is clipped to 255 there, so
-    its own slight cast is gone, while its floor shadow, within range, still shows it: compared
-    with the clipped white, that shadow would look tinted, and be completed as product."""
+def clipped_channels(rgb: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Which of the backdrop's channels are blown out (bool 3): at the white of 8 bits over most
+    of the ``free`` border (HxW bool)."""
     if not free.any():
-        return 0.0
-    white = rgb[free].min(axis=1) >= CLIPPED_LEVEL
-    return CLIPPED_CAST if float(white.mean()) >= CLIPPED_SHARE else 0.0
+        return np.zeros(3, bool)
+    return (rgb[free] >= CLIPPED_LEVEL).mean(axis=0) >= CLIPPED_SHARE
+
+
+def clipped_shadow(rgb: np.ndarray, surface: np.ndarray, clipped: np.ndarray, noise: float) -> np.ndarray:
+    """Pixels (HxW bool) that are a shadow on a backdrop blown out in the ``clipped`` channels.
+
+    A sweep lit above the product (the usual pure-white packshot) clips to 255 and so hides how
+    bright those channels truly are, and with them its own cast or hue, which its shadows,
+    within range, still show: compared with the clipped surface such a shadow looks tinted. A
+    shadow is the backdrop's light times one factor s < 1 in every channel (linear light): s is
+    what the channels the clipping left (the surface's own) say, within the ``noise``; each
+    clipped channel is at least s times the white, and at most ``HEADROOM`` times that; with every
+    channel clipped, the shadow's channels lie within ``WHITE_CAST`` of each other (a white's)."""
+    light = [_LINEAR[rgb[..., c]] for c in range(3)]  # each channel contiguous
+    tol = np.float32(noise * 3 / 116)  # the noise in linear light near white (dY / dL* there is 3/116)
+    if clipped.all():
+        top, low = (
+            np.maximum(np.maximum(light[0], light[1]), light[2]),
+            np.minimum(np.minimum(light[0], light[1]), light[2]),
+        )
+        return (low < 1 - tol) & (top <= np.float32(WHITE_CAST) * low) & (low >= SHADOW_FLOOR)
+    base = _linear_from_lab(surface)
+    kept = [light[c] / np.maximum(base[c], np.float32(1e-4)) for c in range(3) if not clipped[c]]
+    s_low, s_high = np.minimum.reduce(kept), np.maximum.reduce(kept)
+    ok = (s_high <= (1 + tol) * s_low) & (s_high < 1 - tol / 2) & (s_low >= SHADOW_FLOOR)
+    for c in np.flatnonzero(clipped):
+        ok &= (light[c] >= (1 - tol) * s_low) & (light[c] <= np.float32(HEADROOM) * s_high)
+    return ok
+
+
+def _linear_from_lab(lab: np.ndarray) -> list[np.ndarray]:
+    """Linear sRGB of CIELAB (D65) colours (HxWx3 float32), ``to_lab`` undone: the three channels
+    (HxW float32 each, not clipped)."""
+    fy = (lab[..., 0] + np.float32(16)) / np.float32(116)
+    xyz = []
+    for f in (fy + lab[..., 1] / np.float32(500), fy, fy - lab[..., 2] / np.float32(200)):
+        xyz.append(np.where(f > np.float32(6 / 29), f * f * f, (f - np.float32(16 / 116)) / np.float32(7.787)))
+    return [xyz[0] * m0 + xyz[1] * m1 + xyz[2] * m2 for m0, m1, m2 in _RGB_FROM_XYZ]
 
 
 def _within(diff: np.ndarray, noise: float) -> np.ndarray:
@@ -280,7 +312,7 @@ def _chroma_block(factor: int) -> int:
     return -(-JPEG_CHROMA_BLOCK // factor)
 
 
-def tinted(lab: np.ndarray, calm: np.ndarray, alpha: np.ndarray, factor: int, cast: float = 0.0) -> np.ndarray:
+def tinted(lab: np.ndarray, calm: np.ndarray, alpha: np.ndarray, factor: int) -> np.ndarray:
     """Pixels whose colour is evenly off the backdrop's chromaticity (HxW bool): a white product's
     own faint tint, measurable once smoothed (``TINT_SIGMA``), away from what the network saw.
 
@@ -288,8 +320,7 @@ def tinted(lab: np.ndarray, calm: np.ndarray, alpha: np.ndarray, factor: int, ca
     and vignetting (they scale its light), so it is fitted on its ``calm`` part as a plane of the
     frame's coordinates; a pixel's offset is its (a*, b*) less that chromaticity at its own
     lightness, and counts as a tint when it is ``TINT_FACTOR`` times what the calm part's offsets
-    reach (their 90th percentile: noise; JPEG's chroma blocks are rarer, and alone), and more
-    than a clipped backdrop's hidden ``cast`` at its lightness (``clipped_cast``). Within a
+    reach (their 90th percentile: noise; JPEG's chroma blocks are rarer, and alone). Within a
     JPEG chroma block of what the network calls body (``alpha``) nothing counts: JPEG spills a
     found product's chroma over its edge, into the floor shadow beside it."""
     height, width = lab.shape[:2]
@@ -308,7 +339,7 @@ def tinted(lab: np.ndarray, calm: np.ndarray, alpha: np.ndarray, factor: int, ca
         offset[ch] = gaussian(lab[..., 1 + ch] - light * plane, TINT_SIGMA)
     magnitude = np.hypot(offset[0], offset[1])
     own = float(np.quantile(magnitude[calm], 0.9))
-    tint = magnitude > np.maximum(np.float32(max(TINT_FLOOR, TINT_FACTOR * own)), np.float32(cast) * light)
+    tint = magnitude > max(TINT_FLOOR, TINT_FACTOR * own)
     block = -(-_chroma_block(factor) // 2)
     tint = grow(shrink(tint, block), block)  # an opening: lone blocks go, a product stays
     return tint & ~grow(alpha > BODY, _chroma_block(factor))
@@ -533,14 +564,19 @@ def complete_matte(
     surface = backdrop.lab(*lab.shape[:2])
     background = small_alpha < BACKGROUND
     border = ring(*small_alpha.shape)
-    cast = clipped_cast(small_rgb, border & background)
-    close, shadow = resemblance(lab, surface, backdrop.noise, cast)
+    close, shadow = resemblance(lab, surface, backdrop.noise)
+    clipped = clipped_channels(small_rgb, border & background)
+    hidden = clipped_shadow(small_rgb, surface, clipped, backdrop.noise) if clipped.any() else None
+    if hidden is not None:
+        shadow |= hidden
     if (close | shadow)[background].mean() < EXPLAINED_INSIDE:  # a plain wall round a busy scene
         return alpha
     calm = close & border & background  # the free border that looks like the backdrop
     sharp = sharpness(lab)
     grain = backdrop_grain(sharp, calm)
-    tint = tinted(lab, calm, small_alpha, factor, cast)
+    tint = tinted(lab, calm, small_alpha, factor)
+    if hidden is not None:
+        tint &= ~hidden  # a blown-out sweep's own cast, seen in its shadow, is not a product's tint
     plain = close.copy()  # backdrop-coloured, tint or not: where the product's own outline cannot be seen
     close &= ~tint
     shadow &= ~tint

@@ -191,15 +191,21 @@ def test_a_shadow_on_the_backdrop_is_not_kept(print_session: Session) -> None:
     assert score(alpha, box.astype(np.uint8) * 255).iou > 0.9
 
 
-@pytest.mark.parametrize("cast", [(262, 268, 278), (275, 268, 258)], ids=["cool", "warm"])
-def test_a_shadow_on_a_sweep_blown_out_to_white_is_not_kept(print_session: Session, cast) -> None:
+@pytest.mark.parametrize(
+    "light",
+    [(262, 268, 278), (275, 268, 258), (300, 190, 200), (320, 300, 180)],
+    ids=["white-cool", "white-warm", "pink-red-clipped", "yellow-red-green-clipped"],
+)
+def test_a_shadow_on_a_sweep_blown_out_is_not_kept(print_session: Session, light) -> None:
     """The usual pure-white packshot: the sweep lit above the product, clipped to 255, so its
-    own slight cast shows only in its floor shadow. That shadow is still the backdrop's: the
+    own slight cast shows only in its floor shadow; on a coloured sweep, the channels that clip
+    change its hue, and the shadow shows the true one. That shadow is still the backdrop's: the
     white box is completed whole and nothing of the shadow is kept."""
-    rgb, box, _ = studio_packshot(backdrop=cast, shadow=0.35)
+    rgb, box, _ = studio_packshot(backdrop=light, shadow=0.35)
     free = np.ones(box.shape, bool)
     free[box] = False
-    assert (rgb[free].min(axis=1) == 255).mean() > 0.8  # blown out to white
+    clipped = np.asarray(light) > 255
+    assert (rgb[free][:, clipped] == 255).all(axis=1).mean() > 0.8  # blown out in those channels
     alpha = backdrop.complete_matte(rgb, print_session.predict_alpha(rgb))
     ys, xs = np.nonzero(box)
     under = np.zeros_like(box)
