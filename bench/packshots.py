@@ -1,6 +1,6 @@
 """Studio packshots with exact alpha: light products on seamless backdrops (issue 21's data).
 
-    .venv/bin/python -m bench.packshots OUT_DIR [--count 300] [--seed 0] [--side 800]
+    .venv/bin/python -m bench.packshots OUT_DIR [--count 300] [--seed 0] [--side 800] [--overlit]
 
 Writes OUT_DIR/images/NAME.jpg and OUT_DIR/masks/NAME.png, the shape of ../shared/data/eval,
 deterministic per (seed, index). Never trained on. Each photo is one product drawn at 3x and
@@ -10,7 +10,9 @@ misses: a white body on a white backdrop), some pastel and some coloured. Backdr
 light grey or one colour, with a sweep gradient, vignetting, a soft floor shadow under the
 product (sometimes a cast shadow beside it), sensor noise and JPEG compression. Shadows are on
 the backdrop, never in the mask. Some products stand on the frame's bottom edge (a cropped
-packshot). What this set cannot show: real lens blur and specular plastic, see the issue.
+packshot). ``--overlit`` draws the same scenes with the sweep lit above the product, clipped to
+255 where its light exceeds it (the usual pure-white packshot; its floor shadow stays in range).
+What this set cannot show: real lens blur and specular plastic, see the issue.
 """
 
 from __future__ import annotations
