@@ -216,6 +216,28 @@ def test_a_shadow_on_a_sweep_blown_out_is_not_kept(print_session: Session, light
     assert score(alpha, box.astype(np.uint8) * 255).iou > 0.9
 
 
+def test_a_shadow_on_a_clipped_backdrop_is_one_factor_times_its_light() -> None:
+    """``clipped_shadow`` on single pixels. A sweep clipped to white: a darker pixel with a
+    white's cast is a shadow, a coloured one is not, nor is the white itself. A pink sweep
+    clipped in red only (255, 190, 200): a pixel whose green and blue are the same share of the
+    sweep's is a shadow when its red is at least that share of 255 (the true red was brighter);
+    a red below that share, or green and blue that disagree, are not a shadow."""
+
+    def shadow(pixels: list[tuple[int, int, int]], sweep: tuple[int, int, int], clipped: tuple[bool, ...]) -> list:
+        rgb = np.array([pixels], np.uint8)
+        surface = backdrop.to_lab(np.array([[sweep] * len(pixels)], np.uint8))
+        return backdrop.clipped_shadow(rgb, surface, np.array(clipped), 2.0)[0].tolist()
+
+    white = (255, 255, 255)
+    cast, grey, red, itself = (180, 176, 170), (150, 150, 152), (180, 120, 110), white
+    assert shadow([cast, grey, red, itself], white, (True, True, True)) == [True, True, False, False]
+    pink = (255, 190, 200)
+    # 0.6 of the pink's green and blue in linear light: green 190 -> 151, blue 200 -> 159 (sRGB)
+    brighter_red, same_red, dim_red, blue_off = (230, 151, 159), (200, 151, 159), (160, 151, 159), (230, 151, 190)
+    picks = [brighter_red, same_red, dim_red, blue_off]
+    assert shadow(picks, pink, (True, False, False)) == [True, True, False, False]
+
+
 def test_a_hole_through_the_product_stays_a_hole(print_session: Session) -> None:
     """A frame-shaped product the network found whole: the backdrop seen through it is not body."""
     rgb, box, _ = studio_packshot()
