@@ -13,9 +13,9 @@ seeds no training run uses (HOLDOUT_SEED): the plain composites (`synthetic-hold
 (`synthetic-scenes`: products on tables among distractors; drawn without the optional Blender
 renders, so the set is the same on every machine), and `packshots`: 300 studio packshots with
 exact alpha, mostly white products on white (bench/packshots.py, issue 21), and
-`packshots-overlit`: 80 more with the sweep lit above the product, clipped to white (seed 8,
-the usual pure-white packshot; the backdrop step must not turn its floor shadow into product). Scores are of the
-matte before any profile (profile `default`), mean MAE / IoU@0.5 / boundary F@2px per set, two
+`packshots-overlit`: 80 more with the sweep lit above the product, clipped to 255 (seed 8, the
+usual pure-white packshot; the backdrop step must not turn its floor shadow into product). Scores
+are of the matte before any profile (profile `default`), mean MAE / IoU@0.5 / boundary F@2px per set, two
 rows per model and size: the network's matte (`backdrop off`) and the matte the daemon uses
 (`backdrop auto`: completed by a studio backdrop where the photo has one, engine/backdrop.py).
 """

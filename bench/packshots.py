@@ -313,7 +313,7 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--side", type=int, default=800)
-    ap.add_argument("--overlit", action="store_true", help="the sweep lit above the product, clipped to white")
+    ap.add_argument("--overlit", action="store_true", help="the sweep lit above the product, clipped to 255")
     args = ap.parse_args()
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     (args.out / "masks").mkdir(parents=True, exist_ok=True)

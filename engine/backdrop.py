@@ -566,17 +566,15 @@ def complete_matte(
     border = ring(*small_alpha.shape)
     close, shadow = resemblance(lab, surface, backdrop.noise)
     clipped = clipped_channels(small_rgb, border & background)
-    hidden = clipped_shadow(small_rgb, surface, clipped, backdrop.noise) if clipped.any() else None
-    if hidden is not None:
-        shadow |= hidden
+    # a sweep blown out in some channel: its shadows show the cast or hue that the clipping hid
+    hidden = clipped_shadow(small_rgb, surface, clipped, backdrop.noise) if clipped.any() else np.zeros_like(close)
+    shadow |= hidden
     if (close | shadow)[background].mean() < EXPLAINED_INSIDE:  # a plain wall round a busy scene
         return alpha
     calm = close & border & background  # the free border that looks like the backdrop
     sharp = sharpness(lab)
     grain = backdrop_grain(sharp, calm)
-    tint = tinted(lab, calm, small_alpha, factor)
-    if hidden is not None:
-        tint &= ~hidden  # a blown-out sweep's own cast, seen in its shadow, is not a product's tint
+    tint = tinted(lab, calm, small_alpha, factor) & ~hidden  # a sweep's hidden cast is not a product's tint
     plain = close.copy()  # backdrop-coloured, tint or not: where the product's own outline cannot be seen
     close &= ~tint
     shadow &= ~tint
