@@ -11,7 +11,13 @@ from torch import nn
 
 
 class ConvBnRelu(nn.Module):
-    """3x3 (dilated) convolution, batch norm, ReLU; attribute names as in the reference."""
+    """3x3 (dilated) convolution, batch norm, ReLU; attribute names as in the reference.
+
+    ``fused`` (set by ``fuse_relus``, folded blocks only): the convolution and the ReLU run as
+    one oneDNN primitive, the ReLU applied to the accumulators before they are stored.
+    """
+
+    fused = False
 
     def __init__(self, in_ch: int, out_ch: int, dilation: int = 1) -> None:
         super().__init__()
@@ -20,6 +26,11 @@ class ConvBnRelu(nn.Module):
         self.relu_s1 = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            c = self.conv_s1  # weight, bias, padding, stride, dilation, groups, then the pointwise op
+            return _CONV_RELU(
+                x.to(c.weight.dtype), c.weight, c.bias, c.padding, c.stride, c.dilation, 1, "relu", [], ""
+            )
         return self.relu_s1(self.bn_s1(self.conv_s1(x)))
 
 
@@ -68,7 +79,9 @@ class RSU(nn.Module):
             if hx.shape[2:] != skip.shape[2:]:
                 hx = upsample_like(hx, skip)
             hx = getattr(self, f"rebnconv{level}d")(torch.cat((hx, skip), 1))
-        return hx + hxin
+        if torch.is_grad_enabled():  # training: the ReLU's backward needs its output as it was
+            return hx + hxin
+        return hx.add_(hxin)  # no new map of the stage's full size to allocate and fault in
 
 
 def upsample_like(src: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -90,6 +103,25 @@ def fold_batchnorms(net: nn.Module) -> nn.Module:
             conv.weight.mul_(scale.view(-1, 1, 1, 1))
             conv.bias.copy_((conv.bias - bn.running_mean) * scale + bn.bias)
             block.bn_s1 = nn.Identity()
+    return net
+
+
+FUSED_DILATION = 2  # wider dilations (RSU-4F's, on maps of a few dozen pixels) keep two passes: fused,
+# oneDNN picks another kernel for them, ~1e-7 off in bf16 (U²-Net-P at 768), for nothing measurable
+_CONV_RELU = getattr(torch.ops.mkldnn, "_convolution_pointwise", None)  # torch's CPU builds with oneDNN
+
+
+def fuse_relus(net: nn.Module) -> nn.Module:
+    """``net`` (folded, in place) with each block's convolution and ReLU as one oneDNN pass on
+    the CPU, without a separate pass over every activation map. In bfloat16 the bits are the
+    same (the ReLU commutes with rounding to bf16; tests) and IS-Net's pass is 10-17 % faster
+    (768, one thread: ~305 -> ~259 ms); in float32 it gains 2 % and moves the matte by
+    ~1e-6, so sessions fuse in bf16 only. A no-op where torch has no oneDNN."""
+    if _CONV_RELU is None or not torch.backends.mkldnn.is_available():
+        return net
+    for block in net.modules():
+        if isinstance(block, ConvBnRelu) and isinstance(block.bn_s1, nn.Identity):
+            block.fused = max(block.conv_s1.dilation) <= FUSED_DILATION
     return net
 
 

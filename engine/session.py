@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unet_matting.engine.backdrop import complete_matte
-from unet_matting.engine.blocks import fold_batchnorms
+from unet_matting.engine.blocks import fold_batchnorms, fuse_relus
 from unet_matting.engine.catalogue import Preprocessing, defaults_for, entry_for_file
 from unet_matting.engine.confidence import CHECK_SIZE
 from unet_matting.engine.errors import GpuMemoryError, ModelError
@@ -180,6 +180,8 @@ class Session:
         fp32_net = copy.deepcopy(self.net)  # the format casts the weights
         self.precision, self.dtype = wanted, weights_dtype(wanted)
         self.net = cast_weights(self.net, wanted)
+        if wanted == "bf16":  # the CPU's: convolution and ReLU in one pass, the same bits (fuse_relus)
+            fuse_relus(self.net)
         check = agreement(wanted, reference, self.predict_alpha(image))
         if not check.passed:
             self.precision, self.dtype = "fp32", torch.float32

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,34 @@ def test_onnxruntime_backend_follows_the_catalogue(tmp_path: Path) -> None:
     white, black = (session.predict_alpha(np.full((40, 40, 3), v, np.uint8)) for v in (255, 0))
     # white: sum of (1 - mean) / std over RGB = 6.9 -> sigmoid ~0.999; black: -6.3 -> ~0.002
     assert white.min() > 0.99 and black.max() < 0.01
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="fusing needs torch's oneDNN")
+def test_fused_convolutions_and_relus_give_the_same_bits_in_bf16() -> None:
+    """A folded IS-Net in bfloat16 with each block's convolution and ReLU fused gives the matte
+    bit for bit; only blocks up to the fused dilation are fused (the 4F stages' wide ones keep two passes)."""
+    from unet_matting.engine.blocks import FUSED_DILATION, ConvBnRelu, fuse_relus
+    from unet_matting.engine.precision import cast_weights
+
+    plain = cast_weights(fold_batchnorms(randomised(ISNetDIS(ISNET_TINY), seed=7)), "bf16")
+    fused = fuse_relus(copy.deepcopy(plain))
+    blocks = [m for m in fused.modules() if isinstance(m, ConvBnRelu)]
+    assert all(b.fused == (max(b.conv_s1.dilation) <= FUSED_DILATION) for b in blocks)
+    assert any(b.fused for b in blocks) and not all(b.fused for b in blocks)
+    x = torch.from_numpy(np.random.default_rng(5).uniform(-1, 1, (1, 3, 160, 224)).astype(np.float32))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, got = plain(x), fused(x)
+    assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+
+
+def test_residual_sums_add_in_place_at_inference_only() -> None:
+    """At inference an RSU adds its input into its own output; with gradients on (training) it
+    makes a new map, so the backward pass still has the ReLU's output. Both give the same values."""
+    net = randomised(ISNetDIS(ISNET_TINY), seed=8)
+    x = torch.from_numpy(np.random.default_rng(6).uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32))
+    with torch.inference_mode():
+        in_place = net(x)[0]
+    trained = net(x.clone().requires_grad_())
+    sum(torch.sigmoid(m).mean() for m in trained).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters() if p.requires_grad)
+    assert torch.equal(trained[0].detach(), in_place)
