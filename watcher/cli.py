@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from unet_matting.engine.errors import UnetMattingError
+from unet_matting.engine.memory import keep_large_buffers
 from unet_matting.watcher import __version__
 from unet_matting.watcher.errors import ConfigError
 
@@ -156,6 +157,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_large_buffers()  # before any thread starts (torch's and ours): see engine/memory.py
     try:
         return _run(args)
     except ConfigError as e:
