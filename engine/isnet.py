@@ -75,6 +75,9 @@ class ISNetDIS(nn.Module):
         for i, ch in enumerate(side_in, start=1):
             setattr(self, f"side{i}", nn.Conv2d(ch, out_ch, 3, padding=1))
         self.pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        self.side_outputs = len(side_in)  # how many side outputs forward returns, finest first
+        # (training reads all six; a session reads only the first and sets 1: five side convolutions
+        # and five upsamples to the input's size fewer per pass, the first output's bits unchanged)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         skips: list[torch.Tensor] = []
@@ -90,7 +93,9 @@ class ISNetDIS(nn.Module):
             hx = getattr(self, f"stage{i}d")(torch.cat((upsample_like(hx, skip), skip), 1))
             decoded.append(hx)
         decoded.reverse()  # decoded[0] = stage1d ... decoded[5] = stage6
-        return tuple(upsample_like(getattr(self, f"side{i + 1}")(d), x) for i, d in enumerate(decoded))
+        return tuple(
+            upsample_like(getattr(self, f"side{i + 1}")(d), x) for i, d in enumerate(decoded[: self.side_outputs])
+        )
 
 
 SPECS = {spec.name: spec for spec in (ISNET_DIS, ISNET_TINY)}

@@ -20,6 +20,7 @@ from unet_matting.engine.blocks import fold_batchnorms, fuse_relus
 from unet_matting.engine.catalogue import Preprocessing, defaults_for, entry_for_file
 from unet_matting.engine.confidence import CHECK_SIZE
 from unet_matting.engine.errors import GpuMemoryError, ModelError
+from unet_matting.engine.isnet import ISNetDIS
 from unet_matting.engine.networks import ModelInfo, load_network
 from unet_matting.engine.onnx_runtime import OnnxRuntimeNetwork
 from unet_matting.engine.precision import Check, agreement, autocast, cast_weights, resolve, test_image, weights_dtype
@@ -115,6 +116,8 @@ class Session:
             self.precision = precision or ("fp16" if device.type == "cuda" else "fp32")
             self.dtype = weights_dtype(self.precision)
             self.net = fold_batchnorms(net).to(device=device, dtype=self.dtype, memory_format=torch.channels_last)
+            if isinstance(self.net, ISNetDIS):
+                self.net.side_outputs = 1  # _forward reads the finest side output only
         else:  # onnxruntime runs on the CPU in float32
             self.precision, self.dtype, self.device = "fp32", torch.float32, torch.device("cpu")
             self.net = net

@@ -15,7 +15,7 @@ from torch import nn
 from unet_matting.engine.blocks import fold_batchnorms, is_folded
 from unet_matting.engine.errors import ModelError
 from unet_matting.engine.isnet import ISNET_TINY, ISNetDIS
-from unet_matting.engine.networks import build, import_onnx, load_network
+from unet_matting.engine.networks import ModelInfo, build, import_onnx, load_network
 from unet_matting.engine.session import Session
 from unet_matting.engine.settings import EngineSettings
 
@@ -229,3 +229,18 @@ def test_residual_sums_add_in_place_at_inference_only() -> None:
     sum(torch.sigmoid(m).mean() for m in trained).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters() if p.requires_grad)
     assert torch.equal(trained[0].detach(), in_place)
+
+
+def test_a_session_computes_only_the_side_output_it_reads() -> None:
+    """Training gets all six side outputs; a session's network returns the finest one only,
+    bit for bit the first of the six."""
+    net = randomised(ISNetDIS(ISNET_TINY), seed=9)
+    x = torch.from_numpy(np.random.default_rng(7).uniform(-1, 1, (1, 3, 96, 64)).astype(np.float32))
+    session = Session(net, ModelInfo("isnet-tiny.onnx", "0" * 12, "isnet"), torch.device("cpu"), 96, 1)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        finest = session.net(x)
+        session.net.side_outputs = 6
+        all_six = session.net(x)
+    assert len(finest) == 1 and len(all_six) == 6
+    assert torch.equal(finest[0], all_six[0])
