@@ -14,6 +14,8 @@ Measured on the development VMs, IS-Net at 1024 in bf16: forward-pass median on 
 two threads with the pass on a worker thread ~340 -> ~285 ms, one thread on the main thread
 ~530 -> ~450 ms; on the AVX512-BF16 EPYC, a 30-photo 2 MP ``ecom_product`` backlog through the
 daemon 0.73 -> 0.84 img/s with peak RSS 1376 -> 1341 MB, ``unet-matting process`` 0.59 -> 0.67.
+Mixed sizes (48 photos of eight shapes, 1-12 MP, three waves): peak RSS 1307 -> 1031 MB, not
+growing after the second wave (docs/models.md).
 Elsewhere (another C library, or no ``mallopt``) it does nothing and says so.
 """
 
