@@ -8,15 +8,8 @@ cannot hold blocks of that size at all and map them afresh too. ``keep_large_buf
 once and before the process starts threads, to serve large blocks from one heap and keep freed
 memory for the next pass: the memory a pass needs stays mapped and is reused, and an idle
 process keeps its high-water mark instead of handing it back (the peak itself did not grow in the
-runs below).
-
-Measured on the development VMs, IS-Net at 1024 in bf16: forward-pass median on the AMX Xeon,
-two threads with the pass on a worker thread ~340 -> ~285 ms, one thread on the main thread
-~530 -> ~450 ms; on the AVX512-BF16 EPYC, a 30-photo 2 MP ``ecom_product`` backlog through the
-daemon 0.73 -> 0.84 img/s with peak RSS 1376 -> 1341 MB, ``unet-matting process`` 0.59 -> 0.67.
-Mixed sizes (48 photos of eight shapes, 1-12 MP, three waves): peak RSS 1307 -> 1031 MB, not
-growing after the second wave (docs/models.md).
-Elsewhere (another C library, or no ``mallopt``) it does nothing and says so.
+runs measured; gains and costs on two VMs: docs/models.md, issue 23). Elsewhere (another C
+library, or no ``mallopt``) it does nothing and returns False.
 """
 
 from __future__ import annotations
