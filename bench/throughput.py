@@ -44,11 +44,27 @@ def run_measured(argv: list[str], env: dict | None = None) -> tuple[float, float
 
 
 def proc_stats(pid: int) -> tuple[float, float]:
-    """CPU seconds used so far and peak RSS (MB) of a running process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    hwm = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmHWM"))
-    return cpu, int(hwm.split()[1]) / 1024
+    """CPU seconds used so far and peak RSS (MB) of a running process and its live children
+    (the render processes of ``engine.processes``): the peaks summed, an upper bound of the
+    family's peak at any one time."""
+    cpu = hwm = 0.0
+    for member in (pid, *_children(pid)):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        status = Path(f"/proc/{member}/status").read_text().splitlines()
+        hwm += int(next(line for line in status if line.startswith("VmHWM")).split()[1]) / 1024
+    return cpu, hwm
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+    return found
 
 
 def bench_daemon(
@@ -158,6 +174,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, help="watcher.workers (default: the shipped config's)")
     ap.add_argument("--input-size", type=int, help="engine.input_size (default: the shipped config's)")
     ap.add_argument("--precision", help="engine.precision (default: the shipped config's, auto)")
+    ap.add_argument("--processes", type=int, help="engine.processes (default: the shipped config's, 0)")
     ap.add_argument("--rembg", help="path to a rembg executable (omit to skip rembg)")
     args = ap.parse_args()
     width, height = SIZES[args.size]
@@ -166,7 +183,7 @@ def main() -> None:
         src = product_photos(root / "src", width, height, args.count)
         print(
             f"{args.count} JPEGs at {width}x{height}, model {args.model.name}, profile {args.profile}, "
-            f"precision {args.precision or 'auto'}, "
+            f"precision {args.precision or 'auto'}, processes {args.processes or 0}, "
             f"{os.cpu_count()} CPUs"
         )
         ours = bench_daemon(
@@ -178,6 +195,7 @@ def main() -> None:
             {
                 **({"input_size": args.input_size} if args.input_size else {}),
                 **({"precision": args.precision} if args.precision else {}),
+                **({"processes": args.processes} if args.processes is not None else {}),
             }
             or None,
         )

@@ -35,7 +35,8 @@ from unet_matting.watcher.intake.watching import IncomingWatch
 from unet_matting.watcher.models.active import ModelSwitcher, RetiredModels, load_session
 from unet_matting.watcher.models.keeper import ModelKeeper, log_precision_check, startup_model, switcher_for
 from unet_matting.watcher.notify import Notifier, watchdog_interval_s
-from unet_matting.watcher.processing.matting import LocalMatting, Matting, in_mb
+from unet_matting.watcher.processing.matting import Matting, in_mb
+from unet_matting.watcher.processing.processes import matting_for
 from unet_matting.watcher.processing.runner import JobContext, JobRunner, Worker
 from unet_matting.watcher.processing.stats import Stats
 from unet_matting.watcher.prometheus import Metrics
@@ -172,7 +173,7 @@ class Daemon:
         session = load_session(cfg.engine, model)
         self.models = ModelKeeper(switcher, session)
         self._model_loaded(session)
-        return LocalMatting(session)
+        return matting_for(session, cfg.engine, start=True)
 
     def _start_intake(self, cfg: Config) -> None:
         """Observer, intake thread, workers and batches, started in that order, then the first scan."""
@@ -254,7 +255,8 @@ class Daemon:
             return
         if switched.engine is not None:  # a reload's engine section applies together with its model
             self.config = dataclasses.replace(self.config, engine=switched.engine)
-        self._current = JobContext(LocalMatting(switched.session), self.config)
+        # render processes, if any, load the new model at its first job (off this loop's heartbeat)
+        self._current = JobContext(matting_for(switched.session, self.config.engine), self.config)
         self.metrics.model_loaded(switched.session)
         self.retired.retire(switched.previous)
 

@@ -27,6 +27,11 @@ class Deferred(JobError):
         self.retry_s = retry_s
 
 
+class RenderStopped(JobError):
+    """A render process (``engine.processes``) ended before it finished its job; the job is
+    retried, and counts against ``watcher.max_attempts`` like a crash of the daemon."""
+
+
 class DeadJob(ImageError):
     """The queue workers died on this upload ``queue.max_deliveries`` times: it is quarantined."""
 

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from unet_matting.engine.errors import GpuMemoryError, ImageError, ImageTooLarge, NoProduct
 from unet_matting.engine.profile import Profile
 from unet_matting.watcher.api.app import AccessDep, ContextDep, HttpError, ServiceDep, named_profile, parsed_json
-from unet_matting.watcher.errors import Deferred
+from unet_matting.watcher.errors import Deferred, RenderStopped
 from unet_matting.watcher.processing.pipeline import Rendered
 from unet_matting.watcher.processing.runner import JobContext
 from unet_matting.watcher.processing.validation import summary
@@ -124,7 +124,7 @@ async def _render(ctx: JobContext, profile: Profile, data: bytes) -> Rendered:
         raise HttpError(422, str(e)) from None
     except ImageError as e:
         raise HttpError(415, f"not an image this service can process: {e}") from None
-    except (GpuMemoryError, Deferred) as e:
+    except (GpuMemoryError, Deferred, RenderStopped) as e:
         raise HttpError(503, f"{e}; retry shortly") from None
 
 

@@ -111,6 +111,7 @@ def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
     from unet_matting.engine.catalogue import SHIPPED_MODEL
     from unet_matting.engine.onnx_runtime import OnnxRuntimeNetwork
     from unet_matting.engine.session import open_model, resolve_device
+    from unet_matting.watcher.processing.processes import process_settings
 
     problems, notes = [], []
     device = None
@@ -125,6 +126,12 @@ def engine_findings(cfg: Config) -> tuple[list[str], list[str]]:
         notes.append(f"note: model {info.label} ({info.arch})")
         if device is not None:
             notes.append(precision_note(cfg.engine.settings.precision, device, not isinstance(net, OnnxRuntimeNetwork)))
+        if cfg.engine.processes:
+            threads = process_settings(cfg.engine.settings, cfg.engine.processes).threads
+            notes.append(
+                f"note: {cfg.engine.processes} render processes with a copy of the model each, "
+                f"{threads} thread{'s' if threads > 1 else ''} each (engine.processes)"
+            )
         if path.resolve() == SHIPPED_MODEL.resolve():
             notes.append(
                 "warning: only the small fallback model is installed; cut-outs of real photos "

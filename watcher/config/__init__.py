@@ -60,6 +60,7 @@ class EngineConfig:
     settings: EngineSettings
     models_dir: Path | None
     max_input_pixels: int
+    processes: int = 0  # render processes of the daemon, each with its own model; 0: its worker threads render
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ def _parse_engine(s: Section) -> EngineConfig:
         settings=settings,
         models_dir=s.take("models_dir", Path, None),
         max_input_pixels=s.take("max_input_pixels", int, 64_000_000, at_least(1)),
+        processes=s.take("processes", int, 0, at_least(0)),
     )
     s.done()
     return cfg
@@ -271,6 +273,23 @@ def _queue_name(value: str) -> str | None:
     return None if value and not value.startswith("amq.") else "must be a queue name not starting with amq."
 
 
+def _check_processes(engine: EngineConfig, watcher: WatcherConfig, queue: QueueConfig) -> None:
+    """``engine.processes`` renders in this daemon: each needs a worker to keep it busy, and in
+    queue mode the daemon renders nothing."""
+    if not engine.processes:
+        return
+    if queue.broker_url is not None:
+        raise ConfigError(
+            "engine.processes: with queue.broker_url set the queue workers render, not this daemon; "
+            "set engine.processes to 0 or remove queue.broker_url"
+        )
+    if engine.processes > watcher.workers:
+        raise ConfigError(
+            f"engine.processes: {engine.processes} render processes need at least as many "
+            f"watcher.workers to keep them busy, and there are {watcher.workers}"
+        )
+
+
 def load_config(path: Path | str) -> Config:
     """Read, validate and resolve a config file; raises ``ConfigError`` naming the bad key."""
     path = Path(path).resolve()
@@ -292,6 +311,7 @@ def load_config_data(raw: Any, path: Path, profiles: Mapping[str, Profile] | Non
     profile = top.take("profile", str, "ecom_product")
     by_folder = top.take("profiles_by_folder", dict, {})
     top.done()
+    _check_processes(engine, watcher, queue)
     if profiles is None:
         profiles = parse_profiles(read_yaml(profiles_file), str(profiles_file))
     for key, name in [("profile", profile)] + [(f"profiles_by_folder.{k}", v) for k, v in by_folder.items()]:

@@ -1,7 +1,8 @@
-"""Where mattes are made: with this process's own model (``LocalMatting``) or by queue workers
-(``watcher.remote.RemoteMatting``). The daemon picks one at start-up; everything downstream (the
-job runner, the HTTP side, batches, status and health) uses it through ``Matting`` and never
-asks which it is.
+"""Where mattes are made: with this process's own model (``LocalMatting``), in render processes
+with copies of it (``watcher.processing.processes.ProcessMatting``, ``engine.processes``) or by
+queue workers (``watcher.remote.RemoteMatting``). The daemon picks one at start-up; everything
+downstream (the job runner, the HTTP side, batches, status and health) uses it through
+``Matting`` and never asks which it is.
 """
 
 from __future__ import annotations

@@ -116,6 +116,8 @@ class JobRunner:
             outcome = self._run(job, ctx, profile)
         except OSError as e:  # a full disk, a read-only or unwritable output: the reason is enough
             outcome = Outcome("error", {"error": os_reason(e)})
+        except JobError as e:  # out of GPU memory, a render process that died: the sentence says it
+            outcome = Outcome("error", {"error": str(e)})
         except Exception as e:
             outcome = Outcome("error", {"error": f"{e.__class__.__name__}: {e}"})
             log.exception("job_error", file=str(job.relative))
@@ -161,7 +163,7 @@ class JobRunner:
         # them (RabbitMQ counts their deaths), and a watcher restart says nothing about the file
         previous = self._attempts.begin(key) if ctx.matting.counts_crashes else 0
         if previous >= cfg.watcher.max_attempts:
-            reason = f"the daemon stopped {previous} times while processing this file"
+            reason = f"processing stopped {previous} times on this file (the daemon or its render process died)"
             return self._quarantine(job, ctx, profile, JobError(reason), key)
         try:
             rendered = ctx.render(source.data, profile, job_id(key), str(job.relative))

@@ -1,0 +1,178 @@
+"""Rendering in processes (``engine.processes``): one daemon's CPU stages on every core.
+
+In one process the stages around the network (decoding, post-processing, PNG and JPEG encoding)
+share Python's interpreter lock, so on a GPU box one daemon's threads mostly queue for it while
+the GPU idles (docs/models.md, "On a GPU": 2.6 img/s with 16 threads, 7.9 with 16 processes at
+12 MP). Here each upload's whole render (decode to encoded files) runs in one of N worker
+processes, each with its own copy of the model; the upload's bytes go in and the finished files
+come back through a pipe, a few MB each way, which costs milliseconds next to the render.
+
+- The daemon keeps its own session too: it names the model, answers ``status``, ``/metrics`` and
+  the precision check, and a model switch still loads there first; the processes then load the
+  same file (one more copy of the weights in memory).
+- ``engine.threads`` is each process's; 0 shares the cores out (cores // N, at least 1).
+- A process that dies mid-render (killed, out of memory, a crash in native code) fails the jobs
+  it and its siblings had in hand with ``RenderStopped``, one sentence; their uploads stay in
+  ``incoming`` and are retried, counted against ``watcher.max_attempts`` like a crash of the
+  daemon (a file that kills its process every time ends in quarantine), and the next render
+  starts fresh processes. An HTTP request gets 503 (retry).
+- The processes ignore SIGINT and SIGTERM: the daemon stops them itself, after its last job, so
+  a ``systemctl stop`` (``KillMode=mixed``) or Ctrl-C does not break the renders in hand.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import weakref
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from multiprocessing import get_context
+from typing import TYPE_CHECKING
+
+from unet_matting.engine.errors import JobError, ModelError
+from unet_matting.engine.settings import EngineSettings
+from unet_matting.watcher.errors import RenderStopped
+from unet_matting.watcher.processing.matting import LocalMatting
+from unet_matting.watcher.processing.pipeline import Rendered, render
+
+if TYPE_CHECKING:
+    from unet_matting.engine.profile import Profile
+    from unet_matting.engine.session import Session
+    from unet_matting.watcher.config import EngineConfig
+
+START_TIMEOUT_S = 600.0  # how long the first processes may take to load and warm up their model
+STOPPED = "a render process stopped before it finished (killed, out of memory, or crashed)"
+
+_session: Session | None = None  # the model of this render process (set by _start)
+_everyone = None  # a barrier of all the pool's processes (set by _start): ``start`` meets each once
+
+
+def process_settings(settings: EngineSettings, processes: int) -> EngineSettings:
+    """One render process's engine settings: ``threads`` 0 shares the cores out between them."""
+    if settings.threads > 0:
+        return settings
+    return replace(settings, threads=max(1, (os.cpu_count() or 1) // processes))
+
+
+def _start(settings: EngineSettings, everyone) -> None:
+    """A render process's start: the model loaded and warmed up before its first job."""
+    global _session, _everyone
+    _everyone = everyone
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from unet_matting.engine.memory import keep_large_buffers
+    from unet_matting.engine.session import Session
+
+    keep_large_buffers()
+    _session = Session.load(settings)
+
+
+def _render(data: bytes, profile: Profile, max_pixels: int, png_level: int, file: str) -> Rendered:
+    if _session is None:
+        raise JobError("a render process was asked to render before its model loaded")
+    return render(data, _session, profile, max_pixels, png_level, file)
+
+
+def _ready() -> int:
+    """This process's id, once every process of the pool has loaded its model (one call each:
+    a process waiting here takes no other call)."""
+    _everyone.wait(START_TIMEOUT_S)
+    return os.getpid()
+
+
+def matting_for(session: Session, engine: EngineConfig, start: bool = False) -> LocalMatting:
+    """The daemon's matting with ``session``: in its own threads, or in ``engine.processes``
+    processes (``start``: started and warmed up before this returns; else at the first render)."""
+    if not engine.processes:
+        return LocalMatting(session)
+    matting = ProcessMatting(session, engine.settings, engine.processes)
+    if start:
+        matting.start()
+    return matting
+
+
+class ProcessMatting(LocalMatting):
+    """``LocalMatting`` whose renders run in ``processes`` worker processes with the same model."""
+
+    def __init__(self, session: Session, settings: EngineSettings, processes: int) -> None:
+        if processes < 1:
+            raise ValueError(f"processes must be at least 1, got {processes}")
+        super().__init__(session)
+        self.processes = processes
+        self._settings = process_settings(replace(settings, model=session.path), processes)
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self.pids: tuple[int, ...] = ()  # the processes of the current pool, once started
+        # a model switch drops this matting without a stop(): its processes go with its last job
+        self._held: list[ProcessPoolExecutor] = []
+        weakref.finalize(self, _close, self._held)
+
+    def start(self) -> None:
+        """Start the processes and wait until each has loaded its model (``ModelError`` if one
+        cannot): a daemon that reports ready renders at once."""
+        pool = self._current()
+        futures = [pool.submit(_ready) for _ in range(self.processes)]
+        try:
+            pids = {f.result() for f in futures}
+        except (BrokenProcessPool, threading.BrokenBarrierError):
+            self._discard(pool)
+            raise ModelError(
+                f"the render processes could not load {self._settings.model}; run unet-matting check"
+            ) from None
+        self.pids = tuple(sorted(pids))
+
+    def render(self, data: bytes, profile: Profile, job: str, file: str, max_pixels: int, png_level: int) -> Rendered:
+        pool = self._current()
+        try:
+            future: Future = pool.submit(_render, data, profile, max_pixels, png_level, file)
+            return future.result()
+        except BrokenProcessPool:
+            self._discard(pool)
+            raise RenderStopped(STOPPED) from None
+
+    def status(self) -> dict:
+        status = super().status()
+        del status["batches"]  # the daemon's own session runs no jobs; the processes' batches are theirs
+        status["processes"] = self.processes
+        return status
+
+    def health(self) -> dict:
+        return {**super().health(), "processes": self.processes}
+
+    def stop(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._held.clear()
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _current(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                spawn = get_context("spawn")  # torch's threads do not survive a fork
+                self._pool = ProcessPoolExecutor(
+                    self.processes,
+                    spawn,
+                    initializer=_start,
+                    initargs=(self._settings, spawn.Barrier(self.processes)),
+                )
+                self._held[:] = [self._pool]
+                self.pids = ()
+            return self._pool
+
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        """A broken pool goes (once, whichever job saw it first); the next render starts a new one."""
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+                self._held.clear()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _close(held: list[ProcessPoolExecutor]) -> None:
+    """The processes of a matting no job holds any more: they finish and exit."""
+    for pool in held:
+        pool.shutdown(wait=False)
