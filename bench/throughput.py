@@ -5,8 +5,10 @@
 
 Generates N product-like JPEGs, then
 1. drops them all at once into a running daemon's incoming directory (renamed in, so each is
-   complete at that instant) and measures images/s, p50/p95 drop-to-PNG latency, peak RSS and
-   CPU utilisation of the daemon, and the median per-stage times from its log;
+   complete at that instant) and measures images/s, p50/p95 drop-to-PNG latency, peak RSS (each
+   process's own peak, summed over the daemon and its render processes; and "sampled", the
+   family's summed RSS every 0.1 s, at its highest) and CPU utilisation of the daemon, and the
+   median per-stage times from its log;
 2. runs ``unet-matting process`` over the same folder;
 3. runs ``rembg p`` (folder mode) with the same weights exported to ONNX and loaded through
    rembg's ``u2net_custom`` session from a local path (nothing is downloaded).
@@ -56,6 +58,18 @@ def proc_stats(pid: int) -> tuple[float, float]:
     return cpu, hwm
 
 
+def family_rss(pid: int) -> float:
+    """RSS (MB) of a process and its children now, summed."""
+    total = 0.0
+    for member in (pid, *_children(pid)):
+        try:
+            status = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:  # gone meanwhile
+            continue
+        total += int(next(line for line in status if line.startswith("VmRSS")).split()[1]) / 1024
+    return total
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -97,9 +111,12 @@ def bench_daemon(
         if during is not None:
             during(daemon)
         seen: dict[str, float] = {}
+        sampled, next_sample = 0.0, 0.0
         while len(seen) < len(names):
             for p in output.glob("*.png"):
                 seen.setdefault(p.stem, time.perf_counter())
+            if time.perf_counter() >= next_sample:  # the family's RSS at one instant, every 0.1 s
+                sampled, next_sample = max(sampled, family_rss(daemon.pid)), time.perf_counter() + 0.1
             time.sleep(0.01)
         wall = max(seen.values()) - dropped
         cpu1, peak = proc_stats(daemon.pid)
@@ -119,6 +136,7 @@ def bench_daemon(
         "p50_s": latencies[len(latencies) // 2],
         "p95_s": latencies[int(len(latencies) * 0.95) - 1],
         "peak_rss_mb": peak,
+        "sampled_rss_mb": sampled,
         "cpu_util": (cpu1 - cpu0) / wall / os.cpu_count(),
         "stages_ms": stages,
         "copy_s": dropped - started,
@@ -201,7 +219,8 @@ def main() -> None:
         )
         print(
             f"daemon : {ours['images_per_s']:.2f} img/s ({ours['wall_s']:.1f} s), latency p50 {ours['p50_s']:.1f} s "
-            f"p95 {ours['p95_s']:.1f} s, peak RSS {ours['peak_rss_mb']:.0f} MB, CPU {ours['cpu_util']:.0%}"
+            f"p95 {ours['p95_s']:.1f} s, peak RSS {ours['peak_rss_mb']:.0f} MB (sampled {ours['sampled_rss_mb']:.0f}), "
+            f"CPU {ours['cpu_util']:.0%}"
         )
         print("         stages (median ms): " + ", ".join(f"{k} {v:.0f}" for k, v in ours["stages_ms"].items()))
         wall, rss = run_measured(

@@ -9,7 +9,9 @@ once and before the process starts threads, to serve large blocks from one heap 
 memory for the next pass: the memory a pass needs stays mapped and is reused, and an idle
 process keeps its high-water mark instead of handing it back (the peak itself did not grow in the
 runs measured; gains and costs on two VMs: docs/models.md, issue 23). Elsewhere (another C
-library, or no ``mallopt``) it does nothing and returns False.
+library, or no ``mallopt``) it does nothing and returns False. ``give_back_free_memory`` hands
+what is kept back at once, for a process whose model will not run again (the daemon's own copy
+when render processes run the passes, ``engine.processes``).
 """
 
 from __future__ import annotations
@@ -22,14 +24,29 @@ MMAP_THRESHOLD = 1 << 30  # blocks below 1 GiB come from the heap (IS-Net's larg
 TRIM_THRESHOLD = 2**31 - 1  # freed heap memory is kept (the next pass needs it again)
 
 
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def keep_large_buffers() -> bool:
     """Tune glibc's malloc as above (one arena, large blocks from the heap, nothing trimmed); True
     when glibc took every setting. Call it first thing in the process, before any thread starts:
     a thread keeps the arena it first allocated in."""
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        mallopt = _libc().mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     settings = ((M_ARENA_MAX, 1), (M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return all([mallopt(option, value) == 1 for option, value in settings])
+
+
+def give_back_free_memory() -> bool:
+    """Return the heap's free memory to the system now (glibc's ``malloc_trim``); True when some
+    was returned, False when none was or this is not glibc."""
+    try:
+        trim = _libc().malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = (ctypes.c_size_t,), ctypes.c_int
+    return trim(0) == 1

@@ -101,6 +101,9 @@ class ProcessMatting(LocalMatting):
         if processes < 1:
             raise ValueError(f"processes must be at least 1, got {processes}")
         super().__init__(session)
+        from unet_matting.engine.memory import give_back_free_memory
+
+        give_back_free_memory()  # the daemon's copy runs no pass from here: its warm-up's buffers go back
         self.processes = processes
         self._settings = process_settings(replace(settings, model=session.path), processes)
         self._lock = threading.Lock()
