@@ -1,5 +1,6 @@
-"""The GPU run (issue 15): CUDA parity, throughput at 12 MP and 2 MP, a 3 GB memory cap, and a
-live model swap under load, as one script for a short lease of a GPU machine.
+"""The GPU run (issue 15): CUDA parity, throughput at 12 MP and 2 MP (one daemon in its threads,
+and with render processes: ``engine.processes``, issue 23), a 3 GB memory cap, and a live model
+swap under load, as one script for a short lease of a GPU machine.
 
     # here: IS-Net's 88 MB weights do not fit a device call (64 MiB), so they travel as int8
     .venv/bin/python -m bench.gpu pack var/models/isnet-general-use.onnx .gpu/isnet-q8.npz
@@ -254,22 +255,27 @@ def parity(model: Path, photos: Path, device: str, input_size: int | None, limit
 
 
 def throughput(
-    root: Path, model: Path, size: str, count: int, sweep: list[tuple[int, int]], device: str, input_size: int
+    root: Path,
+    model: Path,
+    size: str,
+    count: int,
+    sweep: list[tuple[int, int, int]],
+    device: str,
+    input_size: int,
 ) -> dict:
-    src = make_photos(root / f"src-{size}", size, count)
+    """One daemon per (workers, batch, processes): ``engine.processes`` 0 renders in its threads,
+    N in N render processes of one thread each (one daemon, every core)."""
+    src = root / f"src-{size}-{count}"
+    src = src if src.is_dir() else make_photos(src, size, count)  # the same photos for every sweep
     results = {}
-    for workers, batch in sweep:
-        work = root / f"run-{size}-{workers}-{batch}"
+    for workers, batch, processes in sweep:
+        work = root / f"run-{size}-{workers}-{batch}-{processes}"
+        engine = {"device": device, "input_size": input_size, "max_batch": batch}
+        if processes:
+            engine.update(processes=processes, threads=1)
         with GpuSampler() as sampler:
-            r = bench_daemon(
-                work,
-                src,
-                model,
-                "ecom_product",
-                workers,
-                {"device": device, "input_size": input_size, "max_batch": batch},
-            )
-        results[f"workers={workers} batch={batch}"] = {
+            r = bench_daemon(work, src, model, "ecom_product", workers, engine)
+        results[f"workers={workers} batch={batch} processes={processes}"] = {
             "images_per_s": round(r["images_per_s"], 2),
             "p50_s": round(r["p50_s"], 2),
             "p95_s": round(r["p95_s"], 2),
@@ -278,6 +284,7 @@ def throughput(
             "outcomes": r["outcomes"],
             "gpu_memory_mb": r["status"].get("gpu_memory_mb"),
             "peak_rss_mb": round(r["peak_rss_mb"]),
+            "sampled_rss_mb": round(r["sampled_rss_mb"]),
             "batches": r["status"].get("batches"),
             **sampler.summary(),
         }
@@ -475,7 +482,9 @@ def run(args: argparse.Namespace) -> None:
         root = Path(tmp)
         isnet = unpack(args.weights, root / "isnet-general-use-q8.pth")
         limit, size, count = (3, 256, 6) if quick else (18, 1024, 100)
-        sweep = [(2, 2)] if quick else [(4, 4), (8, 8), (16, 8)]
+        sweep = [(2, 2, 0)] if quick else [(4, 4, 0), (8, 8, 0), (16, 8, 0)]
+        # one daemon with render processes (engine.processes), twice as many workers to keep them fed
+        spread = [(2, 1, 2)] if quick else [(16, 1, 8), (32, 1, 16)]
         steps = {
             "environment": environment,
             "pytest_gpu": lambda: pytest_gpu(args.out),
@@ -483,6 +492,7 @@ def run(args: argparse.Namespace) -> None:
             "parity_isnet_q8": lambda: parity(isnet, args.photos, device, size, limit),
             "throughput_12mp": lambda: throughput(root, isnet, "12mp", count, sweep, device, size),
             "throughput_2mp": lambda: throughput(root, isnet, "2mp", count, sweep, device, size),
+            "daemon_processes_12mp": lambda: throughput(root, isnet, "12mp", count, spread, device, size),
             "memory_cap_3gb": lambda: memory_cap(root, isnet, device, size, 3 * GiB),
             "live_swap": lambda: live_swap(root, isnet, device, size, 6 if quick else 300),
             "processes_12mp": lambda: processes(
