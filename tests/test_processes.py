@@ -179,6 +179,10 @@ def test_daemon_with_processes_survives_their_deaths_and_stops_them(make_config)
     try:
         status = json.loads((d.path("state") / "status.json").read_text())
         assert status["processes"] == 2
+        from tests.test_cli import run
+
+        shown = run("status", "--config", str(config)).stdout
+        assert ", 2 render processes, profile: default" in shown
         children = render_children(d.proc.pid)
         assert len(children) == 2
         write(d.path("incoming") / "first.jpg", jpeg_bytes())

@@ -55,7 +55,8 @@ def run_status(config_path: Path) -> int:
     print("counts: " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none yet"))
     print(f"last file: {last.get('file') or '-'} ({last.get('outcome') or '-'})")
     precision = f", precision {status['precision']}" if status.get("precision") else ""
-    print(f"model: {status.get('model')}{precision}, profile: {status.get('profile')}")
+    processes = f", {status['processes']} render processes" if status.get("processes") else ""
+    print(f"model: {status.get('model')}{precision}{processes}, profile: {status.get('profile')}")
     if (broker := status.get("queue")) is not None:
         print(broker_line(broker))
     failed = quarantined(cfg.paths.failed)
