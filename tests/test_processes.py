@@ -40,8 +40,9 @@ def busy_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def render_children(parent: int) -> list[int]:
-    """The render processes of ``parent``: its children started by multiprocessing's spawn."""
+def render_children(parent: int, marker: bytes = b"spawn_main") -> list[int]:
+    """The render processes of ``parent``: its children started by multiprocessing's spawn (or
+    whose command line holds another ``marker``)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -51,7 +52,7 @@ def render_children(parent: int) -> list[int]:
             command = (entry / "cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == parent and b"spawn_main" in command:
+        if ppid == parent and marker in command:
             found.append(int(entry.name))
     return found
 
@@ -212,6 +213,17 @@ def test_daemon_with_processes_survives_their_deaths_and_stops_them(make_config)
     finally:
         if d.proc.poll() is None:
             d.kill9()
+
+
+def test_a_daemon_killed_outright_takes_its_processes_with_it(make_config) -> None:
+    """kill -9 of the daemon: no render process (nor multiprocessing's helper) is left holding a
+    model's memory."""
+    d = DaemonProcess(make_config(engine={"processes": 2})).start()
+    renderers = render_children(d.proc.pid)
+    assert len(renderers) == 2
+    children = renderers + render_children(d.proc.pid, b"resource_tracker")
+    d.kill9()
+    wait_for(lambda: not any(alive(pid) for pid in children), 15)
 
 
 def test_a_reload_changes_the_number_of_processes(make_config) -> None:

@@ -17,7 +17,9 @@ come back through a pipe, a few MB each way, which costs milliseconds next to th
   daemon (a file that kills its process every time ends in quarantine), and the next render
   starts fresh processes. An HTTP request gets 503 (retry).
 - The processes ignore SIGINT and SIGTERM: the daemon stops them itself, after its last job, so
-  a ``systemctl stop`` (``KillMode=mixed``) or Ctrl-C does not break the renders in hand.
+  a ``systemctl stop`` (``KillMode=mixed``) or Ctrl-C does not break the renders in hand. A
+  daemon killed outright (kill -9, a crash) takes them with it: each exits within a second of
+  finding itself orphaned.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 import weakref
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     from unet_matting.engine.session import Session
     from unet_matting.watcher.config import EngineConfig
 
+PARENT_POLL_S = 1.0  # how often a render process checks that the daemon is still there
 START_TIMEOUT_S = 600.0  # how long the first processes may take to load and warm up their model
 STOPPED = "a render process stopped before it finished (killed, out of memory, or crashed)"
 
@@ -68,6 +72,15 @@ def _start(settings: EngineSettings, everyone) -> None:
 
     keep_large_buffers()
     _session = Session.load(settings)
+    threading.Thread(target=_end_with, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+
+
+def _end_with(parent: int) -> None:
+    """End this render process once the daemon that started it is gone (kill -9, a crash): its
+    pool can send no more work, and an orphan would hold a model's memory until a reboot."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
 
 
 def _render(data: bytes, profile: Profile, max_pixels: int, png_level: int, file: str) -> Rendered:
