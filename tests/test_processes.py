@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,16 @@ def test_a_process_killed_mid_render_fails_its_job_in_one_sentence_and_the_next_
     assert len(failed) == 1 and isinstance(failed[0], RenderStopped) and str(failed[0]) == STOPPED
     again = pooled.render(jpeg_bytes(), profile, "job", "small.jpg", MAX_PIXELS, 1)  # fresh processes
     assert again.files[".png"].startswith(b"\x89PNG")
+
+
+def test_a_process_that_died_idle_costs_no_job(pooled, profile) -> None:
+    """A render process killed between jobs (the kernel's OOM killer picks the biggest): the next
+    job goes to fresh processes instead of failing."""
+    for pid in pooled.pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not any(alive(pid) for pid in pooled.pids))
+    time.sleep(1.0)  # the pool's own thread sees the deaths and marks it broken
+    assert pooled.render(jpeg_bytes(), profile, "job", "a.jpg", MAX_PIXELS, 1).files[".png"].startswith(b"\x89PNG")
 
 
 def test_stopping_or_dropping_a_matting_ends_its_processes(session_and_settings) -> None:

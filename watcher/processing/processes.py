@@ -144,6 +144,11 @@ class ProcessMatting(LocalMatting):
         pool = self._current()
         try:
             future: Future = pool.submit(_render, data, profile, max_pixels, png_level, file)
+        except BrokenProcessPool:  # a process died before this job reached it (idle, out of memory)
+            self._discard(pool)
+            pool = self._current()  # the job goes to fresh processes, and costs the upload nothing
+            future = pool.submit(_render, data, profile, max_pixels, png_level, file)
+        try:
             return future.result()
         except BrokenProcessPool:
             self._discard(pool)
