@@ -147,6 +147,17 @@ def test_stopping_or_dropping_a_matting_ends_its_processes(session_and_settings)
     wait_for(lambda: not any(alive(pid) for pid in pids), 30)
 
 
+def test_every_process_runs_the_format_the_daemons_load_settled_on(tiny_model: Path) -> None:
+    """engine.precision auto resolves once, in the daemon (its check's fall-back included): the
+    processes get the result, not ``auto`` to resolve again each on its own."""
+    from unet_matting.engine.session import Session
+
+    session = Session.load(EngineSettings(model=tiny_model, device="cpu", threads=1, input_size=64))
+    matting = ProcessMatting(session, EngineSettings(model=None, precision="auto"), 2)
+    assert matting.settings.precision == session.precision != "auto"
+    assert matting.settings.model == session.path
+
+
 def test_threads_0_shares_the_cores_out(tiny_model: Path) -> None:
     cores = os.cpu_count() or 1
     assert process_settings(EngineSettings(model=tiny_model, threads=0), 2).threads == max(1, cores // 2)

@@ -118,7 +118,9 @@ class ProcessMatting(LocalMatting):
 
         give_back_free_memory()  # the daemon's copy runs no pass from here: its warm-up's buffers go back
         self.processes = processes
-        self._settings = process_settings(replace(settings, model=session.path), processes)
+        # the format the daemon's own load settled on (its check's fallback included): every process alike
+        chosen = replace(settings, model=session.path, precision=session.precision)
+        self.settings = process_settings(chosen, processes)
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
         self.pids: tuple[int, ...] = ()  # the processes of the current pool, once started
@@ -136,7 +138,7 @@ class ProcessMatting(LocalMatting):
         except (BrokenProcessPool, threading.BrokenBarrierError):
             self._discard(pool)
             raise ModelError(
-                f"the render processes could not load {self._settings.model}; run unet-matting check"
+                f"the render processes could not load {self.settings.model}; run unet-matting check"
             ) from None
         self.pids = tuple(sorted(pids))
 
@@ -178,7 +180,7 @@ class ProcessMatting(LocalMatting):
                     self.processes,
                     spawn,
                     initializer=_start,
-                    initargs=(self._settings, spawn.Barrier(self.processes)),
+                    initargs=(self.settings, spawn.Barrier(self.processes)),
                 )
                 self._held[:] = [self._pool]
                 self.pids = ()
