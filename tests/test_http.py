@@ -345,6 +345,37 @@ def test_a_batch_file_that_breaks_the_pipeline_is_recorded_not_retried(tmp_path:
     assert done["status"] == "failed" and done["errors"] == {"a.jpg": "RuntimeError: CUDA error: device lost"}
 
 
+def test_a_batch_file_whose_render_process_died_is_that_files_sentence(tmp_path: Path) -> None:
+    """A JobError (a render process that died, out of GPU memory) is the file's error as its own
+    sentence (not an unexpected failure's class name and traceback); the task ends."""
+    from types import SimpleNamespace
+
+    from unet_matting.engine.profile import Profile
+    from unet_matting.watcher.api.batches import BatchTasks
+    from unet_matting.watcher.config.events import EventsConfig
+    from unet_matting.watcher.errors import RenderStopped
+    from unet_matting.watcher.intake.completion import IgnoreRules
+    from unet_matting.watcher.processing.processes import STOPPED
+    from unet_matting.watcher.processing.runner import JobContext
+
+    class Dying:  # a Matting whose render process was killed under this file
+        def render(self, *args):
+            raise RenderStopped(STOPPED)
+
+    config = SimpleNamespace(
+        get_profile=Profile,
+        events=EventsConfig(),
+        engine=SimpleNamespace(max_input_pixels=10**8),
+        output=SimpleNamespace(png_compress_level=1),
+    )
+    tasks = BatchTasks(tmp_path / "state", lambda: JobContext(Dying(), config), IgnoreRules([]))
+    write(tmp_path / "in" / "a.jpg", jpeg_bytes())
+    task = tasks.submit(tmp_path / "in", tmp_path / "out", "default")
+    tasks.run_once()
+    done = tasks.get(task["id"])
+    assert done["status"] == "failed" and done["errors"] == {"a.jpg": STOPPED}
+
+
 def test_the_watcher_without_http_does_not_import_the_http_stack() -> None:
     """FastAPI and uvicorn load only when http.listen is set: a plain watcher starts without them."""
     code = "import sys, unet_matting.watcher.daemon; print(sorted({'fastapi', 'uvicorn'} & set(sys.modules)))"

@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from unet_matting.engine.errors import ImageError
+from unet_matting.engine.errors import ImageError, JobError
 from unet_matting.watcher.durable import atomic_write
 from unet_matting.watcher.errors import Deferred
 from unet_matting.watcher.events import Events
@@ -237,13 +237,13 @@ class BatchTasks(StoppableThread):
                 )
             log.info("batch_file_done", task=task["id"], file=str(rel))
             return True
-        except (ImageError, OSError) as e:
-            outcome = "refused" if isinstance(e, ImageError) else "error"
-            task["errors"][str(rel)] = str(e)
-            log.warning("batch_file_failed", task=task["id"], file=str(rel), error=str(e))
         except Deferred:
             outcome = "deferred"
             raise
+        except (ImageError, OSError, JobError) as e:  # JobError: out of GPU memory, a render process died
+            outcome = "refused" if isinstance(e, ImageError) else "error"
+            task["errors"][str(rel)] = str(e)
+            log.warning("batch_file_failed", task=task["id"], file=str(rel), error=str(e))
         except Exception as e:  # a model or pipeline failure: recorded for this file, never retried forever
             log.exception("batch_file_error", task=task["id"], file=str(rel))
             task["errors"][str(rel)] = f"{e.__class__.__name__}: {e}"
