@@ -50,35 +50,45 @@ def proc_stats(pid: int) -> tuple[float, float]:
     (the render processes of ``engine.processes``): the peaks summed, an upper bound of the
     family's peak at any one time."""
     cpu = hwm = 0.0
-    for member in (pid, *_children(pid)):
-        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+    for member in (pid, *children(pid)):
+        fields = _stat(member)
         cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        status = Path(f"/proc/{member}/status").read_text().splitlines()
-        hwm += int(next(line for line in status if line.startswith("VmHWM")).split()[1]) / 1024
+        hwm += _status_mb(member, "VmHWM")
     return cpu, hwm
 
 
 def family_rss(pid: int) -> float:
     """RSS (MB) of a process and its children now, summed."""
     total = 0.0
-    for member in (pid, *_children(pid)):
+    for member in (pid, *children(pid)):
         try:
-            status = Path(f"/proc/{member}/status").read_text().splitlines()
+            total += _status_mb(member, "VmRSS")
         except OSError:  # gone meanwhile
             continue
-        total += int(next(line for line in status if line.startswith("VmRSS")).split()[1]) / 1024
     return total
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (the daemon's render processes among them)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+            if entry.name.isdigit() and int(_stat(int(entry.name))[1]) == pid:
                 found.append(int(entry.name))
         except (OSError, ValueError, IndexError):  # gone meanwhile
             continue
     return found
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state first, then the parent's pid)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _status_mb(pid: int, field: str) -> float:
+    """A memory figure of /proc/PID/status (``VmRSS``, ``VmHWM``) in MB."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return int(next(line for line in status if line.startswith(field)).split()[1]) / 1024
 
 
 def bench_daemon(

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.throughput import children
 from tests.conftest import DaemonProcess, config_dict, wait_for
 from tests.images import jpeg_bytes, product_rgb, write
 from unet_matting.engine.errors import ImageError
@@ -45,16 +46,12 @@ def render_children(parent: int, marker: bytes = b"spawn_main") -> list[int]:
     """The render processes of ``parent``: its children started by multiprocessing's spawn (or
     whose command line holds another ``marker``)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in children(parent):
         try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:  # gone meanwhile
             continue
-        if ppid == parent and marker in command:
-            found.append(int(entry.name))
     return found
 
 

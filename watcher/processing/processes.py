@@ -35,7 +35,7 @@ from dataclasses import replace
 from multiprocessing import get_context
 from typing import TYPE_CHECKING
 
-from unet_matting.engine.errors import JobError, ModelError
+from unet_matting.engine.errors import ModelError
 from unet_matting.engine.settings import EngineSettings
 from unet_matting.watcher.errors import RenderStopped
 from unet_matting.watcher.processing.matting import LocalMatting
@@ -84,9 +84,7 @@ def _end_with(parent: int) -> None:
 
 
 def _render(data: bytes, profile: Profile, max_pixels: int, png_level: int, file: str) -> Rendered:
-    if _session is None:
-        raise JobError("a render process was asked to render before its model loaded")
-    return render(data, _session, profile, max_pixels, png_level, file)
+    return render(data, _session, profile, max_pixels, png_level, file)  # _start ran, or the pool broke
 
 
 def _ready() -> int:
@@ -122,11 +120,11 @@ class ProcessMatting(LocalMatting):
         chosen = replace(settings, model=session.path, precision=session.precision)
         self.settings = process_settings(chosen, processes)
         self._lock = threading.Lock()
-        self._pool: ProcessPoolExecutor | None = None
         self.pids: tuple[int, ...] = ()  # the processes of the current pool, once started
-        # a model switch drops this matting without a stop(): its processes go with its last job
-        self._held: list[ProcessPoolExecutor] = []
-        weakref.finalize(self, _close, self._held)
+        # the current pool, if any (at most one): a list the finalizer can hold without holding
+        # this matting, which a model switch drops without a stop(): its processes go with its last job
+        self._pool: list[ProcessPoolExecutor] = []
+        weakref.finalize(self, _close, self._pool)
 
     def start(self) -> None:
         """Start the processes and wait until each has loaded its model (``ModelError`` if one
@@ -167,35 +165,33 @@ class ProcessMatting(LocalMatting):
 
     def stop(self) -> None:
         with self._lock:
-            pool, self._pool = self._pool, None
-            self._held.clear()
-        if pool is not None:
+            pools, self._pool[:] = list(self._pool), []
+        for pool in pools:
             pool.shutdown(wait=True)
 
     def _current(self) -> ProcessPoolExecutor:
         with self._lock:
-            if self._pool is None:
+            if not self._pool:
                 spawn = get_context("spawn")  # torch's threads do not survive a fork
-                self._pool = ProcessPoolExecutor(
+                pool = ProcessPoolExecutor(
                     self.processes,
                     spawn,
                     initializer=_start,
                     initargs=(self.settings, spawn.Barrier(self.processes)),
                 )
-                self._held[:] = [self._pool]
+                self._pool.append(pool)
                 self.pids = ()
-            return self._pool
+            return self._pool[0]
 
     def _discard(self, pool: ProcessPoolExecutor) -> None:
         """A broken pool goes (once, whichever job saw it first); the next render starts a new one."""
         with self._lock:
-            if self._pool is pool:
-                self._pool = None
-                self._held.clear()
+            if self._pool and self._pool[0] is pool:
+                self._pool.clear()
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _close(held: list[ProcessPoolExecutor]) -> None:
+def _close(pools: list[ProcessPoolExecutor]) -> None:
     """The processes of a matting no job holds any more: they finish and exit."""
-    for pool in held:
+    for pool in pools:
         pool.shutdown(wait=False)
